@@ -1,0 +1,1 @@
+"""Paddler for Python: an LLM load balancer and serving platform built on llama.cpp."""

@@ -1,0 +1,1 @@
+"""Litestar applications and the `paddler` command line that assemble the library."""
