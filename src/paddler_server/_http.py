@@ -1,0 +1,128 @@
+"""What every Paddler service shares: ``/health``, CORS, the error table, wire responses.
+
+Wire types cross the HTTP edge explicitly through ``paddler.wire.converter`` (never through
+Litestar's own serializer), and every ``PaddlerError`` maps to HTTP in one table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import MediaType, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.exceptions import HTTPException
+
+from paddler.errors import PaddlerError, WireError
+from paddler.wire import converter
+
+__all__ = [
+    "ERROR_STATUS",
+    "cors_config",
+    "error_response",
+    "exception_handlers",
+    "health",
+    "read_wire",
+    "wire_response",
+]
+
+logger = logging.getLogger("paddler_server.http")
+
+#: CORS of every service (spec §2.1).
+CORS_METHODS = ["DELETE", "GET", "POST", "PUT", "OPTIONS"]
+CORS_HEADERS = ["Accept", "Authorization", "Content-Type"]
+
+#: ``PaddlerError`` subclasses to HTTP status, by class name so plugins' subclasses work too.
+ERROR_STATUS: dict[str, int] = {
+    "InvalidRequest": 400,
+    "WireError": 400,
+    "UnknownAgent": 404,
+    "GenerationDisabled": 501,
+    "AgentGone": 502,
+    "BufferFull": 503,
+    "BufferTimeout": 504,
+    "InferenceItemTimeout": 504,
+    "AgentRpcTimeout": 504,
+}
+
+
+def cors_config(origins: Sequence[str]) -> CORSConfig | None:
+    """CORS for an explicit list of origins; ``None`` (no CORS headers) when it is empty."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=CORS_METHODS,  # type: ignore[arg-type]
+        allow_headers=CORS_HEADERS,
+        max_age=3600,
+    )
+
+
+@get("/health", media_type=MediaType.TEXT, sync_to_thread=False, include_in_schema=False)
+def health() -> str:
+    """Liveness: ``200 OK`` as text/plain."""
+    return "OK"
+
+
+def error_response(status: int, description: str, *, field: str | None = None) -> Response[bytes]:
+    """A JSON error body ``{"error": {"code", "description"[, "field"]}}``."""
+    body: dict[str, Any] = {"code": status, "description": description}
+    if field is not None:
+        body["field"] = field
+    return Response(
+        json.dumps({"error": body}).encode(),
+        status_code=status,
+        media_type=MediaType.JSON,
+    )
+
+
+def status_of(exc: PaddlerError) -> int:
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and 400 <= code <= 599:
+        return code
+    for cls in type(exc).__mro__:
+        if cls.__name__ in ERROR_STATUS:
+            return ERROR_STATUS[cls.__name__]
+    return 500
+
+
+def _field_of(exc: BaseException) -> str | None:
+    path = getattr(exc, "path", None)
+    if isinstance(path, str):
+        return path
+    message = str(exc)
+    if message.startswith("$"):
+        return message.split(":", 1)[0]
+    return None
+
+
+def _handle_paddler_error(request: Request[Any, Any, Any], exc: PaddlerError) -> Response[bytes]:
+    status = status_of(exc)
+    if status >= 500:
+        logger.info("request failed path=%s status=%d error=%s", request.url.path, status, exc)
+    prefix = "Invalid request parameters: " if status == 400 else ""
+    return error_response(status, f"{prefix}{exc}", field=_field_of(exc))
+
+
+def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    return error_response(exc.status_code, str(exc.detail))
+
+
+def exception_handlers() -> dict[type[Exception], Any]:
+    """The one table from exceptions to HTTP responses, shared by every app."""
+    return {PaddlerError: _handle_paddler_error, HTTPException: _handle_http_exception}
+
+
+def read_wire(body: bytes, cls: type[Any]) -> Any:
+    """Parse a request body as the wire type ``cls``; a ``WireError`` becomes a 400."""
+    if not body.strip():
+        raise WireError("$: request body is empty; expected a JSON document")
+    return converter.loads(body, cls)
+
+
+def wire_response(obj: Any, cls: Any = None, *, status_code: int = 200) -> Response[bytes]:
+    """A JSON response with the exact wire encoding of ``obj``."""
+    text = converter.dumps(obj, cls) if cls is not None else converter.dumps(obj)
+    return Response(text.encode(), status_code=status_code, media_type=MediaType.JSON)

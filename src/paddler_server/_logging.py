@@ -1,0 +1,60 @@
+"""Quiet, structured log lines: ``time level logger message key=value ...``.
+
+One line per record, easy to grep and to feed to a log shipper. Records may carry extra
+fields through ``extra={"fields": {...}}``; they are appended as ``key=value``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+__all__ = ["KeyValueFormatter", "configure_logging"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Formats a record as ``ts=... level=... logger=... msg=... key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [
+            f"ts={created}.{int(record.msecs):03d}Z",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_quote(record.getMessage())}",
+        ]
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
+        if record.exc_info:
+            parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def configure_logging(level: str) -> None:
+    """Send every record at ``level`` or above to stderr, one key=value line each.
+
+    Our own loggers (``paddler``, ``paddler_server``) follow ``level``; the libraries
+    underneath (uvicorn, litestar, websockets, httpx) only speak up at warning or above unless
+    ``level`` is debug.
+    """
+    numeric = logging.getLevelName(level.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    library_level = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "litestar", "websockets", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(library_level)

@@ -1,0 +1,91 @@
+"""Click parameter types for Paddler's flags: ``host:port`` addresses and millisecond durations.
+
+Addresses keep the string the user typed (the admin panel shows it) next to the parsed host
+and port; DNS names are allowed and resolved by the socket layer when binding or dialing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import click
+
+__all__ = ["ADDRESS", "Address", "MILLISECONDS", "parse_address", "state_database_url"]
+
+
+@attrs.frozen
+class Address:
+    """A ``host:port`` flag value; ``original`` is exactly what was typed."""
+
+    host: str
+    port: int
+    original: str
+
+    def __str__(self) -> str:
+        return self.original
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``host:port`` (``[v6]:port`` for IPv6); raise ``ValueError`` saying what is wrong."""
+    value = text.strip()
+    if "://" in value:
+        raise ValueError(f"{text!r} looks like a URL; give host:port, e.g. 127.0.0.1:8060")
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not host:port, e.g. 127.0.0.1:8060")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r} has no valid port (0-65535)")
+    return Address(host=host, port=int(port_text), original=value)
+
+
+class AddressType(click.ParamType):
+    name = "HOST:PORT"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Address:
+        if isinstance(value, Address):
+            return value
+        try:
+            return parse_address(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class MillisecondsType(click.ParamType):
+    """A non-negative integer number of milliseconds."""
+
+    name = "MILLISECONDS"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            number = value
+        else:
+            text = str(value).strip()
+            if not text.isdigit():
+                self.fail(f"{value!r} is not a whole number of milliseconds (e.g. 10000)", param, ctx)
+            number = int(text)
+        if number < 0:
+            self.fail("must not be negative", param, ctx)
+        return number
+
+
+ADDRESS = AddressType()
+MILLISECONDS = MillisecondsType()
+
+
+def state_database_url(text: str) -> str:
+    """Validate ``--state-database``; relative file paths are rejected with the absolute form."""
+    if text in ("memory", "memory://"):
+        return "memory://"
+    if text.startswith("file://"):
+        path = text[len("file://") :]
+        if not path.startswith("/"):
+            absolute = Path(path).resolve()
+            raise ValueError(
+                f"{text!r} is a relative path; state databases need an absolute one, "
+                f"e.g. file://{absolute}"
+            )
+        return text
+    raise ValueError(f"{text!r} is not memory:// or file:///absolute/path")
