@@ -1,0 +1,389 @@
+"""`LlamaEngine`: the anyio face of the scheduler thread (load, generate, embed, close)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from paddler.engine._errors import (
+    ModelCannotBeLoaded,
+    SlotCannotStart,
+    UnableToFindChatTemplate,
+)
+from paddler.engine._llama import Batch, LlamaContext, LlamaError, LlamaModel
+from paddler.engine._prepare import GenerationParams, PrepareContext
+from paddler.engine._sampling import SamplingOverrides
+from paddler.engine._scheduler import Cancel, Embed, Outbox, Result, Scheduler, Submit
+from paddler.engine._template import ChatTemplate
+from paddler.wire import (
+    EmbeddingResult,
+    GeneratedTokenResult,
+    GenerateEmbeddingBatchParams,
+    InferenceParameters,
+)
+
+logger = logging.getLogger("paddler.engine")
+
+STREAM_BUFFER = 8192
+T = TypeVar("T", GeneratedTokenResult, EmbeddingResult)
+
+
+@attrs.frozen
+class EngineStatistics:
+    """A snapshot of the engine's counters (cumulative since load)."""
+
+    slots_total: int
+    slots_busy: int
+    requests_completed: int
+    tokens_generated: int
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    evictions: int
+    steps: int
+    step_seconds: float
+    decode_seconds: float
+
+    @property
+    def python_share(self) -> float:
+        """Share of step time spent outside `llama_decode` (Python and sampling)."""
+        if self.step_seconds <= 0:
+            return 0.0
+        return 1.0 - self.decode_seconds / self.step_seconds
+
+
+class ResultStream(Generic[T]):
+    """Results of one request; the last one is terminal. Closing it early cancels the request."""
+
+    def __init__(
+        self, engine: LlamaEngine, request_id: int, receive: MemoryObjectReceiveStream[T]
+    ) -> None:
+        self._engine = engine
+        self._request_id = request_id
+        self._receive = receive
+
+    def __aiter__(self) -> ResultStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def cancel(self) -> None:
+        """Ask the engine to stop; the stream then ends with `Done` and the usage so far."""
+        self._engine._cancel(self._request_id)
+        await anyio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self._engine._cancel(self._request_id)
+        self._receive.close()
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> ResultStream[T]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+GenerationStream = ResultStream[GeneratedTokenResult]
+EmbeddingStream = ResultStream[EmbeddingResult]
+
+
+def default_threads() -> int:
+    return max(2, (os.cpu_count() or 2) // 2)
+
+
+class LlamaEngine:
+    """One model, one context with `slots` sequences, one scheduler thread."""
+
+    def __init__(
+        self,
+        *,
+        model: LlamaModel,
+        ctx: LlamaContext,
+        parameters: InferenceParameters,
+        slots: int,
+        template: ChatTemplate | None,
+        metadata: dict[str, str],
+        token: anyio.lowlevel.EventLoopToken,
+    ) -> None:
+        self.parameters = parameters
+        self.metadata = metadata
+        self.model_chat_template: str | None = metadata.get("tokenizer.chat_template")
+        self.slots_total = slots
+        self._model = model
+        self._ctx = ctx
+        self._token = token
+        self._ids = itertools.count(1)
+        self._streams: dict[int, MemoryObjectSendStream[Result]] = {}
+        self._closed = False
+        self._scheduler = Scheduler(
+            model=model,
+            ctx=ctx,
+            prepare_context=PrepareContext(
+                model=model, template=template, parameters=parameters, n_ctx=ctx.n_ctx
+            ),
+            slots=slots,
+            embeddings_enabled=parameters.enable_embeddings,
+            pooling=parameters.pooling_type,
+            deliver=self._deliver_from_thread,
+        )
+        self._thread = threading.Thread(
+            target=self._scheduler.run_blocking, name="paddler-scheduler", daemon=True
+        )
+        self._thread.start()
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    async def load(
+        cls,
+        model_path: str | os.PathLike[str],
+        parameters: InferenceParameters,
+        *,
+        slots: int,
+        chat_template_override: str | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> LlamaEngine:
+        """Load on a worker thread; cancelling the caller's scope aborts the load."""
+        token = anyio.lowlevel.current_token()
+        cancelled = threading.Event()
+        last = [-1.0]
+
+        def progress(value: float) -> bool:
+            if cancelled.is_set():
+                return False
+            if on_progress is not None and (value >= 1.0 or value - last[0] >= 0.01):
+                last[0] = value
+                anyio.from_thread.run_sync(on_progress, value, token=token)
+            return not cancelled.is_set()
+
+        def work() -> LlamaEngine | None:
+            return _load_blocking(
+                Path(model_path),
+                parameters,
+                slots=slots,
+                template_override=chat_template_override,
+                progress=progress,
+                cancelled=cancelled,
+                token=token,
+            )
+
+        finished = False
+
+        async def watch() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                if not finished:
+                    cancelled.set()
+
+        engine: LlamaEngine | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:
+                engine = await anyio.to_thread.run_sync(work)
+            finally:
+                finished = True
+                tg.cancel_scope.cancel()
+        if cancelled.is_set() or engine is None:  # our scope was cancelled during the load
+            if engine is not None:
+                await engine.aclose()
+            await anyio.lowlevel.checkpoint()
+            raise anyio.get_cancelled_exc_class()()
+        return engine
+
+    # -- requests --------------------------------------------------------------------------
+    def generate(
+        self, params: GenerationParams, *, overrides: SamplingOverrides | None = None
+    ) -> GenerationStream:
+        """Start a generation request; iterate the returned stream for its results."""
+        request_id, receive = self._open()
+        self._scheduler.send(Submit(request_id, params, overrides))
+        return ResultStream(self, request_id, receive)  # type: ignore[arg-type]
+
+    def embed(self, params: GenerateEmbeddingBatchParams) -> EmbeddingStream:
+        request_id, receive = self._open()
+        self._scheduler.send(Embed(request_id, params))
+        return ResultStream(self, request_id, receive)  # type: ignore[arg-type]
+
+    def _open(self) -> tuple[int, MemoryObjectReceiveStream[Result]]:
+        if self._closed:
+            raise RuntimeError("The engine is closed; load a new one.")
+        request_id = next(self._ids)
+        send, receive = anyio.create_memory_object_stream[Result](STREAM_BUFFER)
+        self._streams[request_id] = send
+        return request_id, receive
+
+    def _cancel(self, request_id: int) -> None:
+        if request_id in self._streams and not self._closed:
+            self._scheduler.send(Cancel(request_id))
+
+    def _deliver_from_thread(self, outbox: Outbox) -> None:
+        try:
+            anyio.from_thread.run_sync(self._deliver, outbox, token=self._token)
+        except RuntimeError:  # the event loop is gone
+            logger.debug("dropping outputs: event loop closed")
+
+    def _deliver(self, outbox: Outbox) -> None:
+        """Runs on the event loop: hand each request its results, never blocking."""
+        for request_id, results, terminal in outbox:
+            send = self._streams.get(request_id)
+            if send is None:
+                continue
+            try:
+                for result in results:
+                    send.send_nowait(result)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
+                terminal = True  # the consumer is gone or stuck: stop spending the batch on it
+                self._scheduler.send(Cancel(request_id))
+            if terminal:
+                send.close()
+                del self._streams[request_id]
+
+    # -- introspection ---------------------------------------------------------------------
+    @property
+    def slots_busy(self) -> int:
+        return self._scheduler.counters.slots_busy
+
+    def statistics(self) -> EngineStatistics:
+        c = self._scheduler.counters
+        return EngineStatistics(
+            slots_total=self.slots_total,
+            slots_busy=c.slots_busy,
+            requests_completed=c.requests_completed,
+            tokens_generated=c.tokens_generated,
+            prompt_tokens=c.prompt_tokens,
+            cached_prompt_tokens=c.cached_prompt_tokens,
+            evictions=c.evictions,
+            steps=c.steps,
+            step_seconds=c.step_seconds,
+            decode_seconds=c.decode_seconds,
+        )
+
+    def __repr__(self) -> str:
+        return f"<LlamaEngine [slots: {self.slots_busy}/{self.slots_total} busy]>"
+
+    # -- closing ---------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Stop the scheduler and free llama.cpp; open streams end without a terminal."""
+        if self._closed:
+            return
+        self._closed = True
+        self._scheduler.stop()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._thread.join)
+        for send in self._streams.values():
+            send.close()
+        self._streams.clear()
+        self._ctx.free()
+        self._model.free()
+
+    async def __aenter__(self) -> LlamaEngine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _load_blocking(
+    path: Path,
+    parameters: InferenceParameters,
+    *,
+    slots: int,
+    template_override: str | None,
+    progress: Callable[[float], bool],
+    cancelled: threading.Event,
+    token: anyio.lowlevel.EventLoopToken,
+) -> LlamaEngine | None:
+    """The whole load on a worker thread; None when it was cancelled."""
+    if not path.is_file():
+        raise ModelCannotBeLoaded(f"model file does not exist: {path}")
+    try:
+        model = LlamaModel.load(path, n_gpu_layers=parameters.n_gpu_layers, on_progress=progress)
+    except LlamaError as exc:
+        if cancelled.is_set():
+            return None
+        raise ModelCannotBeLoaded(str(exc)) from exc
+    try:
+        metadata = model.metadata()
+        template: ChatTemplate | None = None
+        source = template_override or metadata.get("tokenizer.chat_template")
+        if template_override is not None or not parameters.enable_embeddings:
+            if not source:
+                raise UnableToFindChatTemplate(f"{path} has no chat template and none was given")
+            template = ChatTemplate(
+                source,
+                bos_token=model.token_text(model.bos),
+                eos_token=model.token_text(model.eos),
+            )
+        if cancelled.is_set():
+            model.free()
+            return None
+        try:
+            ctx = LlamaContext(
+                model,
+                n_ctx=parameters.context_size,
+                n_batch=parameters.n_batch,
+                n_seq_max=slots,
+                n_threads=default_threads(),
+                type_k=parameters.k_cache_dtype.value,
+                type_v=parameters.v_cache_dtype.value,
+                embeddings=parameters.enable_embeddings,
+                pooling=parameters.pooling_type.value,
+            )
+        except (LlamaError, ValueError, KeyError) as exc:
+            raise SlotCannotStart(str(exc)) from exc
+        _warm_up(model, ctx, slots)
+        if cancelled.is_set():
+            ctx.free()
+            model.free()
+            return None
+    except BaseException:
+        model.free()
+        raise
+    return LlamaEngine(
+        model=model,
+        ctx=ctx,
+        parameters=parameters,
+        slots=slots,
+        template=template,
+        metadata=metadata,
+        token=token,
+    )
+
+
+def _warm_up(model: LlamaModel, ctx: LlamaContext, slots: int) -> None:
+    """Decode a few BOS tokens per slot so the first request does not pay for graph setup."""
+    batch = Batch(max(4 * slots, 4))
+    try:
+        bos = model.bos if model.bos >= 0 else 0
+        for seq_id in range(slots):
+            if batch.n_tokens + 4 > min(batch.capacity, ctx.n_batch):
+                break
+            batch.add([bos] * 4, 0, seq_id, output_last=True)
+        rc = ctx.decode(batch)
+        if rc != 0:
+            raise SlotCannotStart(f"warm-up decode failed with status {rc}")
+    finally:
+        batch.free()
+        ctx.clear()

@@ -1,0 +1,32 @@
+"""Why a model could not be loaded: one exception per `AgentIssue` the agent reports."""
+
+from __future__ import annotations
+
+
+class ModelLoadError(Exception):
+    """Base of every load failure; the agent maps each subclass to its `AgentIssue`."""
+
+
+class ModelCannotBeLoaded(ModelLoadError):
+    """llama.cpp could not read the GGUF file (missing, corrupt, unsupported)."""
+
+
+class UnableToFindChatTemplate(ModelLoadError):
+    """Generation needs a chat template and neither the model nor an override has one."""
+
+
+class ChatTemplateDoesNotCompile(ModelLoadError):
+    """The chat template is not valid Jinja."""
+
+    def __init__(self, error: str, template: str) -> None:
+        super().__init__(f"chat template does not compile: {error}")
+        self.error = error
+        self.template = template
+
+
+class SlotCannotStart(ModelLoadError):
+    """The llama context (and so every slot) could not be created."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error

@@ -1,0 +1,104 @@
+"""Turn request params into an `ActiveRequest` (template, tokens, grammar, tools, sampler)."""
+
+from __future__ import annotations
+
+import attrs
+
+from paddler.engine._classifier import THINK_CLOSE, THINK_OPEN, Section, StopStringFilter
+from paddler.engine._classifier import TokenClassifier
+from paddler.engine._grammar import make_grammar_sampler
+from paddler.engine._llama import GrammarSampler, LlamaModel
+from paddler.engine._request import ActiveRequest
+from paddler.engine._sampling import RequestSampler, SamplingOverrides, SamplingSettings
+from paddler.engine._template import ChatTemplate, TemplateRenderError, message_to_template
+from paddler.engine._tool_calls import ToolSchemaError, compile_tool_validators, tools_to_template
+from paddler.wire import (
+    ChatTemplateError,
+    ContinueFromConversationHistoryParams,
+    ContinueFromRawPromptParams,
+    GeneratedTokenResult,
+    GrammarIncompatibleWithThinking,
+    InferenceParameters,
+    ToolSchemaInvalid,
+)
+
+GenerationParams = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
+
+
+@attrs.frozen
+class PrepareContext:
+    model: LlamaModel
+    template: ChatTemplate | None
+    parameters: InferenceParameters
+    n_ctx: int
+
+
+def _tokenize_prompt(model: LlamaModel, text: str) -> list[int]:
+    """Tokenize with the model's BOS policy, without doubling a BOS the text already has."""
+    tokens = model.tokenize(text, add_special=True, parse_special=True)
+    if len(tokens) >= 2 and tokens[0] == tokens[1] == model.bos:
+        del tokens[0]
+    return tokens
+
+
+def _starts_in_reasoning(prompt_text: str) -> bool:
+    """Templates of thinking models may open `<think>` themselves at the end of the prompt."""
+    tail = prompt_text.rstrip()
+    return tail.endswith(THINK_OPEN) or (
+        THINK_OPEN in tail[-200:] and THINK_CLOSE not in tail[tail.rfind(THINK_OPEN) :]
+    )
+
+
+def prepare(
+    request_id: int,
+    params: GenerationParams,
+    overrides: SamplingOverrides | None,
+    ctx: PrepareContext,
+) -> ActiveRequest | GeneratedTokenResult:
+    """The request ready for a slot, or the terminal result that ends it at once."""
+    validators = None
+    start = Section.CONTENT
+    if isinstance(params, ContinueFromConversationHistoryParams):
+        if params.grammar is not None and params.enable_thinking:
+            return GrammarIncompatibleWithThinking(
+                "Grammar constraints are incompatible with thinking mode"
+            )
+        try:
+            compiled = compile_tool_validators(params.tools)
+        except ToolSchemaError as exc:
+            return ToolSchemaInvalid(str(exc))
+        if params.parse_tool_calls and params.tools:
+            validators = compiled
+        if ctx.template is None:
+            return ChatTemplateError("No chat template is loaded (embeddings mode)")
+        messages = [message_to_template(m.role, m.content) for m in params.conversation_history]
+        try:
+            text = ctx.template.render(
+                messages,
+                add_generation_prompt=params.add_generation_prompt,
+                enable_thinking=params.enable_thinking,
+                tools=tools_to_template(params.tools),
+            )
+        except TemplateRenderError as exc:
+            return ChatTemplateError(str(exc))
+        if params.enable_thinking and _starts_in_reasoning(text):
+            start = Section.REASONING
+    else:
+        text = params.raw_prompt
+    grammar: GrammarSampler | None = None
+    if params.grammar is not None:
+        made = make_grammar_sampler(ctx.model, params.grammar)
+        if not isinstance(made, GrammarSampler):
+            return made
+        grammar = made
+    settings = SamplingSettings.resolve(ctx.parameters, overrides)
+    prompt = _tokenize_prompt(ctx.model, text)
+    return ActiveRequest(
+        id=request_id,
+        prompt=prompt,
+        max_tokens=params.max_tokens,
+        sampler=RequestSampler(settings, grammar, ctx.n_ctx),
+        classifier=TokenClassifier(section=start),
+        stop_filter=StopStringFilter(overrides.stop if overrides else ()),
+        tool_validators=validators,
+    )

@@ -1,0 +1,157 @@
+"""One generation request while a slot serves it: sampling, classification, usage, ending."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Mapping
+
+import attrs
+import jsonschema.protocols
+
+from paddler.engine._classifier import Piece, Section, StopStringFilter, TokenClassifier
+from paddler.engine._llama import LlamaModel
+from paddler.engine._sampling import RequestSampler
+from paddler.engine._tool_calls import parse_tool_calls
+from paddler.wire import (
+    ContentToken,
+    Done,
+    GeneratedTokenResult,
+    ReasoningToken,
+    TokenUsage,
+    ToolCallToken,
+)
+
+
+@attrs.define(eq=False)
+class ActiveRequest:
+    """Mutated only on the scheduler thread; `outputs` collects this step's results."""
+
+    id: int
+    prompt: list[int]
+    max_tokens: int
+    sampler: RequestSampler
+    classifier: TokenClassifier
+    stop_filter: StopStringFilter
+    tool_validators: Mapping[str, jsonschema.protocols.Validator | None] | None
+    cached_prompt_tokens: int = 0
+    ingested: int = 0
+    pending_token: int = -1
+    finished: bool = False
+    content_tokens: int = 0
+    reasoning_tokens: int = 0
+    tool_call_tokens: int = 0
+    undeterminable_tokens: int = 0
+    outputs: list[GeneratedTokenResult] = attrs.Factory(list)
+    _decoder: codecs.IncrementalDecoder = attrs.Factory(
+        lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
+    _tool_text: list[str] = attrs.Factory(list)
+
+    @property
+    def usage(self) -> TokenUsage:
+        return TokenUsage(
+            prompt_tokens=len(self.prompt),
+            cached_prompt_tokens=self.cached_prompt_tokens,
+            input_image_tokens=0,
+            input_audio_tokens=0,
+            content_tokens=self.content_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            tool_call_tokens=self.tool_call_tokens,
+            undeterminable_tokens=self.undeterminable_tokens,
+        )
+
+    @property
+    def generated_tokens(self) -> int:
+        return (
+            self.content_tokens
+            + self.reasoning_tokens
+            + self.tool_call_tokens
+            + self.undeterminable_tokens
+        )
+
+    def _completion_tokens(self) -> int:
+        """Tokens that count against `max_tokens` (tool-call tokens do not)."""
+        held = self.classifier.held_tokens
+        if self.classifier.section is Section.TOOL_CALL:
+            held = 0
+        return self.content_tokens + self.reasoning_tokens + self.undeterminable_tokens + held
+
+    def budget_exhausted(self) -> bool:
+        return self._completion_tokens() >= self.max_tokens
+
+    def accept_token(self, token: int, model: LlamaModel) -> bool:
+        """Process a sampled token; True when the request is finished (results queued)."""
+        if model.is_eog(token):
+            self.finish()
+            return True
+        text = self._decoder.decode(model.piece(token))
+        step = self.classifier.feed(text)
+        self._count(step.counts)
+        if self._emit(step.pieces):
+            self.finish(flush=False)
+            return True
+        if self.budget_exhausted():
+            self.finish()
+            return True
+        return False
+
+    def _count(self, counts: tuple[tuple[Section, int], ...]) -> None:
+        for section, n in counts:
+            if section is Section.CONTENT:
+                self.content_tokens += n
+            elif section is Section.REASONING:
+                self.reasoning_tokens += n
+            else:
+                self.tool_call_tokens += n
+
+    def _emit(self, pieces: tuple[Piece, ...]) -> bool:
+        """Queue visible pieces; True when a stop string ended the request."""
+        for piece in pieces:
+            if piece.section is Section.CONTENT:
+                text, stopped = self.stop_filter.feed(piece.text)
+                if text:
+                    self.outputs.append(ContentToken(text))
+                if stopped:
+                    return True
+            elif piece.section is Section.REASONING:
+                if piece.text:
+                    self.outputs.append(ReasoningToken(piece.text))
+            else:
+                if piece.text:
+                    self.outputs.append(ToolCallToken(piece.text))
+                    self._tool_text.append(piece.text)
+                if piece.closes_tool_call:
+                    self._flush_tool_call()
+        return False
+
+    def _flush_tool_call(self) -> None:
+        text = "".join(self._tool_text)
+        self._tool_text.clear()
+        if self.tool_validators is not None and text.strip():
+            self.outputs.append(parse_tool_calls(text, self.tool_validators))
+
+    def finish(
+        self, terminal: GeneratedTokenResult | None = None, *, flush: bool = True
+    ) -> None:
+        """Queue the last results and the terminal (`Done` with usage unless given)."""
+        if self.finished:
+            return
+        self.finished = True
+        if flush and terminal is None:
+            tail = self._decoder.decode(b"", final=True)
+            pieces: tuple[Piece, ...] = ()
+            if tail:
+                step = self.classifier.feed(tail, tokens=0)  # bytes of tokens already counted
+                self._count(step.counts)
+                pieces = step.pieces
+            step = self.classifier.flush()
+            self._count(step.counts)
+            if not self._emit(pieces + step.pieces):
+                rest = self.stop_filter.flush()
+                if rest:
+                    self.outputs.append(ContentToken(rest))
+            self._flush_tool_call()
+        else:
+            self._count(self.classifier.flush().counts)
+        self.outputs.append(terminal if terminal is not None else Done(self.usage))
+        self.sampler.free()

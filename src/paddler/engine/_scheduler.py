@@ -1,0 +1,353 @@
+"""Continuous batching on one dedicated thread: build one batch, decode once, sample, emit.
+
+Every generating slot contributes its pending token and ingesting slots fill the rest of
+`n_batch` with prompt chunks, in ascending `seq_id` order (llama.cpp splits unordered batches).
+The outputs of a whole step reach the event loop in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import attrs
+import numpy as np
+
+from paddler.engine._embeddings import run_embeddings
+from paddler.engine._llama import Batch, LlamaContext, LlamaModel
+from paddler.engine._prepare import GenerationParams, PrepareContext, prepare
+from paddler.engine._request import ActiveRequest
+from paddler.engine._sampling import GrammarRejected, SamplingOverrides
+from paddler.engine._slot import Slot, SlotState, pick_slot
+from paddler.wire import (
+    EmbeddingError,
+    EmbeddingRejectedDueToActiveTokenGeneration,
+    EmbeddingResult,
+    EmbeddingsDisabled,
+    GeneratedTokenResult,
+    GenerateEmbeddingBatchParams,
+    GrammarRejectedModelOutput,
+    PoolingType,
+    SamplerError,
+)
+
+logger = logging.getLogger("paddler.engine")
+
+EVICTED = "Request evicted due to KV cache pressure"
+
+Result = GeneratedTokenResult | EmbeddingResult
+# (request id, results, whether the last one ends the stream)
+Outbox = list[tuple[int, list[Result], bool]]
+
+
+@attrs.frozen
+class Submit:
+    request_id: int
+    params: GenerationParams
+    overrides: SamplingOverrides | None
+
+
+@attrs.frozen
+class Embed:
+    request_id: int
+    params: GenerateEmbeddingBatchParams
+
+
+@attrs.frozen
+class Cancel:
+    request_id: int
+
+
+Command = Submit | Embed | Cancel | None  # None only wakes the loop
+
+
+@attrs.define
+class Counters:
+    """Written by the scheduler thread only; read (racily but harmlessly) by statistics()."""
+
+    slots_busy: int = 0
+    requests_completed: int = 0
+    tokens_generated: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    evictions: int = 0
+    steps: int = 0
+    step_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+
+class Scheduler:
+    """Owns the slots and the llama context once started; talks to the loop via `deliver`."""
+
+    def __init__(
+        self,
+        *,
+        model: LlamaModel,
+        ctx: LlamaContext,
+        prepare_context: PrepareContext,
+        slots: int,
+        embeddings_enabled: bool,
+        pooling: PoolingType,
+        deliver: Callable[[Outbox], None],
+    ) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.slots = [Slot(seq_id=i) for i in range(slots)]
+        self.counters = Counters()
+        self._prepare_context = prepare_context
+        self._embeddings_enabled = embeddings_enabled
+        self._pooling = pooling
+        self._deliver = deliver
+        self._batch = Batch(ctx.n_batch)
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._outbox: Outbox = []
+        self._by_id: dict[int, Slot] = {}
+
+    # -- called from any thread ------------------------------------------------------------
+    def send(self, command: Command) -> None:
+        self._commands.put(command)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._commands.put(None)
+
+    # -- the thread ------------------------------------------------------------------------
+    def run_blocking(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._take_commands(block=not any(s.busy for s in self.slots))
+                if self._stop.is_set():
+                    break
+                if any(s.busy for s in self.slots):
+                    try:
+                        self.step()
+                    except Exception as exc:  # never leave a slot counted as busy
+                        logger.exception("scheduler step failed")
+                        for slot in self.slots:
+                            if slot.request is not None:
+                                self._release(slot, SamplerError(str(exc)), drop_cache=True)
+                self._flush()
+        except Exception:
+            logger.exception("scheduler crashed")
+            raise
+        finally:
+            self._batch.free()
+
+    def _flush(self) -> None:
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            self._deliver(outbox)
+
+    def _take_commands(self, *, block: bool) -> None:
+        try:
+            command = self._commands.get(timeout=0.5) if block else self._commands.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(command)
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, command: Command) -> None:
+        try:
+            self._dispatch(command)
+        except Exception as exc:
+            logger.exception("failed to handle %r", command)
+            if isinstance(command, Submit):
+                self._outbox.append((command.request_id, [SamplerError(str(exc))], True))
+            elif isinstance(command, Embed):
+                self._outbox.append((command.request_id, [EmbeddingError(str(exc))], True))
+
+    def _dispatch(self, command: Command) -> None:
+        if isinstance(command, Submit):
+            self._accept(command)
+        elif isinstance(command, Cancel):
+            slot = self._by_id.get(command.request_id)
+            if slot is not None and slot.request is not None:
+                self._release(slot, None)
+        elif isinstance(command, Embed):
+            self._embed(command)
+
+    def _accept(self, command: Submit) -> None:
+        prepared = prepare(command.request_id, command.params, command.overrides, self._prepare_context)
+        if not isinstance(prepared, ActiveRequest):
+            self._outbox.append((command.request_id, [prepared], True))
+            return
+        request = prepared
+        self.counters.prompt_tokens += len(request.prompt)
+        if not request.prompt:
+            request.finish(SamplerError("The prompt is empty"))
+            self._outbox.append((request.id, request.outputs, True))
+            return
+        if request.max_tokens <= 0:
+            request.finish()
+            self._outbox.append((request.id, request.outputs, True))
+            return
+        picked = pick_slot(self.slots, request.prompt)
+        if picked is None:
+            request.finish(SamplerError("There are no available sequence slots"))
+            self._outbox.append((request.id, request.outputs, True))
+            return
+        slot, prefix = picked
+        reuse = min(prefix, len(request.prompt) - 1)  # always decode the last prompt token
+        if reuse < len(slot.cached):
+            self.ctx.seq_remove(slot.seq_id, reuse)
+            del slot.cached[reuse:]
+        request.cached_prompt_tokens = reuse
+        request.ingested = reuse
+        self.counters.cached_prompt_tokens += reuse
+        slot.request = request
+        slot.state = SlotState.INGESTING
+        self._by_id[request.id] = slot
+        self.counters.slots_busy += 1
+
+    def _release(
+        self, slot: Slot, terminal: GeneratedTokenResult | None, *, drop_cache: bool = False
+    ) -> None:
+        """End the slot's request (queueing its last results) and free the slot."""
+        request = slot.request
+        assert request is not None
+        request.finish(terminal)
+        self._outbox.append((request.id, request.outputs, True))
+        request.outputs = []
+        self.counters.tokens_generated += request.generated_tokens
+        self.counters.requests_completed += 1
+        self.counters.slots_busy -= 1
+        del self._by_id[request.id]
+        slot.request = None
+        slot.state = SlotState.IDLE
+        if drop_cache:
+            self.ctx.seq_remove(slot.seq_id, 0)
+            slot.cached.clear()
+
+    def _embed(self, command: Embed) -> None:
+        if not self._embeddings_enabled:
+            self._outbox.append((command.request_id, [EmbeddingsDisabled()], True))
+            return
+        if any(s.busy for s in self.slots):
+            self._outbox.append(
+                (command.request_id, [EmbeddingRejectedDueToActiveTokenGeneration()], True)
+            )
+            return
+        for slot in self.slots:  # the embedding batches reuse every sequence
+            slot.cached.clear()
+
+        def emit(results: list[EmbeddingResult]) -> None:
+            self._outbox.append((command.request_id, list(results), False))
+            self._flush()
+
+        terminal = run_embeddings(
+            command.params,
+            model=self.model,
+            ctx=self.ctx,
+            batch=self._batch,
+            max_sequences=len(self.slots),
+            pooling=self._pooling,
+            emit=emit,
+        )
+        self._outbox.append((command.request_id, [terminal], True))
+
+    # -- one step --------------------------------------------------------------------------
+    def step(self) -> None:
+        started = time.perf_counter()
+        batch = self._batch
+        batch.clear()
+        generating = sum(1 for s in self.slots if s.state is SlotState.GENERATING)
+        budget = batch.capacity - generating
+        entries: list[tuple[Slot, list[int], int]] = []  # slot, tokens added, output index or -1
+        for slot in self.slots:
+            request = slot.request
+            if request is None:
+                continue
+            if slot.state is SlotState.GENERATING:
+                tokens = [request.pending_token]
+                index = batch.add(tokens, len(slot.cached), slot.seq_id, output_last=True)
+                entries.append((slot, tokens, index))
+            elif budget > 0:
+                start = request.ingested
+                tokens = request.prompt[start : start + budget]
+                last = start + len(tokens) == len(request.prompt)
+                index = batch.add(tokens, start, slot.seq_id, output_last=last)
+                entries.append((slot, tokens, index if last else -1))
+                budget -= len(tokens)
+        if not entries:
+            return
+        decode_started = time.perf_counter()
+        rc = self.ctx.decode(batch)
+        decode_seconds = time.perf_counter() - decode_started
+        if rc == 1:
+            victim = max(entries, key=lambda e: len(e[0].cached) + len(e[1]))[0]
+            logger.info("KV cache full: evicting %r", victim)
+            self.counters.evictions += 1
+            self._release(victim, SamplerError(EVICTED), drop_cache=True)
+            return
+        if rc != 0:
+            logger.error("llama_decode failed with status %d", rc)
+            for slot, _, _ in entries:
+                self._release(slot, SamplerError(f"llama_decode failed ({rc})"), drop_cache=True)
+            return
+        self._commit_and_sample(entries, batch.n_outputs)
+        self.counters.steps += 1
+        self.counters.decode_seconds += decode_seconds
+        self.counters.step_seconds += time.perf_counter() - started
+
+    def _commit_and_sample(self, entries: list[tuple[Slot, list[int], int]], n_outputs: int) -> None:
+        logits = self.ctx.logits(n_outputs)
+        sampled: list[tuple[Slot, int, int]] = []  # slot, batch index, output row
+        row = 0
+        for slot, tokens, index in entries:
+            slot.cached.extend(tokens)
+            request = slot.request
+            assert request is not None
+            if slot.state is SlotState.INGESTING:
+                request.ingested += len(tokens)
+            if index >= 0:
+                sampled.append((slot, index, row))
+                row += 1
+        greedy = [(s, r) for s, _, r in sampled if s.request and s.request.sampler.greedy]
+        tokens_by_slot: dict[int, int] = {}
+        if greedy:
+            rows = np.fromiter((r for _, r in greedy), dtype=np.intp, count=len(greedy))
+            picks = np.argmax(logits[rows], axis=1)
+            for (slot, _), token in zip(greedy, picks.tolist(), strict=True):
+                tokens_by_slot[slot.seq_id] = token
+        model = self.model
+        for slot, index, r in sampled:
+            request = slot.request
+            assert request is not None
+            token = tokens_by_slot.get(slot.seq_id)
+            if token is None:
+                try:
+                    token = request.sampler.sample(self.ctx, index, logits[r])
+                except GrammarRejected:
+                    self._release(
+                        slot,
+                        GrammarRejectedModelOutput("The grammar rejected every token the model could produce"),
+                    )
+                    continue
+            if request.accept_token(token, model):
+                self._outbox.append((request.id, request.outputs, True))
+                request.outputs = []
+                self._finish_bookkeeping(slot)
+                continue
+            if request.outputs:
+                self._outbox.append((request.id, request.outputs, False))
+                request.outputs = []
+            request.pending_token = token
+            slot.state = SlotState.GENERATING
+
+    def _finish_bookkeeping(self, slot: Slot) -> None:
+        request = slot.request
+        assert request is not None
+        self.counters.tokens_generated += request.generated_tokens
+        self.counters.requests_completed += 1
+        self.counters.slots_busy -= 1
+        del self._by_id[request.id]
+        slot.request = None
+        slot.state = SlotState.IDLE

@@ -1,0 +1,97 @@
+"""Chat templates: GGUF Jinja rendered in a sandbox, with the helpers HF templates expect."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from paddler.engine._errors import ChatTemplateDoesNotCompile
+
+MEDIA_MARKER = "<__media__>"
+
+
+class TemplateRenderError(Exception):
+    """Rendering failed; the message becomes the request's `ChatTemplateError`."""
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateRenderError(f"Model's chat template raised an exception: '{message}'")
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.datetime.now().strftime(fmt)
+
+
+def _tojson(value: Any, indent: int | None = None, **kwargs: Any) -> str:
+    for rejected in ("ensure_ascii", "sort_keys", "separators"):
+        if kwargs.pop(rejected, None):
+            raise TemplateRenderError(f"tojson does not support {rejected}")
+    if kwargs:
+        raise TemplateRenderError(f"tojson got unexpected arguments: {sorted(kwargs)}")
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+class ChatTemplate:
+    """A compiled chat template plus the model's special token strings."""
+
+    def __init__(self, source: str, *, bos_token: str, eos_token: str) -> None:
+        try:
+            self._template = _environment().from_string(source)
+        except jinja2.TemplateError as exc:
+            raise ChatTemplateDoesNotCompile(str(exc), source) from exc
+        self.source = source
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+
+    def render(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        add_generation_prompt: bool,
+        enable_thinking: bool,
+        tools: Sequence[dict[str, Any]] | None,
+    ) -> str:
+        """Render a conversation; raises `TemplateRenderError` with a message for the client."""
+        try:
+            return self._template.render(
+                messages=list(messages),
+                add_generation_prompt=add_generation_prompt,
+                enable_thinking=enable_thinking,
+                tools=list(tools) if tools else None,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+                nl_token="\n",
+            )
+        except TemplateRenderError:
+            raise
+        except Exception as exc:  # any Jinja or sandbox failure is the template's fault
+            raise TemplateRenderError(f"Failed to render the chat template: {exc}") from exc
+
+
+def message_to_template(role: str, content: str | Sequence[Any]) -> dict[str, Any]:
+    """A conversation message as templates see it; image parts become the media marker."""
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    parts: list[dict[str, str]] = []
+    for part in content:
+        text = getattr(part, "text", None)
+        if isinstance(text, str):
+            parts.append({"type": "text", "text": text})
+        else:
+            parts.append({"type": "text", "text": MEDIA_MARKER})
+    return {"role": role, "content": parts}

@@ -1,0 +1,106 @@
+"""Parse and validate Hermes/Qwen-style tool calls (`<tool_call>{json}</tool_call>`)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jsonschema
+import jsonschema.exceptions
+
+from paddler.wire import (
+    GeneratedTokenResult,
+    InvalidJson,
+    ParsedToolCall,
+    Tool,
+    ToolCallParsed,
+    ToolCallParseFailed,
+    ToolCallValidationFailed,
+    UnrecognizedToolCallFormat,
+    ValidJson,
+    converter,
+)
+
+
+class ToolSchemaError(Exception):
+    """A tool's `parameters` is not a valid JSON Schema."""
+
+
+def tools_to_template(tools: Sequence[Tool] | None) -> list[dict[str, Any]]:
+    """Tools as the chat template sees them (the wire JSON objects)."""
+    return [converter.unstructure(tool) for tool in tools or ()]
+
+
+def compile_tool_validators(
+    tools: Sequence[Tool] | None,
+) -> dict[str, jsonschema.protocols.Validator | None]:
+    """One validator per tool name (None = any JSON object); raises `ToolSchemaError`."""
+    validators: dict[str, jsonschema.protocols.Validator | None] = {}
+    for tool in tools_to_template(tools):
+        function = tool.get("function", {})
+        name = str(function.get("name", ""))
+        schema = function.get("parameters")
+        if schema is None:
+            validators[name] = None
+            continue
+        try:
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+        except jsonschema.exceptions.SchemaError as exc:
+            raise ToolSchemaError(f"Tool '{name}' has an invalid parameters schema: {exc.message}")
+        validators[name] = cls(schema)
+    return validators
+
+
+def _call_id() -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+def parse_tool_calls(
+    text: str, validators: Mapping[str, jsonschema.protocols.Validator | None]
+) -> GeneratedTokenResult:
+    """Turn the raw text of one tool-call section into the result the client sees."""
+    body = text.strip()
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as exc:
+        return ToolCallParseFailed(f"Tool call is not valid JSON: {exc}")
+    items = payload if isinstance(payload, list) else [payload]
+    if not items or not all(
+        isinstance(item, dict) and isinstance(item.get("name"), str) for item in items
+    ):
+        return UnrecognizedToolCallFormat(
+            text=text, ffi_error_message="expected an object with 'name' and 'arguments'"
+        )
+    calls: list[ParsedToolCall] = []
+    errors: list[str] = []
+    for item in items:
+        name: str = item["name"]
+        raw = item.get("arguments", item.get("parameters", {}))
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError:
+                calls.append(ParsedToolCall(id=_call_id(), name=name, arguments=InvalidJson(raw)))
+                if name not in validators:
+                    errors.append(f"Unknown tool '{name}'")
+                continue
+        if name not in validators:
+            errors.append(f"Unknown tool '{name}'")
+            continue
+        validator = validators[name]
+        if validator is None:
+            if not isinstance(raw, dict):
+                errors.append(f"Arguments of tool '{name}' must be a JSON object")
+                continue
+        else:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(raw))
+            if error is not None:
+                errors.append(f"Tool '{name}' arguments are invalid: {error.message}")
+                continue
+        calls.append(ParsedToolCall(id=_call_id(), name=name, arguments=ValidJson(raw)))
+    if errors:
+        return ToolCallValidationFailed(tuple(errors))
+    return ToolCallParsed(tuple(calls))
