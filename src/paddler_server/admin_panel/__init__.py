@@ -1,0 +1,10 @@
+"""The web admin panel: a Litestar app serving a dependency-free browser UI.
+
+The browser talks to the management and inference services directly; this app only
+serves the HTML shell (carrying the configured addresses) and the static assets.
+"""
+
+from paddler_server.admin_panel._app import create_admin_panel_app
+from paddler_server.admin_panel._config import AdminPanelConfig
+
+__all__ = ["AdminPanelConfig", "create_admin_panel_app"]

@@ -1,0 +1,41 @@
+// Read the cluster's generated-token counter out of Prometheus text from /metrics.
+
+const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)/;
+
+/** Parse Prometheus exposition text into [{name, labels, value}]. */
+export function parsePrometheus(text) {
+  const samples = [];
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const match = SAMPLE.exec(line.trim());
+    if (!match) continue;
+    const labels = {};
+    for (const [, key, value] of (match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[key] = value;
+    samples.push({ name: match[1], labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+function isGeneratedCounter(sample) {
+  if (/(generated_tokens|tokens_generated|completion_tokens)(_total)?$/.test(sample.name)) return true;
+  return /tokens(_total)?$/.test(sample.name) && ["generated", "completion"].includes(sample.labels.kind ?? sample.labels.type);
+}
+
+/**
+ * Total generated tokens so far, or null when the balancer exports no such counter.
+ * An unlabelled sample wins; otherwise labelled samples (per agent) are summed.
+ */
+export function generatedTokens(samples, prefix) {
+  const own = samples.filter((s) => s.name.startsWith(prefix) && isGeneratedCounter(s));
+  if (own.length === 0) return null;
+  const names = [...new Set(own.map((s) => s.name))].sort((a, b) => a.length - b.length);
+  const series = own.filter((s) => s.name === names[0]);
+  const plain = series.find((s) => Object.keys(s.labels).length === 0 || Object.keys(s.labels).every((k) => k === "kind" || k === "type"));
+  return plain ? plain.value : series.reduce((sum, s) => sum + s.value, 0);
+}
+
+/** The buffered-requests gauge, or null. */
+export function bufferedRequests(samples, prefix) {
+  const sample = samples.find((s) => s.name === `${prefix}requests_buffered`);
+  return sample ? sample.value : null;
+}

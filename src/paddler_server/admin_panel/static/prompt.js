@@ -1,0 +1,216 @@
+// Prompt page: a chat over the inference WebSocket (spec §2.2), streaming and stoppable.
+
+import { inferenceSocketUrl, reportConnection } from "./api.js";
+import { h, replace } from "./dom.js";
+
+const STREAMING = new Set(["ContentToken", "ReasoningToken", "UndeterminableToken", "ToolCallToken",
+  "ToolCallParsed", "ToolCallParseFailed", "ToolCallValidationFailed", "UnrecognizedToolCallFormat"]);
+
+/** The inference socket, reconnecting after a drop; dispatches frames to listeners. */
+class InferenceSocket {
+  constructor({ onMessage, onState }) {
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.delay = 500;
+    this.connect();
+  }
+
+  connect() {
+    this.onState("connecting");
+    const ws = new WebSocket(inferenceSocketUrl);
+    this.ws = ws;
+    ws.onopen = () => { this.delay = 500; this.onState("live"); };
+    ws.onmessage = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      this.onMessage(message);
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.onState("disconnected");
+      setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 5000);
+    };
+  }
+
+  get open() { return this.ws?.readyState === WebSocket.OPEN; }
+
+  send(message) { this.ws.send(JSON.stringify(message)); }
+}
+
+function usageLine(usage, seconds, generatedBy) {
+  const generated = usage.content_tokens + usage.reasoning_tokens + usage.undeterminable_tokens + usage.tool_call_tokens;
+  const parts = [
+    `${usage.prompt_tokens} prompt tokens${usage.cached_prompt_tokens ? ` (${usage.cached_prompt_tokens} cached)` : ""}`,
+    `${generated} generated${usage.reasoning_tokens ? ` (${usage.reasoning_tokens} reasoning)` : ""}`,
+    seconds > 0 && generated > 1 ? `${(generated / seconds).toFixed(1)} tokens/s` : null,
+    generatedBy ? `by ${generatedBy}` : null,
+  ];
+  return parts.filter(Boolean).join(" · ");
+}
+
+export function mountPrompt(view) {
+  const notice = h("div", { class: "notice", hidden: true, role: "status", dataset: { role: "generation-disabled" } },
+    h("strong", {}, "Token generation is disabled."),
+    " The cluster is in embeddings mode; switch off ",
+    h("code", {}, "enable_embeddings"), " on the ", h("a", { href: "/model" }, "Model page"), " to chat.");
+  const socketState = h("span", { class: "stream-state", dataset: { role: "socket-state" } });
+  const log = h("div", { class: "chat-log", id: "chat-log", "aria-live": "polite" },
+    h("p", { class: "empty" }, "Ask something. Answers stream from the cluster token by token."));
+  const input = h("textarea", { id: "prompt-input", rows: 3, placeholder: "Message (Enter to send, Shift+Enter for a new line)", "aria-label": "Message" });
+  const system = h("textarea", { id: "system-prompt", rows: 2, placeholder: "Optional system prompt", "aria-label": "System prompt" });
+  const thinking = h("input", { type: "checkbox", id: "enable-thinking" });
+  const maxTokens = h("input", { type: "number", id: "max-tokens", value: "256", min: "1", class: "narrow", "aria-label": "Max tokens" });
+  const send = h("button", { type: "submit", class: "primary", id: "send" }, "Send");
+  const stop = h("button", { type: "button", class: "danger", id: "stop", disabled: true }, "Stop");
+  const clear = h("button", { type: "button", class: "secondary" }, "New conversation");
+
+  const composer = h("form", { class: "composer" },
+    input,
+    h("div", { class: "composer-bar" },
+      h("label", { class: "check", title: "Let models that can reason think before answering; the reasoning is shown apart." }, thinking, " Thinking"),
+      h("label", {}, "Max tokens ", maxTokens),
+      h("span", { class: "spacer" }),
+      clear, stop, send));
+
+  replace(view,
+    h("h1", {}, "Prompt ", socketState),
+    h("p", { class: "muted" }, "Chat with the cluster through ", h("code", {}, inferenceSocketUrl), "."),
+    notice,
+    h("details", { class: "card system" }, h("summary", {}, "System prompt"), system),
+    log, composer);
+
+  let history = [];
+  let active = null; // {id, element parts, started, firstToken}
+  let generationDisabled = false;
+
+  let socket = null;
+  const refreshButtons = () => {
+    send.disabled = Boolean(active) || generationDisabled || !socket?.open;
+    stop.disabled = !active;
+  };
+
+  socket = new InferenceSocket({
+    onState: (state) => {
+      reportConnection("inference-socket", state);
+      socketState.dataset.state = state;
+      socketState.textContent = { live: "", connecting: "connecting…", disconnected: "disconnected — retrying" }[state];
+      if (state === "disconnected" && active) finish(active, { error: "The connection to the inference service dropped." });
+      refreshButtons();
+    },
+    onMessage: handle,
+  });
+
+  function handle(message) {
+    if (message.Notification !== undefined) {
+      if (message.Notification === "TokenGenerationDisabled") generationDisabled = true;
+      if (message.Notification === "TokenGenerationEnabled") generationDisabled = false;
+      notice.hidden = !generationDisabled;
+      refreshButtons();
+      return;
+    }
+    if (message.Error) {
+      const { request_id: id, error } = message.Error;
+      if (active && active.id === id) finish(active, { error: `Error ${error.code}: ${error.description}` });
+      return;
+    }
+    const response = message.Response;
+    if (!response || !active || response.request_id !== active.id) return;
+    active.generatedBy = response.generated_by;
+    const token = response.response.GeneratedToken;
+    if (token === undefined) return;
+    const [kind, payload] = typeof token === "string" ? [token, null] : Object.entries(token)[0];
+    active.firstToken ??= performance.now();
+    if (kind === "ContentToken" || kind === "UndeterminableToken") {
+      active.content += payload;
+      active.answer.textContent = active.content;
+    } else if (kind === "ReasoningToken") {
+      active.reasoningText += payload;
+      active.reasoning.hidden = false;
+      active.reasoning.querySelector("pre").textContent = active.reasoningText;
+    } else if (kind === "ToolCallToken") {
+      active.answer.textContent = (active.content += payload);
+    } else if (STREAMING.has(kind)) {
+      // Tool-call parsing results: not requested by this page; ignore.
+    } else if (kind === "Done") {
+      finish(active, { usage: payload.usage });
+    } else {
+      if (kind === "TokenGenerationDisabled") { generationDisabled = true; notice.hidden = false; }
+      finish(active, { error: `${kind}: ${typeof payload === "string" ? payload : JSON.stringify(payload)}` });
+    }
+  }
+
+  function finish(request, { usage, error }) {
+    if (active !== request) return;
+    active = null;
+    const seconds = request.firstToken ? (performance.now() - request.firstToken) / 1000 : 0;
+    request.element.classList.remove("streaming");
+    request.element.dataset.state = error ? "error" : request.stopped ? "stopped" : "done";
+    if (usage) {
+      request.meta.textContent = (request.stopped ? "Stopped · " : "") + usageLine(usage, seconds, request.generatedBy);
+    }
+    if (error) request.element.append(h("p", { class: "error", role: "alert" }, error));
+    if (request.content) history.push({ role: "assistant", content: request.content });
+    else history.pop(); // keep user/assistant alternation: forget the unanswered question
+    refreshButtons();
+    input.focus();
+  }
+
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    const max = Number(maxTokens.value);
+    if (!text || active || !socket.open) return;
+    if (!Number.isInteger(max) || max < 1) { maxTokens.setCustomValidity("A whole number ≥ 1"); maxTokens.reportValidity(); return; }
+    maxTokens.setCustomValidity("");
+    log.querySelector(".empty")?.remove();
+    history.push({ role: "user", content: text });
+    log.append(h("div", { class: "message user" }, h("p", {}, text)));
+    const answer = h("div", { class: "answer" });
+    const reasoning = h("details", { class: "reasoning", open: true, hidden: true }, h("summary", {}, "Reasoning"), h("pre", {}));
+    const meta = h("p", { class: "meta muted" }, "generating…");
+    const element = h("div", { class: "message assistant streaming", dataset: { state: "streaming" } }, reasoning, answer, meta);
+    log.append(element);
+    const id = crypto.randomUUID();
+    active = { id, element, answer, reasoning, meta, content: "", reasoningText: "", stopped: false, firstToken: null, generatedBy: null };
+    const conversation = system.value.trim() ? [{ role: "system", content: system.value.trim() }, ...history] : history;
+    socket.send({
+      Request: {
+        id,
+        request: {
+          ContinueFromConversationHistory: {
+            add_generation_prompt: true,
+            conversation_history: conversation,
+            enable_thinking: thinking.checked,
+            max_tokens: max,
+          },
+        },
+      },
+    });
+    input.value = "";
+    refreshButtons();
+    element.scrollIntoView({ block: "end" });
+  });
+
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+
+  stop.addEventListener("click", () => {
+    if (!active || !socket.open) return;
+    active.stopped = true;
+    active.meta.textContent = "Stopping…";
+    socket.send({ Notification: { StopRespondingTo: active.id } });
+  });
+
+  clear.addEventListener("click", () => {
+    if (active) return;
+    history = [];
+    replace(log, h("p", { class: "empty" }, "New conversation."));
+  });
+
+  refreshButtons();
+}
