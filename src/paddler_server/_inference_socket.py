@@ -1,0 +1,248 @@
+"""One client's multiplexed inference WebSocket (spec §2.2), as a session object.
+
+Each request runs in its own task under the session's task group; one writer task owns the
+socket's send side. Request ids belong to this connection: the balancer keys requests by its
+own ids, so two clients may use the same id. Bad frames get an ``Error`` envelope and the
+socket stays open; closing the socket cancels every request it started.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import attrs
+from litestar import WebSocket
+
+from paddler.balancer import Balancer
+from paddler.errors import GenerationDisabled, InvalidRequest, PaddlerError, WireError
+from paddler.wire import (
+    ErrorBody,
+    ErrorEnvelope,
+    InferenceClientMessage,
+    InferenceServerMessage,
+    converter,
+)
+from paddler.wire import _inference_socket as socket_wire
+
+__all__ = ["InferenceSocketSession", "check_tools"]
+
+logger = logging.getLogger("paddler_server.inference_socket")
+
+GOING_AWAY = 1001
+SHUTDOWN_REASON = "Server shutting down"
+DISABLED_MESSAGE = "Token generation is disabled while the cluster is configured for embeddings"
+MODE_POLL_SECONDS = 0.25
+_CLOSE = object()
+
+
+def check_tools(tools: Sequence[Any] | None) -> None:
+    """Every name in a tool's ``required`` must exist in its ``properties`` (spec §2.2)."""
+    for index, tool in enumerate(tools or ()):
+        function = getattr(tool, "function", None)
+        schema = getattr(function, "parameters", None)
+        if schema is None:
+            continue
+        required = getattr(schema, "required", None) or ()
+        properties = getattr(schema, "properties", None) or {}
+        missing = [name for name in required if name not in properties]
+        if missing:
+            name = getattr(function, "name", "?")
+            raise InvalidRequest(
+                f"tool {name!r}: required names {missing} are missing from properties",
+                field=f"$.tools[{index}].function.parameters.required",
+            )
+
+
+@attrs.define
+class _InFlight:
+    scope: anyio.CancelScope
+    stream: Any = None
+    stop_requested: bool = False
+
+
+class InferenceSocketSession:
+    """Reads requests and notifications from one socket and streams the answers back."""
+
+    def __init__(
+        self, socket: WebSocket[Any, Any, Any], balancer: Balancer, *, shutdown: anyio.Event | None
+    ) -> None:
+        self._socket = socket
+        self._balancer = balancer
+        self._shutdown = shutdown
+        self._headers = {key.lower(): value for key, value in socket.headers.items()}
+        self._requests: dict[str, _InFlight] = {}
+        self._outgoing_send, self._outgoing_receive = anyio.create_memory_object_stream[Any](1024)
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._write_loop, tg.cancel_scope)
+            tg.start_soon(self._watch_generation_mode)
+            if self._shutdown is not None:
+                tg.start_soon(self._watch_shutdown, self._shutdown)
+            await self._read_loop(tg)
+            tg.cancel_scope.cancel()
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def _read_loop(self, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            message = await self._socket.receive()
+            kind = message.get("type")
+            if kind == "websocket.disconnect":
+                return
+            if kind != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                continue  # binary frames are ignored (spec §2.2)
+            await self._handle_text(text, tg)
+
+    async def _handle_text(self, text: str, tg: anyio.abc.TaskGroup) -> None:
+        try:
+            message = converter.loads(text, InferenceServerMessage)
+        except (WireError, ValueError) as exc:
+            request_id = _guess_request_id(text)
+            logger.info("malformed inference socket message error=%s", exc)
+            await self._send(_error(request_id, 400, f"Invalid message: {exc}"))
+            return
+        if isinstance(message, socket_wire.InferenceRequestEnvelope):
+            await self._start_request(message.id, message.request, tg)
+        elif isinstance(message, socket_wire.StopRespondingToNotification):
+            await self._stop(message.request_id)
+        else:
+            logger.info("client reported an error message=%s", text[:500])
+
+    async def _start_request(self, request_id: str, request: Any, tg: anyio.abc.TaskGroup) -> None:
+        if request_id in self._requests:
+            description = f'Request id "{request_id}" is already in flight on this connection'
+            await self._send(_error(request_id, 400, description))
+            return
+        params = getattr(request, "params", request)
+        try:
+            check_tools(getattr(params, "tools", None))
+        except InvalidRequest as exc:
+            await self._send(_error(request_id, 400, f"Invalid request parameters: {exc}"))
+            return
+        in_flight = _InFlight(scope=anyio.CancelScope())
+        self._requests[request_id] = in_flight
+        tg.start_soon(self._serve_request, request_id, params, in_flight)
+
+    async def _stop(self, request_id: str) -> None:
+        in_flight = self._requests.get(request_id)
+        if in_flight is None:
+            return
+        in_flight.stop_requested = True
+        if in_flight.stream is not None:
+            await _cancel_stream(in_flight.stream)
+
+    # -- serving ------------------------------------------------------------------------
+
+    async def _serve_request(self, request_id: str, params: Any, in_flight: _InFlight) -> None:
+        try:
+            with in_flight.scope:
+                await self._stream_request(request_id, params, in_flight)
+        finally:
+            if self._requests.get(request_id) is in_flight:
+                del self._requests[request_id]
+
+    async def _stream_request(self, request_id: str, params: Any, in_flight: _InFlight) -> None:
+        if _generation_disabled(self._balancer):
+            await self._send(socket_wire.token_generation_disabled(request_id, DISABLED_MESSAGE))
+            return
+        try:
+            async with self._balancer.generate(
+                params, client_request_id=request_id, headers=self._headers
+            ) as stream:
+                in_flight.stream = stream
+                if in_flight.stop_requested:
+                    await _cancel_stream(stream)
+                async for item in stream:
+                    await self._send(item)
+        except GenerationDisabled:
+            await self._send(socket_wire.token_generation_disabled(request_id, DISABLED_MESSAGE))
+        except PaddlerError as exc:
+            await self._send(_error(request_id, exc.code, str(exc)))
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def _send(self, item: Any) -> None:
+        await self._outgoing_send.send(item)
+
+    async def _write_loop(self, scope: anyio.CancelScope) -> None:
+        async with self._outgoing_receive:
+            async for item in self._outgoing_receive:
+                if item is _CLOSE:
+                    await self._close_going_away()
+                    scope.cancel()
+                    return
+                text = item if isinstance(item, str) else converter.dumps(item, InferenceClientMessage)
+                try:
+                    await self._socket.send_text(text)
+                except Exception:  # the client is gone; the read loop will notice
+                    logger.debug("inference socket send failed", exc_info=True)
+                    scope.cancel()
+                    return
+
+    async def _close_going_away(self) -> None:
+        try:
+            await self._socket.close(code=GOING_AWAY, reason=SHUTDOWN_REASON)
+        except Exception:
+            logger.debug("inference socket close failed", exc_info=True)
+
+    async def _watch_shutdown(self, shutdown: anyio.Event) -> None:
+        await shutdown.wait()
+        for request_id, in_flight in list(self._requests.items()):
+            in_flight.scope.cancel()
+            await self._send(_error(request_id, 503, "Balancer is shutting down"))
+        await self._send(_CLOSE)
+
+    async def _watch_generation_mode(self) -> None:
+        """Send TokenGenerationDisabled at connect if in embeddings mode, then on each flip."""
+        disabled = _generation_disabled(self._balancer)
+        if disabled:
+            await self._send(socket_wire.generation_mode_notification(disabled=True))
+        while True:
+            await _wait_state_change(self._balancer)
+            now = _generation_disabled(self._balancer)
+            if now != disabled:
+                disabled = now
+                await self._send(socket_wire.generation_mode_notification(disabled=now))
+
+
+def _generation_disabled(balancer: Balancer) -> bool:
+    state = balancer.applicable_state
+    return state is not None and bool(state.inference_parameters.enable_embeddings)
+
+
+async def _wait_state_change(balancer: Balancer) -> None:
+    waiter = getattr(balancer, "wait_applicable_state_changed", None)
+    if waiter is not None:
+        await waiter()
+    else:
+        await anyio.sleep(MODE_POLL_SECONDS)
+
+
+async def _cancel_stream(stream: Any) -> None:
+    result = stream.cancel()
+    if inspect.isawaitable(result):
+        await result
+
+
+def _error(request_id: str, code: int, description: str) -> ErrorEnvelope:
+    return ErrorEnvelope(request_id=request_id, error=ErrorBody(code=code, description=description))
+
+
+def _guess_request_id(text: str) -> str:
+    """The ``id`` of a request we could not parse, when the JSON itself is readable."""
+    try:
+        document = json.loads(text)
+        request = document.get("Request", {})
+        value = request.get("id") if isinstance(request, dict) else None
+        return value if isinstance(value, str) else ""
+    except (ValueError, AttributeError):
+        return ""

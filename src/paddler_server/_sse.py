@@ -1,0 +1,66 @@
+"""Server-sent event streams of snapshots: one at connect, one per change, keep-alive comments."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+
+from paddler.wire import converter
+from paddler_server._streaming import Emit, ProducerStream
+
+__all__ = ["KEEP_ALIVE_SECONDS", "snapshot_stream"]
+
+KEEP_ALIVE_SECONDS = 10.0
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _event(snapshot: Any) -> bytes:
+    return f"data: {converter.dumps(snapshot)}\n\n".encode()
+
+
+def snapshot_stream(
+    current: Callable[[], Any],
+    subscribe: Callable[[], AsyncIterator[Any]],
+    *,
+    shutdown: anyio.Event | None,
+    keep_alive: float = KEEP_ALIVE_SECONDS,
+) -> ProducerStream:
+    """An SSE response: ``current()`` now, then every new snapshot from ``subscribe()``.
+
+    Unchanged snapshots are not repeated; a ``: keep-alive`` comment goes out after
+    ``keep_alive`` seconds of silence. The stream ends when the server shuts down.
+    """
+
+    async def produce(emit: Emit) -> None:
+        last = _event(current())
+        await emit(last)
+        send, receive = anyio.create_memory_object_stream[Any](16)
+        async with anyio.create_task_group() as tg:
+
+            async def pump() -> None:
+                async with send:
+                    async for snapshot in subscribe():
+                        await send.send(snapshot)
+
+            tg.start_soon(pump)
+            async with receive:
+                while True:
+                    with anyio.move_on_after(keep_alive) as timer:
+                        try:
+                            snapshot = await receive.receive()
+                        except anyio.EndOfStream:
+                            break
+                    if timer.cancelled_caught:
+                        await emit(b": keep-alive\n\n")
+                        continue
+                    event = _event(snapshot)
+                    if event != last:
+                        last = event
+                        await emit(event)
+            tg.cancel_scope.cancel()
+
+    return ProducerStream(
+        produce, media_type="text/event-stream", headers=SSE_HEADERS, shutdown=shutdown
+    )

@@ -1,0 +1,278 @@
+"""The ``paddler`` command line: ``balancer``, ``agent`` and ``demo`` (plus plugin commands).
+
+Flags, defaults and units follow Paddler 4 (durations are integer milliseconds, addresses are
+``host:port`` with DNS names allowed). The commands only parse and validate; the async
+runners live in ``_run`` and ``_demo``.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+from paddler_server._logging import LOG_LEVELS, configure_logging
+from paddler_server._options import ADDRESS, MILLISECONDS, Address, state_database_url
+
+__all__ = ["cli", "main"]
+
+
+def _version() -> str:
+    try:
+        return version("paddler-py")
+    except PackageNotFoundError:  # running from a source tree
+        return "0.0.0+local"
+
+
+def log_level_option(default: str) -> click.decorators.FC:  # type: ignore[name-defined]
+    return click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default=default,
+        show_default=True,
+        envvar="PADDLER_LOG_LEVEL",
+        help="Least severe log records to print (stderr, one key=value line each). "
+        "Also read from PADDLER_LOG_LEVEL.",
+    )
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    no_args_is_help=True,
+)
+@click.version_option(_version(), prog_name="paddler")
+def cli() -> None:
+    """Paddler: an LLM load balancer and serving platform built on llama.cpp.
+
+    Run one `paddler balancer`, then any number of `paddler agent`s pointing at its
+    management address. `paddler demo` starts a whole cluster on this machine.
+    """
+
+
+@cli.command()
+@click.option(
+    "--inference-addr",
+    type=ADDRESS,
+    default="127.0.0.1:8061",
+    show_default=True,
+    help="Where the inference API listens (NDJSON endpoints and the inference WebSocket).",
+)
+@click.option(
+    "--management-addr",
+    type=ADDRESS,
+    default="127.0.0.1:8060",
+    show_default=True,
+    help="Where the management API listens; agents connect here.",
+)
+@click.option(
+    "--compat-openai-addr",
+    type=ADDRESS,
+    default=None,
+    help="Where the OpenAI-compatible API listens (/v1/...). Off unless given.",
+)
+@click.option(
+    "--web-admin-panel-addr",
+    type=ADDRESS,
+    default=None,
+    help="Where the web admin panel listens. Off unless given; its origin "
+    "(http://ADDR) is added to the inference and management CORS origins.",
+)
+@click.option(
+    "--buffered-request-timeout",
+    type=MILLISECONDS,
+    default=10000,
+    show_default=True,
+    help="Longest wait in the buffer for a free slot, in milliseconds; then error 504.",
+)
+@click.option(
+    "--inference-item-timeout",
+    type=MILLISECONDS,
+    default=30000,
+    show_default=True,
+    help="Longest wait for the next token or embedding from an agent (prompt processing "
+    "included), in milliseconds; then error 504.",
+)
+@click.option(
+    "--max-buffered-requests",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="How many requests may wait for a slot; one more gets error 503. 0 disables buffering.",
+)
+@click.option(
+    "--inference-cors-allowed-host",
+    "inference_cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Browser origin allowed to call the inference (and OpenAI) API, e.g. "
+    "http://localhost:3000. Repeatable.",
+)
+@click.option(
+    "--management-cors-allowed-host",
+    "management_cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Browser origin allowed to call the management API. Repeatable.",
+)
+@click.option(
+    "--state-database",
+    default="memory://",
+    show_default=True,
+    metavar="URL",
+    help="Where the desired state is kept: memory:// (lost on restart) or "
+    "file:///absolute/path.json.",
+)
+@click.option(
+    "--statsd-addr",
+    type=ADDRESS,
+    default=None,
+    help="UDP StatsD server to push slots_processing, slots_total and requests_buffered "
+    "gauges to. Off unless given.",
+)
+@click.option(
+    "--statsd-prefix",
+    default="paddler_",
+    show_default=True,
+    help="Prefix of StatsD gauge names and of the Prometheus /metrics names.",
+)
+@click.option(
+    "--statsd-reporting-interval",
+    type=MILLISECONDS,
+    default=10000,
+    show_default=True,
+    help="How often StatsD gauges are pushed, in milliseconds.",
+)
+@log_level_option("info")
+def balancer(
+    inference_addr: Address,
+    management_addr: Address,
+    compat_openai_addr: Address | None,
+    web_admin_panel_addr: Address | None,
+    buffered_request_timeout: int,
+    inference_item_timeout: int,
+    max_buffered_requests: int,
+    inference_cors: tuple[str, ...],
+    management_cors: tuple[str, ...],
+    state_database: str,
+    statsd_addr: Address | None,
+    statsd_prefix: str,
+    statsd_reporting_interval: int,
+    log_level: str,
+) -> None:
+    """Run the balancer: buffer requests and dispatch each one to an agent's free slot."""
+    from paddler_server._run import BalancerOptions, run_balancer, run_until_signal
+
+    try:
+        database = state_database_url(state_database)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--state-database") from exc
+    configure_logging(log_level)
+    options = BalancerOptions(
+        inference_addr=inference_addr,
+        management_addr=management_addr,
+        compat_openai_addr=compat_openai_addr,
+        web_admin_panel_addr=web_admin_panel_addr,
+        buffered_request_timeout_ms=buffered_request_timeout,
+        inference_item_timeout_ms=inference_item_timeout,
+        max_buffered_requests=max_buffered_requests,
+        inference_cors=inference_cors,
+        management_cors=management_cors,
+        state_database=database,
+        statsd_addr=statsd_addr,
+        statsd_prefix=statsd_prefix,
+        statsd_reporting_interval_ms=statsd_reporting_interval,
+    )
+    run_until_signal(run_balancer, options)
+
+
+@cli.command()
+@click.option(
+    "--management-addr",
+    type=ADDRESS,
+    required=True,
+    help="The balancer's management address; the agent dials "
+    "ws://ADDR/api/v1/agent_socket/<agent id> and redials every second when it drops.",
+)
+@click.option(
+    "--slots",
+    type=click.IntRange(min=1),
+    required=True,
+    help="How many requests this agent serves at once (parallel llama.cpp sequences).",
+)
+@click.option(
+    "--name",
+    default=None,
+    help="Display name, shown in the admin panel and as generated_by in responses.",
+)
+@log_level_option("info")
+def agent(management_addr: Address, slots: int, name: str | None, log_level: str) -> None:
+    """Run an agent: load the cluster's model and serve its slots to the balancer."""
+    from paddler_server._run import AgentOptions, run_agent, run_until_signal
+
+    configure_logging(log_level)
+    run_until_signal(run_agent, AgentOptions(management_addr=management_addr, slots=slots, name=name))
+
+
+@cli.command()
+@click.option(
+    "--inference-addr", type=ADDRESS, default="127.0.0.1:8061", show_default=True,
+    help="Where the inference API listens.",
+)
+@click.option(
+    "--management-addr", type=ADDRESS, default="127.0.0.1:8060", show_default=True,
+    help="Where the management API listens (more agents may join here).",
+)
+@click.option(
+    "--web-admin-panel-addr", type=ADDRESS, default="127.0.0.1:8062", show_default=True,
+    help="Where the web admin panel listens.",
+)
+@click.option(
+    "--compat-openai-addr", type=ADDRESS, default="127.0.0.1:8063", show_default=True,
+    help="Where the OpenAI-compatible API listens.",
+)
+@click.option(
+    "--slots", type=click.IntRange(min=1), default=2, show_default=True,
+    help="Slots of the local agent.",
+)
+@log_level_option("warning")
+def demo(
+    inference_addr: Address,
+    management_addr: Address,
+    web_admin_panel_addr: Address,
+    compat_openai_addr: Address,
+    slots: int,
+    log_level: str,
+) -> None:
+    """Start a balancer, one local agent with the demo model (SmolLM2-135M) and the admin panel."""
+    from paddler_server._demo import DemoOptions, run_demo
+    from paddler_server._run import run_until_signal
+
+    configure_logging(log_level)
+    options = DemoOptions(
+        inference_addr=inference_addr,
+        management_addr=management_addr,
+        web_admin_panel_addr=web_admin_panel_addr,
+        compat_openai_addr=compat_openai_addr,
+        slots=slots,
+    )
+    run_until_signal(run_demo, options)
+
+
+def _register_plugin_commands() -> None:
+    try:
+        from paddler.plugins import get_plugin_manager
+
+        get_plugin_manager().hook.paddler_register_commands(cli=cli)
+    except Exception as exc:  # a broken plugin must not take the CLI down
+        click.echo(f"warning: plugin commands not loaded: {exc}", err=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register_plugin_commands()
+    cli(prog_name="paddler")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The inference service (spec §2.2): NDJSON endpoints and the multiplexed WebSocket.
+
+Early problems (bad JSON, unknown fields, bad tools, embeddings mode) are HTTP errors whose
+body names the field. Once the stream has started, everything travels inside it as NDJSON
+lines: ``Response`` envelopes, then one terminal item or one ``Error`` envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from litestar import Controller, Litestar, Request, WebSocket, post, websocket
+from litestar.datastructures import State
+from litestar.response.base import ASGIResponse
+
+from paddler.balancer import Balancer
+from paddler.errors import GenerationDisabled, InvalidRequest, NoAgents, StateNotSet
+from paddler.wire import (
+    ContinueFromConversationHistoryParams,
+    ContinueFromRawPromptParams,
+    ErrorBody,
+    ErrorEnvelope,
+    GenerateEmbeddingBatchParams,
+    InferenceClientMessage,
+    converter,
+)
+from paddler_server._http import cors_config, dependencies, exception_handlers, health, read_wire
+from paddler_server._inference_socket import InferenceSocketSession, check_tools
+from paddler_server._streaming import Emit, ProducerStream
+
+__all__ = ["create_inference_app", "generation_disabled", "ndjson_stream"]
+
+#: Request bodies may carry images as data URIs; same limit as the WebSocket.
+MAX_BODY_BYTES = 50 * 1024 * 1024
+NDJSON_HEADERS = {"cache-control": "no-cache"}
+SHUTDOWN_DESCRIPTION = "Balancer is shutting down"
+DISABLED_DESCRIPTION = "Token generation is disabled while the cluster is configured for embeddings"
+
+
+def generation_disabled(balancer: Balancer) -> bool:
+    """Whether the cluster is in embeddings mode (token generation switched off)."""
+    state = balancer.applicable_state
+    return state is not None and bool(state.inference_parameters.enable_embeddings)
+
+
+def _headers(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {key.lower(): value for key, value in request.headers.items()}
+
+
+def ndjson_stream(
+    open_stream: Any, *, shutdown: anyio.Event | None, request_id_hint: str | None = None
+) -> ProducerStream:
+    """Stream a ``balancer.generate``/``embed`` context as NDJSON lines.
+
+    ``open_stream`` is the (not yet entered) async context manager. On shutdown the stream
+    ends with an ``Error`` envelope 503 for the request.
+    """
+    seen: dict[str, str] = {}
+
+    async def produce(emit: Emit) -> None:
+        try:
+            async with open_stream as stream:
+                request_id = getattr(stream, "request_id", None)
+                if isinstance(request_id, str):
+                    seen["id"] = request_id
+                async for item in stream:
+                    if "id" not in seen:
+                        item_id = getattr(item, "request_id", None)
+                        if isinstance(item_id, str):
+                            seen["id"] = item_id
+                    await emit(_line(item))
+        except (GenerationDisabled, InvalidRequest, NoAgents, StateNotSet) as exc:
+            # Raised after the headers went out: report inside the stream.
+            await emit(_line(_error(seen.get("id", request_id_hint or ""), exc.code, str(exc))))
+
+    def on_shutdown() -> bytes:
+        return _line(_error(seen.get("id", request_id_hint or ""), 503, SHUTDOWN_DESCRIPTION))
+
+    return ProducerStream(
+        produce,
+        media_type="application/json",
+        headers=NDJSON_HEADERS,
+        shutdown=shutdown,
+        on_shutdown=on_shutdown,
+    )
+
+
+def _error(request_id: str, code: int, description: str) -> ErrorEnvelope:
+    return ErrorEnvelope(request_id=request_id, error=ErrorBody(code=code, description=description))
+
+
+def _line(item: Any) -> bytes:
+    return (converter.dumps(item, InferenceClientMessage) + "\n").encode()
+
+
+class InferenceController(Controller):
+    """The three NDJSON endpoints; each converts the body, calls one Balancer method."""
+
+    path = "/api/v1"
+
+    @post("/continue_from_conversation_history", status_code=200)
+    async def continue_from_conversation_history(
+        self, request: Request[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+    ) -> ASGIResponse:
+        params = read_wire(await request.body(), ContinueFromConversationHistoryParams)
+        check_tools(params.tools)
+        if generation_disabled(balancer):
+            raise GenerationDisabled(DISABLED_DESCRIPTION)
+        return ndjson_stream(balancer.generate(params, headers=_headers(request)), shutdown=shutdown)
+
+    @post("/continue_from_raw_prompt", status_code=200)
+    async def continue_from_raw_prompt(
+        self, request: Request[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+    ) -> ASGIResponse:
+        params = read_wire(await request.body(), ContinueFromRawPromptParams)
+        if generation_disabled(balancer):
+            raise GenerationDisabled(DISABLED_DESCRIPTION)
+        return ndjson_stream(balancer.generate(params, headers=_headers(request)), shutdown=shutdown)
+
+    @post("/generate_embedding_batch", status_code=200)
+    async def generate_embedding_batch(
+        self, request: Request[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+    ) -> ASGIResponse:
+        params = read_wire(await request.body(), GenerateEmbeddingBatchParams)
+        state = balancer.applicable_state
+        if state is None:
+            raise StateNotSet("Balancer applicable state is not yet set")
+        if not state.inference_parameters.enable_embeddings:
+            raise GenerationDisabled("Embedding generation is not enabled in the inference parameters")
+        if not balancer.agents_snapshot().agents:
+            raise NoAgents("No agents are currently connected")
+        return ndjson_stream(balancer.embed(params, headers=_headers(request)), shutdown=shutdown)
+
+
+@websocket("/api/v1/inference_socket")
+async def inference_socket(
+    socket: WebSocket[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+) -> None:
+    """Multiplexed generation over one WebSocket (spec §2.2); see ``InferenceSocketSession``."""
+    await socket.accept()
+    await InferenceSocketSession(socket, balancer, shutdown=shutdown).run()
+
+
+def create_inference_app(
+    balancer: Balancer,
+    *,
+    cors_origins: Sequence[str] = (),
+    shutdown: anyio.Event | None = None,
+    debug: bool = False,
+) -> Litestar:
+    """The inference service for ``balancer``.
+
+    :param cors_origins: allowed browser origins (``--inference-cors-allowed-host``).
+    :param shutdown: set by the owner when the server stops: open streams end with an
+        ``Error`` 503 envelope and sockets close with 1001 "going away".
+    """
+    return Litestar(
+        route_handlers=[health, InferenceController, inference_socket],
+        dependencies=dependencies(balancer=balancer, shutdown=shutdown),
+        exception_handlers=exception_handlers(),
+        cors_config=cors_config(cors_origins),
+        request_max_body_size=MAX_BODY_BYTES,
+        state=State({"service": "inference"}),
+        openapi_config=None,
+        debug=debug,
+    )

@@ -1,0 +1,161 @@
+"""The management service (spec §2.4): agents, buffer, desired state, metrics, agent socket.
+
+Handlers stay thin: convert the input, call one ``Balancer`` method, convert the output.
+Errors from the balancer (unknown agent, agent gone, RPC timeout) map to HTTP through the
+shared table in ``_http``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from litestar import Controller, Litestar, MediaType, Request, Response, WebSocket, get, put, websocket
+from litestar.response.base import ASGIResponse
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from paddler.balancer import Balancer
+from paddler.errors import InvalidRequest
+from paddler.metrics import BalancerMetrics
+from paddler.wire import BalancerDesiredState, converter
+from paddler_server._agent_socket import serve_agent_socket
+from paddler_server._http import (
+    cors_config,
+    dependencies,
+    exception_handlers,
+    health,
+    read_wire,
+    wire_response,
+)
+from paddler_server._sse import snapshot_stream
+
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "create_management_app", "validate_desired_state"]
+
+#: Content type of ``/metrics`` (spec §7).
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8; escaping=values"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def validate_desired_state(state: BalancerDesiredState) -> None:
+    """The checks Paddler makes beyond the wire format: sizes that must be positive."""
+    parameters = state.inference_parameters
+    for name in ("image_resize_to_fit", "embedding_batch_size", "n_batch", "context_size"):
+        value = getattr(parameters, name, None)
+        if isinstance(value, int) and value <= 0:
+            raise InvalidRequest(
+                f"$.inference_parameters.{name}: must be greater than 0",
+                field=f"$.inference_parameters.{name}",
+            )
+
+
+class AgentsController(Controller):
+    path = "/api/v1"
+
+    @get("/agents")
+    async def agents(self, balancer: Balancer) -> Response[bytes]:
+        return wire_response(balancer.agents_snapshot())
+
+    @get("/agents/stream")
+    async def agents_stream(self, balancer: Balancer, shutdown: anyio.Event | None) -> ASGIResponse:
+        return snapshot_stream(balancer.agents_snapshot, balancer.subscribe_agents, shutdown=shutdown)
+
+    @get("/agent/{agent_id:str}/chat_template_override")
+    async def chat_template_override(self, agent_id: str, balancer: Balancer) -> Response[bytes]:
+        return _optional(await balancer.get_chat_template_override(agent_id))
+
+    @get("/agent/{agent_id:str}/model_metadata")
+    async def model_metadata(self, agent_id: str, balancer: Balancer) -> Response[bytes]:
+        return _optional(await balancer.get_model_metadata(agent_id))
+
+
+class BufferedRequestsController(Controller):
+    path = "/api/v1/buffered_requests"
+
+    @get("/")
+    async def buffered_requests(self, balancer: Balancer) -> Response[bytes]:
+        return wire_response(balancer.buffered_requests_snapshot())
+
+    @get("/stream")
+    async def buffered_requests_stream(
+        self, balancer: Balancer, shutdown: anyio.Event | None
+    ) -> ASGIResponse:
+        return snapshot_stream(
+            balancer.buffered_requests_snapshot,
+            balancer.subscribe_buffered_requests,
+            shutdown=shutdown,
+        )
+
+
+class DesiredStateController(Controller):
+    path = "/api/v1"
+
+    @get("/balancer_desired_state")
+    async def get_desired_state(self, balancer: Balancer) -> Response[bytes]:
+        return wire_response(await balancer.get_desired_state(), BalancerDesiredState)
+
+    @put("/balancer_desired_state", status_code=HTTP_204_NO_CONTENT)
+    async def put_desired_state(self, request: Request[Any, Any, Any], balancer: Balancer) -> None:
+        state = read_wire(await request.body(), BalancerDesiredState)
+        validate_desired_state(state)
+        await balancer.set_desired_state(state)
+
+    @get("/balancer_applicable_state")
+    async def applicable_state(self, balancer: Balancer) -> Response[bytes]:
+        return _optional(balancer.applicable_state)
+
+
+@get("/metrics", media_type=PROMETHEUS_CONTENT_TYPE)
+async def metrics_endpoint(balancer: Balancer, metrics: BalancerMetrics) -> Response[bytes]:
+    body = metrics.render(balancer.statistics(), balancer.agents_snapshot())
+    return Response(body, media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+@websocket("/api/v1/agent_socket/{agent_id:str}")
+async def agent_socket(
+    socket: WebSocket[Any, Any, Any],
+    agent_id: str,
+    balancer: Balancer,
+    shutdown: anyio.Event | None,
+) -> None:
+    """An agent's control socket (spec §3), glued to ``balancer.serve_agent``."""
+    await serve_agent_socket(socket, agent_id, balancer, shutdown=shutdown)
+
+
+def _optional(value: Any) -> Response[bytes]:
+    if value is None:
+        return Response(b"null", media_type=MediaType.JSON)
+    return Response(converter.dumps(value).encode(), media_type=MediaType.JSON)
+
+
+def create_management_app(
+    balancer: Balancer,
+    *,
+    cors_origins: Sequence[str] = (),
+    metrics: BalancerMetrics,
+    shutdown: anyio.Event | None = None,
+    debug: bool = False,
+) -> Litestar:
+    """The management service for ``balancer``; agents connect to its agent socket.
+
+    :param metrics: renders ``/metrics`` (names use ``--statsd-prefix``).
+    :param shutdown: set by the owner when the server stops: SSE streams end and agent
+        sockets close with 1001 "going away".
+    """
+    deps = dependencies(balancer=balancer, shutdown=shutdown, metrics=metrics)
+    return Litestar(
+        route_handlers=[
+            health,
+            metrics_endpoint,
+            AgentsController,
+            BufferedRequestsController,
+            DesiredStateController,
+            agent_socket,
+        ],
+        dependencies=deps,
+        exception_handlers=exception_handlers(),
+        cors_config=cors_config(cors_origins),
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=None,
+        debug=debug,
+    )
