@@ -193,13 +193,18 @@ class LlamaEngine:
                     cancelled.set()
 
         engine: LlamaEngine | None = None
+        error: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             try:
                 engine = await anyio.to_thread.run_sync(work)
+            except Exception as exc:  # raised below, not wrapped in an exception group
+                error = exc
             finally:
                 finished = True
                 tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
         if cancelled.is_set() or engine is None:  # our scope was cancelled during the load
             if engine is not None:
                 await engine.aclose()

@@ -305,6 +305,7 @@ class ChainSampler:
         temperature: float,
         seed: int,
         n_ctx: int,
+        n_vocab: int,
     ) -> None:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
@@ -315,6 +316,7 @@ class ChainSampler:
             add(
                 chain,
                 llama_cpp.llama_sampler_init_penalties(
+                    n_vocab,
                     last_n, penalty_repeat, penalty_frequency, penalty_presence
                 ),
             )

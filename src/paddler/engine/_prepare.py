@@ -97,7 +97,7 @@ def prepare(
         id=request_id,
         prompt=prompt,
         max_tokens=params.max_tokens,
-        sampler=RequestSampler(settings, grammar, ctx.n_ctx),
+        sampler=RequestSampler(settings, grammar, n_ctx=ctx.n_ctx, n_vocab=ctx.model.n_vocab),
         classifier=TokenClassifier(section=start),
         stop_filter=StopStringFilter(overrides.stop if overrides else ()),
         tool_validators=validators,

@@ -81,7 +81,12 @@ class RequestSampler:
     """Chooses the next token of one request: numpy argmax, or a llama.cpp chain (+ grammar)."""
 
     def __init__(
-        self, settings: SamplingSettings, grammar: GrammarSampler | None, n_ctx: int
+        self,
+        settings: SamplingSettings,
+        grammar: GrammarSampler | None,
+        *,
+        n_ctx: int,
+        n_vocab: int,
     ) -> None:
         self.greedy = settings.greedy and grammar is None
         self._grammar = grammar
@@ -99,6 +104,7 @@ class RequestSampler:
                 temperature=settings.temperature,
                 seed=settings.seed,
                 n_ctx=n_ctx,
+                n_vocab=n_vocab,
             )
 
     def sample(self, ctx: LlamaContext, batch_index: int, logits: FloatRows) -> int:
