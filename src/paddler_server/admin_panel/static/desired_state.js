@@ -98,9 +98,9 @@ export function parseParameter(spec, raw) {
   }
   const text = String(raw).trim();
   if (text === "") return { error: "Required." };
-  const number = Number(text);
-  if (!Number.isFinite(number)) return { error: "Not a number." };
   if (spec.type === "int" && !/^[-+]?\d+$/.test(text)) return { error: "Must be a whole number." };
+  const number = Number(text);
+  if (!Number.isFinite(number)) return { error: "Must be a number, like 0.8." };
   if (number < spec.min || number > spec.max) {
     const max = spec.max >= U32_MAX - 1 || spec.max >= I32_MAX ? null : spec.max;
     return { error: max === null ? `Must be at least ${spec.min}.` : `Must be between ${spec.min} and ${max}.` };
