@@ -1,0 +1,127 @@
+"""The OpenAI-compatible Litestar app: thin handlers over the pure request/response mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.response.base import ASGIResponse
+
+from paddler_server._http import cors_config, health
+from paddler_server.openai._chat import answer_chat
+from paddler_server.openai._chat_request import read_chat_request
+from paddler_server.openai._completions import answer_completion, read_completion_request
+from paddler_server.openai._embeddings import answer_embeddings, read_embedding_request
+from paddler_server.openai._errors import OpenAIError
+from paddler_server.openai._fields import Object, load_object
+from paddler_server.openai._models import ModelNames
+from paddler_server.openai._respond import ProducerResponse, Responder
+from paddler_server.openai._responses import answer_responses
+from paddler_server.openai._responses_request import read_responses_request
+
+__all__ = ["create_openai_app"]
+
+
+def _produce(
+    request: Request[Any, Any, Any],
+    answer: Callable[[Object, Responder], Awaitable[None]],
+) -> ASGIResponse:
+    async def producer(responder: Responder) -> None:
+        body = load_object(await request.body())
+        await answer(body, responder)
+
+    return ProducerResponse(producer)
+
+
+@post("/v1/chat/completions")
+async def chat_completions(
+    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+) -> ASGIResponse:
+    async def answer(body: Object, responder: Responder) -> None:
+        chat = read_chat_request(body)
+        await answer_chat(balancer, chat, await names.echo(chat.model), responder)
+
+    return _produce(request, answer)
+
+
+@post("/v1/completions")
+async def completions(
+    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+) -> ASGIResponse:
+    async def answer(body: Object, responder: Responder) -> None:
+        completion = read_completion_request(body)
+        await answer_completion(balancer, completion, await names.echo(completion.model), responder)
+
+    return _produce(request, answer)
+
+
+@post("/v1/responses")
+async def responses(
+    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+) -> ASGIResponse:
+    async def answer(body: Object, responder: Responder) -> None:
+        parsed = read_responses_request(body)
+        await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
+
+    return _produce(request, answer)
+
+
+@post("/v1/embeddings")
+async def embeddings(
+    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+) -> ASGIResponse:
+    async def answer(body: Object, responder: Responder) -> None:
+        parsed = read_embedding_request(body)
+        await responder.json(
+            await answer_embeddings(balancer, parsed, await names.echo(parsed.model))
+        )
+
+    return _produce(request, answer)
+
+
+@get("/v1/models")
+async def list_models(names: ModelNames) -> Response[Any]:
+    return Response(await names.listing())
+
+
+@get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, names: ModelNames) -> Response[Any]:
+    wanted = model_id.lstrip("/")
+    name = await names.current()
+    if name is None or wanted != name:
+        error = OpenAIError(
+            404, f"The model {wanted!r} does not exist", param="model", code="model_not_found"
+        )
+        return Response(error.body(), status_code=404)
+    return Response(names.model_object(name))
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    error = OpenAIError(exc.status_code, str(exc.detail))
+    return Response(error.body(), status_code=exc.status_code, headers=error.headers)
+
+
+def create_openai_app(balancer: Any, *, cors_origins: Sequence[str] = ()) -> Litestar:
+    """The app served at ``--compat-openai-addr``; it shares the balancer (buffer, timeouts)."""
+    names = ModelNames(balancer)
+    return Litestar(
+        route_handlers=[
+            health,
+            chat_completions,
+            completions,
+            responses,
+            embeddings,
+            list_models,
+            retrieve_model,
+        ],
+        dependencies={
+            "balancer": Provide(lambda: balancer, sync_to_thread=False),
+            "names": Provide(lambda: names, sync_to_thread=False),
+        },
+        exception_handlers={HTTPException: _http_error},
+        cors_config=cors_config(cors_origins),
+        openapi_config=None,
+    )

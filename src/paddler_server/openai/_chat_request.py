@@ -1,0 +1,281 @@
+"""``POST /v1/chat/completions`` body → a wire conversation request plus sampling overrides.
+
+Pure functions: every unsupported value is a 400 naming its field; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from paddler.engine import SamplingOverrides
+from paddler.wire import (
+    ContentPart,
+    ContinueFromConversationHistoryParams,
+    ConversationMessage,
+    GrammarConstraint,
+    ImageUrl,
+    ImageUrlPart,
+    JsonSchemaGrammar,
+    TextPart,
+    Tool,
+    WireError,
+    converter,
+)
+from paddler_server.openai._errors import invalid
+from paddler_server.openai._fields import (
+    Object,
+    child,
+    opt_bool,
+    opt_int,
+    opt_list,
+    opt_object,
+    opt_str,
+)
+from paddler_server.openai._sampling import read_max_tokens, read_sampling
+from paddler_server.openai._tools import forced_tool_call_grammar, read_tool, read_tool_choice
+
+__all__ = [
+    "ChatRequest",
+    "read_chat_request",
+    "read_grammar_extension",
+    "read_response_format",
+    "resolve_thinking",
+    "tool_call_text",
+]
+
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
+
+
+@attrs.frozen
+class ChatRequest:
+    """What a chat completion asks for, in the terms the balancer understands."""
+
+    params: ContinueFromConversationHistoryParams
+    overrides: SamplingOverrides | None
+    model: str | None
+    stream: bool
+    include_usage: bool
+
+
+def tool_call_text(name: str, arguments: Any) -> str:
+    """An earlier tool call as the model writes one (the format the engine parses)."""
+    payload = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    return f"<tool_call>\n{payload}\n</tool_call>"
+
+
+def _read_part(part: Any, path: str) -> ContentPart:
+    if not isinstance(part, dict):
+        raise invalid(path, "expected a content part object")
+    kind = opt_str(part, "type", path)
+    if kind in ("text", "input_text", "output_text", "refusal"):
+        key = "refusal" if kind == "refusal" else "text"
+        text = opt_str(part, key, path)
+        if text is None:
+            raise invalid(child(path, key), "is required", code="missing_required_parameter")
+        return TextPart(text)
+    if kind == "image_url":
+        image = opt_object(part, "image_url", path)
+        url = opt_str(image, "url", child(path, "image_url")) if image is not None else None
+        if url is None:
+            raise invalid(child(path, "image_url.url"), "is required")
+        return ImageUrlPart(ImageUrl(url))
+    raise invalid(child(path, "type"), f"unsupported content part type {kind!r}")
+
+
+def _read_content(message: Object, path: str) -> str | tuple[ContentPart, ...]:
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return tuple(_read_part(p, child(child(path, "content"), i)) for i, p in enumerate(content))
+    raise invalid(child(path, "content"), "expected a string or an array of content parts")
+
+
+def _append_text(
+    content: str | tuple[ContentPart, ...], text: str
+) -> str | tuple[ContentPart, ...]:
+    if isinstance(content, str):
+        return f"{content}\n{text}" if content else text
+    return (*content, TextPart(text))
+
+
+def _read_tool_calls(message: Object, path: str) -> list[str]:
+    calls = opt_list(message, "tool_calls", path) or []
+    texts = []
+    for i, call in enumerate(calls):
+        call_path = child(child(path, "tool_calls"), i)
+        fn = opt_object(call, "function", call_path) if isinstance(call, dict) else None
+        if fn is None:
+            raise invalid(child(call_path, "function"), "is required")
+        fn_path = child(call_path, "function")
+        name = opt_str(fn, "name", fn_path)
+        raw = opt_str(fn, "arguments", fn_path) or "{}"
+        if name is None:
+            raise invalid(child(fn_path, "name"), "is required")
+        try:
+            arguments: Any = json.loads(raw)
+        except ValueError:
+            arguments = raw
+        texts.append(tool_call_text(name, arguments))
+    return texts
+
+
+def read_messages(body: Object) -> tuple[ConversationMessage, ...]:
+    messages = opt_list(body, "messages")
+    if not messages:
+        raise invalid(
+            "messages", "at least one message is required", code="missing_required_parameter"
+        )
+    result = []
+    for i, message in enumerate(messages):
+        path = child("messages", i)
+        if not isinstance(message, dict):
+            raise invalid(path, "expected a message object")
+        role = opt_str(message, "role", path)
+        if role not in _ROLES:
+            raise invalid(
+                child(path, "role"),
+                f"unsupported role {role!r}; expected one of " + ", ".join(sorted(_ROLES)),
+            )
+        content = _read_content(message, path)
+        if role == "assistant":
+            for text in _read_tool_calls(message, path):
+                content = _append_text(content, text)
+        result.append(ConversationMessage(role=_ROLES[role], content=content))
+    return tuple(result)
+
+
+def read_response_format(fmt: Object | None, path: str) -> GrammarConstraint | None:
+    """``json_object`` → any JSON object; ``json_schema`` → that schema; ``text`` → none."""
+    if fmt is None:
+        return None
+    kind = opt_str(fmt, "type", path)
+    if kind in (None, "text"):
+        return None
+    if kind == "json_object":
+        return JsonSchemaGrammar(json.dumps({"type": "object"}))
+    if kind == "json_schema":
+        # Chat nests {"json_schema": {"name", "schema"}}; Responses flattens it into the format.
+        spec = opt_object(fmt, "json_schema", path)
+        spec_path = child(path, "json_schema") if spec is not None else path
+        spec = spec if spec is not None else fmt
+        schema = spec.get("schema")
+        if not isinstance(schema, dict | bool):
+            raise invalid(child(spec_path, "schema"), "a JSON schema object is required")
+        return JsonSchemaGrammar(json.dumps(schema))
+    raise invalid(child(path, "type"), f"unsupported response format {kind!r}")
+
+
+def read_grammar_extension(body: Object) -> GrammarConstraint | None:
+    """Paddler's own ``grammar`` field (a wire ``GrammarConstraint``), e.g. via ``extra_body``."""
+    value = body.get("grammar")
+    if value is None:
+        return None
+    try:
+        return converter.structure(value, GrammarConstraint)  # type: ignore[arg-type]
+    except (WireError, Exception) as exc:
+        raise invalid("grammar", f"expected a Paddler grammar constraint ({exc})") from exc
+
+
+def resolve_thinking(body: Object, grammar: GrammarConstraint | None, grammar_field: str) -> bool:
+    """Thinking is on unless asked off, or a grammar needs it off (the two are incompatible)."""
+    explicit = opt_bool(body, "enable_thinking")
+    field = "enable_thinking"
+    kwargs = opt_object(body, "chat_template_kwargs")
+    if explicit is None and kwargs is not None:
+        explicit = opt_bool(kwargs, "enable_thinking", "chat_template_kwargs")
+        field = "chat_template_kwargs.enable_thinking"
+    effort = opt_str(body, "reasoning_effort")
+    reasoning = opt_object(body, "reasoning")
+    if effort is None and reasoning is not None:
+        effort = opt_str(reasoning, "effort", "reasoning")
+        field = "reasoning.effort"
+    elif effort is not None:
+        field = "reasoning_effort"
+    if explicit is None and effort is not None:
+        explicit = effort != "none"
+    if grammar is not None:
+        if explicit:
+            raise invalid(
+                field,
+                f"thinking cannot be combined with {grammar_field}; set reasoning effort to 'none'",
+            )
+        return False
+    return True if explicit is None else explicit
+
+
+def _reject_unsupported(body: Object) -> None:
+    n = opt_int(body, "n")
+    if n is not None and n != 1:
+        raise invalid("n", "only n=1 is supported", code="unsupported_value")
+    if opt_bool(body, "logprobs"):
+        raise invalid("logprobs", "log probabilities are not supported", code="unsupported_value")
+    if body.get("top_logprobs"):
+        raise invalid(
+            "top_logprobs", "log probabilities are not supported", code="unsupported_value"
+        )
+    if body.get("logit_bias"):
+        raise invalid("logit_bias", "logit bias is not supported", code="unsupported_value")
+    modalities = opt_list(body, "modalities")
+    if modalities and any(m != "text" for m in modalities):
+        raise invalid(
+            "modalities", "only the 'text' modality is supported", code="unsupported_value"
+        )
+
+
+def read_tools(body: Object, *, flat: bool = False) -> tuple[Tool, ...]:
+    tools = opt_list(body, "tools") or []
+    return tuple(read_tool(t, child("tools", i), flat=flat) for i, t in enumerate(tools))
+
+
+def read_chat_request(body: Object) -> ChatRequest:
+    _reject_unsupported(body)
+    messages = read_messages(body)
+    tools = read_tools(body)
+    choice = read_tool_choice(body, tools)
+    grammar_field = "response_format"
+    grammar = read_response_format(opt_object(body, "response_format"), "response_format")
+    extension = read_grammar_extension(body)
+    if extension is not None:
+        if grammar is not None:
+            raise invalid("grammar", "cannot be combined with response_format")
+        grammar, grammar_field = extension, "grammar"
+    if choice == "none":
+        tools = ()
+    elif choice is not None and choice != "auto":
+        if grammar is not None:
+            raise invalid(
+                "tool_choice", f"a forced tool call cannot be combined with {grammar_field}"
+            )
+        grammar, grammar_field = forced_tool_call_grammar(tools, choice), "tool_choice"
+    stream = bool(opt_bool(body, "stream"))
+    options = opt_object(body, "stream_options")
+    include_usage = bool(options and opt_bool(options, "include_usage", "stream_options"))
+    params = ContinueFromConversationHistoryParams(
+        add_generation_prompt=True,
+        conversation_history=messages,
+        enable_thinking=resolve_thinking(body, grammar, grammar_field),
+        max_tokens=read_max_tokens(body, "max_completion_tokens", "max_tokens"),
+        grammar=grammar,
+        parse_tool_calls=bool(tools),
+        tools=tools,
+    )
+    return ChatRequest(
+        params=params,
+        overrides=read_sampling(body),
+        model=opt_str(body, "model"),
+        stream=stream,
+        include_usage=include_usage,
+    )

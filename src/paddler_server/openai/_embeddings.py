@@ -1,0 +1,139 @@
+"""``POST /v1/embeddings``: a wire embedding batch, answered all-or-nothing, float or base64."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import attrs
+import numpy as np
+
+from paddler.errors import PaddlerError
+from paddler.wire import (
+    L2,
+    DocumentExceedsBatchSize,
+    Embedding,
+    EmbeddingDone,
+    EmbeddingError,
+    EmbeddingInputDocument,
+    EmbeddingRejectedDueToActiveTokenGeneration,
+    EmbeddingsDisabled,
+    ErrorEnvelope,
+    GenerateEmbeddingBatchParams,
+    NoEmbeddingsProduced,
+    ResponseEnvelope,
+)
+from paddler_server.openai._errors import OpenAIError, error_from_code, error_from_paddler, invalid
+from paddler_server.openai._fields import Object, child, opt_int, opt_str
+
+__all__ = ["EmbeddingRequest", "answer_embeddings", "read_embedding_request"]
+
+DISABLED = (
+    "Embeddings are not enabled on this cluster: set enable_embeddings in the balancer's "
+    "inference parameters (PUT /api/v1/balancer_desired_state)"
+)
+
+
+@attrs.frozen
+class EmbeddingRequest:
+    params: GenerateEmbeddingBatchParams
+    model: str | None
+    base64: bool
+
+
+def read_embedding_request(body: Object) -> EmbeddingRequest:
+    raw = body.get("input")
+    inputs = [raw] if isinstance(raw, str) else raw
+    if not isinstance(inputs, list) or not inputs:
+        raise invalid("input", "expected a string or a non-empty array of strings")
+    for i, item in enumerate(inputs):
+        if not isinstance(item, str):
+            raise invalid(child("input", i), "expected a string (token arrays are not supported)")
+        if not item:
+            raise invalid(child("input", i), "must not be empty")
+    encoding = opt_str(body, "encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise invalid("encoding_format", f"expected 'float' or 'base64', got {encoding!r}")
+    if opt_int(body, "dimensions", minimum=1) is not None:
+        raise invalid(
+            "dimensions",
+            "choosing the number of dimensions is not supported",
+            code="unsupported_value",
+        )
+    documents = tuple(
+        EmbeddingInputDocument(id=str(i), content=text) for i, text in enumerate(inputs)
+    )
+    return EmbeddingRequest(
+        params=GenerateEmbeddingBatchParams(input_batch=documents, normalization_method=L2()),
+        model=opt_str(body, "model"),
+        base64=encoding == "base64",
+    )
+
+
+def _encode(vector: tuple[float, ...], as_base64: bool) -> Any:
+    if not as_base64:
+        return list(vector)
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _fail(result: object) -> OpenAIError:
+    if isinstance(result, EmbeddingsDisabled):
+        return OpenAIError(501, DISABLED, code="embeddings_disabled")
+    if isinstance(result, DocumentExceedsBatchSize):
+        return invalid(
+            child("input", int(result.source_document_id)),
+            f"the document has {result.document_tokens} tokens; the limit (n_batch) is "
+            f"{result.n_batch}",
+            code="context_length_exceeded",
+        )
+    if isinstance(result, EmbeddingRejectedDueToActiveTokenGeneration):
+        return OpenAIError(503, "The agent is busy generating tokens; retry shortly")
+    if isinstance(result, EmbeddingError):
+        return OpenAIError(500, f"Embedding failed: {result.message}")
+    if isinstance(result, NoEmbeddingsProduced):
+        return OpenAIError(500, "No embeddings were produced")
+    return OpenAIError(500, f"Unexpected embedding result {type(result).__name__}")
+
+
+async def _collect(balancer: Any, params: GenerateEmbeddingBatchParams) -> dict[int, Embedding]:
+    vectors: dict[int, Embedding] = {}
+    async with balancer.embed(params) as stream:
+        async for message in stream:
+            if isinstance(message, ErrorEnvelope):
+                raise error_from_code(message.error.code, message.error.description)
+            if not isinstance(message, ResponseEnvelope):
+                continue
+            result = message.response
+            if isinstance(result, Embedding):
+                vectors[int(result.source_document_id)] = result
+            elif isinstance(result, EmbeddingDone):
+                return vectors
+            else:
+                raise _fail(result)
+    return vectors
+
+
+async def answer_embeddings(balancer: Any, request: EmbeddingRequest, model: str) -> dict[str, Any]:
+    try:
+        vectors = await _collect(balancer, request.params)
+    except PaddlerError as exc:
+        if exc.code == 501:
+            raise OpenAIError(501, DISABLED, code="embeddings_disabled") from exc
+        raise error_from_paddler(exc) from exc
+    missing = [i for i in range(len(request.params.input_batch)) if i not in vectors]
+    if missing:
+        raise OpenAIError(500, f"No embedding came back for input {missing[0]}")
+    return {
+        "object": "list",
+        "data": [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": _encode(vectors[i].embedding, request.base64),
+            }
+            for i in sorted(vectors)
+        ],
+        "model": model,
+        # The balancer never sees the tokenizer; agents do not report embedding token counts.
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    }

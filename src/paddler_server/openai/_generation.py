@@ -1,0 +1,91 @@
+"""Drive one generation through the balancer and hand back plain ``GeneratedTokenResult``s.
+
+Error envelopes, raised ``PaddlerError``s and terminal error variants all become one
+``OpenAIError`` carrying the status the client should see; ``Done`` is the last item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar, cast
+
+from paddler.engine import SamplingOverrides
+from paddler.errors import PaddlerError
+from paddler.wire import (
+    ContinueFromConversationHistoryParams,
+    ContinueFromRawPromptParams,
+    Done,
+    ErrorEnvelope,
+    GeneratedTokenResult,
+    ResponseEnvelope,
+    Timeout,
+    TooManyBufferedRequests,
+    is_terminal,
+)
+from paddler_server.openai._errors import (
+    OpenAIError,
+    error_from_code,
+    error_from_paddler,
+    error_from_result,
+)
+
+__all__ = ["Params", "generate", "prepend"]
+
+logger = logging.getLogger("paddler_server.openai")
+
+Params = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
+
+
+def _start(balancer: Any, params: Params, overrides: SamplingOverrides | None) -> Any:
+    if overrides is None:
+        return balancer.generate(params)
+    return balancer.generate(params, overrides=overrides)
+
+
+@contextlib.asynccontextmanager
+async def generate(
+    balancer: Any, params: Params, overrides: SamplingOverrides | None
+) -> AsyncIterator[AsyncIterator[GeneratedTokenResult]]:
+    """``async with generate(...) as results: async for result in results``; leaving early
+    (or being cancelled) cancels the request on its agent."""
+    try:
+        async with _start(balancer, params, overrides) as stream:
+            yield _results(stream)
+    except PaddlerError as exc:
+        raise error_from_paddler(exc) from exc
+
+
+async def _results(stream: AsyncIterator[Any]) -> AsyncIterator[GeneratedTokenResult]:
+    try:
+        async for message in stream:
+            if isinstance(message, ErrorEnvelope):
+                raise error_from_code(message.error.code, message.error.description)
+            if not isinstance(message, ResponseEnvelope):
+                continue
+            result = message.response
+            if isinstance(result, Timeout):
+                raise OpenAIError(504, "The request timed out")
+            if isinstance(result, TooManyBufferedRequests):
+                raise OpenAIError(503, "Buffered requests overflow")
+            if isinstance(result, Done):
+                yield result
+                return
+            token = cast(GeneratedTokenResult, result)
+            if is_terminal(token):
+                raise error_from_result(token)
+            yield token
+    except PaddlerError as exc:
+        raise error_from_paddler(exc) from exc
+    raise OpenAIError(502, "The generation ended without a final message")
+
+
+T = TypeVar("T")
+
+
+async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``first`` and then the rest (the first result was awaited before the response began)."""
+    yield first
+    async for item in rest:
+        yield item

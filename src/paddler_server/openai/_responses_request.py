@@ -1,0 +1,178 @@
+"""``POST /v1/responses`` body → a wire conversation request (spec §2.3, plus sampling)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from paddler.engine import SamplingOverrides
+from paddler.wire import (
+    ContentPart,
+    ContinueFromConversationHistoryParams,
+    ConversationMessage,
+    ImageUrl,
+    ImageUrlPart,
+    TextPart,
+    Tool,
+)
+from paddler_server.openai._chat_request import (
+    read_grammar_extension,
+    read_response_format,
+    read_tools,
+    resolve_thinking,
+    tool_call_text,
+)
+from paddler_server.openai._errors import invalid
+from paddler_server.openai._fields import Object, child, opt_bool, opt_list, opt_object, opt_str
+from paddler_server.openai._sampling import read_max_tokens, read_sampling
+from paddler_server.openai._tools import forced_tool_call_grammar, read_tool_choice
+
+__all__ = ["ResponsesRequest", "read_responses_request"]
+
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+@attrs.frozen
+class ResponsesRequest:
+    params: ContinueFromConversationHistoryParams
+    overrides: SamplingOverrides | None
+    model: str | None
+    stream: bool
+    instructions: str | None
+    tools: tuple[Tool, ...]
+    tool_choice: str | None
+    text_format: dict[str, Any]
+
+
+def _read_part(part: Any, path: str) -> ContentPart:
+    if not isinstance(part, dict):
+        raise invalid(path, "expected a content part object")
+    kind = opt_str(part, "type", path)
+    if kind in ("input_text", "output_text", "text", "refusal"):
+        key = "refusal" if kind == "refusal" else "text"
+        return TextPart(opt_str(part, key, path) or "")
+    if kind == "input_image":
+        url = part.get("image_url")
+        if isinstance(url, dict):
+            url = url.get("url")
+        if not isinstance(url, str):
+            raise invalid(child(path, "image_url"), "an image URL (a base64 data URI) is required")
+        return ImageUrlPart(ImageUrl(url))
+    raise invalid(child(path, "type"), f"unsupported content part type {kind!r}")
+
+
+def _read_item(item: Any, path: str) -> ConversationMessage | None:
+    if not isinstance(item, dict):
+        raise invalid(path, "expected an input item object")
+    kind = opt_str(item, "type", path) or "message"
+    if kind == "message":
+        role = opt_str(item, "role", path)
+        if role not in _ROLES:
+            raise invalid(child(path, "role"), f"unsupported role {role!r}")
+        content = item.get("content")
+        if isinstance(content, list):
+            parts = tuple(
+                _read_part(p, child(child(path, "content"), i)) for i, p in enumerate(content)
+            )
+            return ConversationMessage(role=_ROLES[role], content=parts)
+        if not isinstance(content, str):
+            raise invalid(child(path, "content"), "expected a string or an array of parts")
+        return ConversationMessage(role=_ROLES[role], content=content)
+    if kind == "function_call":
+        name = opt_str(item, "name", path)
+        if name is None:
+            raise invalid(child(path, "name"), "is required")
+        raw = opt_str(item, "arguments", path) or "{}"
+        try:
+            arguments: Any = json.loads(raw)
+        except ValueError:
+            arguments = raw
+        return ConversationMessage(role="assistant", content=tool_call_text(name, arguments))
+    if kind == "function_call_output":
+        output = item.get("output")
+        text = output if isinstance(output, str) else json.dumps(output)
+        return ConversationMessage(role="tool", content=text)
+    return None  # reasoning and other item kinds carry nothing the model needs again
+
+
+def _merge_tool_calls(messages: list[ConversationMessage]) -> list[ConversationMessage]:
+    """Consecutive function_call items are one assistant turn."""
+    merged: list[ConversationMessage] = []
+    for message in messages:
+        previous = merged[-1] if merged else None
+        if (
+            previous is not None
+            and message.role == previous.role == "assistant"
+            and isinstance(message.content, str)
+            and isinstance(previous.content, str)
+            and message.content.startswith("<tool_call>")
+        ):
+            merged[-1] = ConversationMessage(
+                role="assistant", content=f"{previous.content}\n{message.content}"
+            )
+        else:
+            merged.append(message)
+    return merged
+
+
+def read_responses_request(body: Object) -> ResponsesRequest:
+    if body.get("previous_response_id") is not None:
+        raise invalid(
+            "previous_response_id",
+            "stored responses are not supported; send the whole conversation in 'input'",
+            code="unsupported_value",
+        )
+    messages: list[ConversationMessage] = []
+    instructions = opt_str(body, "instructions")
+    if instructions:
+        messages.append(ConversationMessage(role="system", content=instructions))
+    raw = body.get("input")
+    if isinstance(raw, str):
+        messages.append(ConversationMessage(role="user", content=raw))
+    elif isinstance(raw, list):
+        items = [_read_item(item, child("input", i)) for i, item in enumerate(raw)]
+        messages.extend(_merge_tool_calls([m for m in items if m is not None]))
+    else:
+        raise invalid("input", "expected a string or an array of input items")
+    if not messages:
+        raise invalid("input", "at least one message is required")
+    tools = read_tools(body, flat=True)
+    choice = read_tool_choice(body, tools, flat=True)
+    text = opt_object(body, "text")
+    fmt = opt_object(text, "format", "text") if text is not None else None
+    grammar = read_response_format(fmt, "text.format")
+    grammar_field = "text.format"
+    extension = read_grammar_extension(body)
+    if extension is not None:
+        if grammar is not None:
+            raise invalid("grammar", "cannot be combined with text.format")
+        grammar, grammar_field = extension, "grammar"
+    if choice == "none":
+        tools = ()
+    elif choice is not None and choice != "auto":
+        if grammar is not None:
+            raise invalid(
+                "tool_choice", f"a forced tool call cannot be combined with {grammar_field}"
+            )
+        grammar, grammar_field = forced_tool_call_grammar(tools, choice), "tool_choice"
+    opt_list(body, "include")
+    return ResponsesRequest(
+        params=ContinueFromConversationHistoryParams(
+            add_generation_prompt=True,
+            conversation_history=tuple(messages),
+            enable_thinking=resolve_thinking(body, grammar, grammar_field),
+            max_tokens=read_max_tokens(body, "max_output_tokens"),
+            grammar=grammar,
+            parse_tool_calls=bool(tools),
+            tools=tools,
+        ),
+        overrides=read_sampling(body),
+        model=opt_str(body, "model"),
+        stream=bool(opt_bool(body, "stream")),
+        instructions=instructions,
+        tools=tools,
+        tool_choice=choice,
+        text_format=dict(fmt) if fmt is not None else {"type": "text"},
+    )

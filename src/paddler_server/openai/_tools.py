@@ -1,0 +1,127 @@
+"""OpenAI function tools → wire ``Tool``s, and the grammar that forces a tool call.
+
+``tool_choice: "required"`` or a named function is honoured by constraining the model with a
+GBNF grammar that only admits ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
+(the Hermes/Qwen format the engine parses), with the arguments shaped by the tool's schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from paddler.wire import Function, GbnfGrammar, Tool, ValidatedParametersSchema
+from paddler_server.openai._errors import invalid
+from paddler_server.openai._fields import Object, child, opt_object, opt_str, req_str
+
+__all__ = ["ToolChoice", "forced_tool_call_grammar", "read_tool", "read_tool_choice"]
+
+#: The grammar's own root rule; the JSON rules underneath keep the converter's names.
+_ROOT = "paddler-tool-call"
+
+
+def _read_parameters(schema: Object | None, path: str) -> ValidatedParametersSchema | None:
+    if schema is None:
+        return None
+    kind = schema.get("type", "object")
+    if kind != "object":
+        raise invalid(
+            child(path, "type"), f"a tool's parameters must be an object schema, got {kind!r}"
+        )
+    properties = opt_object(schema, "properties", path)
+    required = schema.get("required")
+    if required is not None and (
+        not isinstance(required, list) or not all(isinstance(r, str) for r in required)
+    ):
+        raise invalid(child(path, "required"), "expected an array of property names")
+    for name in required or ():
+        if name not in (properties or {}):
+            raise invalid(child(path, "required"), f"{name!r} is not in properties")
+    return ValidatedParametersSchema(
+        type="object",
+        properties=dict(properties) if properties is not None else None,
+        required=tuple(required) if required is not None else None,
+        additional_properties=schema.get("additionalProperties"),
+    )
+
+
+def read_tool(obj: Any, path: str, *, flat: bool = False) -> Tool:
+    """One ``{"type": "function", "function": {...}}`` (or the flat Responses-API shape)."""
+    if not isinstance(obj, dict):
+        raise invalid(path, "expected an object")
+    kind = opt_str(obj, "type", path)
+    if kind != "function":
+        raise invalid(child(path, "type"), f"only 'function' tools are supported, got {kind!r}")
+    fn_path = path if flat else child(path, "function")
+    function = obj if flat else opt_object(obj, "function", path)
+    if function is None:
+        raise invalid(fn_path, "is required", code="missing_required_parameter")
+    name = req_str(function, "name", fn_path)
+    return Tool(
+        Function(
+            name=name,
+            description=opt_str(function, "description", fn_path) or "",
+            parameters=_read_parameters(
+                opt_object(function, "parameters", fn_path), child(fn_path, "parameters")
+            ),
+        )
+    )
+
+
+ToolChoice = str | None
+"""``None`` or ``"auto"``: the model decides; ``"none"``: no tools; ``"required"``: any tool;
+any other string: that function by name."""
+
+
+def read_tool_choice(body: Object, tools: Sequence[Tool], *, flat: bool = False) -> ToolChoice:
+    value = body.get("tool_choice")
+    if value is None or value in ("auto", "none", "required"):
+        if value == "required" and not tools:
+            raise invalid("tool_choice", "'required' needs at least one tool in 'tools'")
+        return value
+    if isinstance(value, dict):
+        if value.get("type") != "function":
+            raise invalid("tool_choice.type", "only 'function' tool choices are supported")
+        fn = value if flat else (value.get("function") or {})
+        name = fn.get("name") if isinstance(fn, dict) else None
+        param = "tool_choice.name" if flat else "tool_choice.function.name"
+        if not isinstance(name, str):
+            raise invalid(param, "is required", code="missing_required_parameter")
+        if name not in {t.function.name for t in tools}:
+            raise invalid(param, f"no tool named {name!r} in 'tools'")
+        return name
+    raise invalid("tool_choice", "expected 'auto', 'none', 'required' or a function choice")
+
+
+def _call_schema(tool: Tool) -> dict[str, Any]:
+    parameters = tool.function.parameters
+    arguments: dict[str, Any] = {"type": "object"}
+    if parameters is not None:
+        if parameters.properties is not None:
+            arguments["properties"] = parameters.properties
+        if parameters.required is not None:
+            arguments["required"] = list(parameters.required)
+        if parameters.additional_properties is not None:
+            arguments["additionalProperties"] = parameters.additional_properties
+    return {
+        "type": "object",
+        "properties": {"name": {"const": tool.function.name}, "arguments": arguments},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def forced_tool_call_grammar(tools: Sequence[Tool], choice: str) -> GbnfGrammar:
+    """A grammar admitting exactly one tool call (``choice`` = a name, or ``"required"``)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    chosen = [t for t in tools if choice == "required" or t.function.name == choice]
+    schemas = [_call_schema(t) for t in chosen]
+    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    try:
+        gbnf = json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises assorted errors on odd schemas
+        raise invalid("tools", f"cannot build a grammar from the tool schemas: {exc}") from exc
+    rule = f'{_ROOT} ::= "<tool_call>\\n" root "\\n</tool_call>"\n'
+    return GbnfGrammar(grammar=rule + gbnf, root=_ROOT)
