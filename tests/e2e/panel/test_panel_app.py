@@ -1,0 +1,84 @@
+"""The admin panel app on its own: shell, assets, favicon, health (no browser, no cluster)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from paddler_server.admin_panel import AdminPanelConfig, create_admin_panel_app
+
+CONFIG = AdminPanelConfig(
+    management_addr="localhost:8060",
+    inference_addr="127.0.0.1:8061",
+    compat_openai_addr=None,
+    buffered_request_timeout_ms=2500,
+    max_buffered_requests=7,
+    statsd_addr="statsd.internal:8125",
+    statsd_prefix="fleet_",
+    statsd_reporting_interval_ms=5000,
+)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient[Litestar]]:
+    with TestClient(app=create_admin_panel_app(CONFIG)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "page"), [("/", "dashboard"), ("/model", "model"), ("/prompt", "prompt")]
+)
+def test_pages_carry_the_cli_strings(client: TestClient[Litestar], path: str, page: str) -> None:
+    """Each page is the shell with the balancer's settings exactly as typed on the CLI."""
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert f'data-page="{page}"' in html
+    assert 'data-management-addr="localhost:8060"' in html
+    assert 'data-inference-addr="127.0.0.1:8061"' in html
+    assert 'data-compat-openai-addr=""' in html
+    assert 'data-buffered-request-timeout="2500"' in html
+    assert 'data-max-buffered-requests="7"' in html
+    assert 'data-statsd-addr="statsd.internal:8125"' in html
+    assert 'data-statsd-prefix="fleet_"' in html
+    assert 'data-statsd-reporting-interval="5000"' in html
+
+
+def test_addresses_are_escaped() -> None:
+    """A hostile address string cannot inject markup into the shell."""
+    app = create_admin_panel_app(
+        AdminPanelConfig(management_addr='x"><script>alert(1)</script>', inference_addr="i:1")
+    )
+    with TestClient(app=app) as client:
+        html = client.get("/").text
+    assert "<script>alert(1)</script>" not in html
+
+
+def test_every_module_the_shell_loads_is_served(client: TestClient[Litestar]) -> None:
+    """main.js and everything it imports transitively are served as JavaScript."""
+    pending, seen = ["main.js"], set()
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert "javascript" in response.headers["content-type"], name
+        for imported in re.findall(r'from "\./([\w.]+\.js)"', response.text):
+            if imported not in seen:
+                pending.append(imported)
+    assert {"dashboard.js", "model.js", "prompt.js", "api.js"} <= seen
+    assert client.get("/static/panel.css").headers["content-type"].startswith("text/css")
+
+
+def test_favicon_and_health(client: TestClient[Litestar]) -> None:
+    favicon = client.get("/favicon.ico")
+    assert favicon.status_code == 200
+    assert favicon.headers["content-type"] == "image/svg+xml"
+    assert favicon.text.lstrip().startswith("<svg")
+    health = client.get("/health")
+    assert (health.status_code, health.text) == (200, "OK")
