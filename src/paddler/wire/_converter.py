@@ -266,6 +266,8 @@ def configure_converter(converter: Converter) -> None:
         _check_internal_tags(converter, union, tags)
 
     homes: dict[type, Any] = {}
+    for union, tags in _INTERNAL:
+        homes.update(dict.fromkeys(tags, union))
     for index, (name, union, groups) in enumerate(_EXTERNAL):
         configure_externally_tagged_union(
             union, converter, tag_generator=_tag, groups=groups, name=name
