@@ -1,4 +1,4 @@
-"""Every JSON example of the wire spec §2–§5 reads into our classes and writes back the same."""
+"""Every JSON example of the wire spec §2 to §5 reads into our classes and writes back the same."""
 
 from __future__ import annotations
 
@@ -158,7 +158,8 @@ EXAMPLES: list[tuple[str, Any, str]] = [
     (
         "ndjson-error",
         wire.InferenceClientMessage,
-        '{"Error":{"request_id":"r1","error":{"code":503,"description":"Buffered requests overflow"}}}',
+        '{"Error":{"request_id":"r1","error":{"code":503,'
+        '"description":"Buffered requests overflow"}}}',
     ),
     ("embedding-final-done", wire.InferenceClientMessage, _response('{"Embedding":"Done"}')),
     (
