@@ -15,8 +15,19 @@ export const config = Object.freeze({
   statsdReportingIntervalMs: Number(root.dataset.statsdReportingInterval),
 });
 
-export const managementBase = `http://${config.managementAddr}`;
-export const inferenceSocketUrl = `ws://${config.inferenceAddr}/api/v1/inference_socket`;
+/**
+ * Where the browser reaches a service given as host:port on the CLI. A wildcard listen
+ * address (0.0.0.0, ::) means "every interface", so use the host this page came from.
+ */
+export function browserAddr(addr) {
+  const match = /^(.*):(\d+)$/.exec(addr);
+  if (!match) return addr;
+  const host = match[1];
+  return ["0.0.0.0", "[::]", "::", ""].includes(host) ? `${location.hostname}:${match[2]}` : addr;
+}
+
+export const managementBase = `http://${browserAddr(config.managementAddr)}`;
+export const inferenceSocketUrl = `ws://${browserAddr(config.inferenceAddr)}/api/v1/inference_socket`;
 
 export class HttpError extends Error {
   constructor(status, body) {

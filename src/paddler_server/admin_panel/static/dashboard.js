@@ -1,7 +1,7 @@
 // Dashboard: configuration, live agents and buffer, throughput chart, "add agent" box.
 
 import { renderAgents } from "./agents.js";
-import { config, getJson, getText, LiveStream } from "./api.js";
+import { browserAddr, config, getJson, getText, LiveStream } from "./api.js";
 import { LiveChart } from "./chart.js";
 import { copyButton, h, replace } from "./dom.js";
 import { describeModel } from "./desired_state.js";
@@ -39,7 +39,7 @@ function addAgentSection() {
   const command = h("code", { class: "command", dataset: { role: "agent-command" } });
   const update = () => {
     const nameArg = name.value.trim() ? ` --name ${name.value.trim()}` : "";
-    command.textContent = `paddler agent --management-addr ${config.managementAddr}${nameArg} --slots ${slots.value || 4}`;
+    command.textContent = `paddler agent --management-addr ${browserAddr(config.managementAddr)}${nameArg} --slots ${slots.value || 4}`;
   };
   name.addEventListener("input", update);
   slots.addEventListener("input", update);
