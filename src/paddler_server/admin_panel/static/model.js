@@ -218,17 +218,35 @@ export function mountModel(view) {
   });
 
   let swapStream = null;
+  let swap = null; // {since, reloading: ids of agents seen draining or loading since the PUT}
+  let swapAgents = [];
+  function updateSwap() {
+    const summary = progress.querySelector("[data-role=swap-summary]");
+    const now = performance.now();
+    for (const a of swapAgents) {
+      if (a.state_application_status !== "Applied" || a.slots_total === 0) swap.reloading.add(a.id);
+    }
+    // An agent seen reloading and ready again has the new state. One never seen reloading
+    // may have swapped between two snapshots; after a few seconds of "ready", trust it.
+    const done = swapAgents.filter((a) => a.state_application_status === "Applied"
+      && (swap.reloading.has(a.id) || now - swap.since > 5000)).length;
+    const n = swapAgents.length;
+    summary.textContent = n === 0
+      ? "No agents are connected; the state applies when one joins."
+      : `${done} of ${n} agent${n > 1 ? "s" : ""} applied the new state.`;
+  }
+
   function watchSwap() {
     progress.hidden = false;
-    const summary = progress.querySelector("[data-role=swap-summary]");
+    swap = { since: performance.now(), reloading: new Set() };
+    if (swapStream) { updateSwap(); return; }
     const list = progress.querySelector(".agents");
-    swapStream ??= new LiveStream("/api/v1/agents/stream", ({ agents }) => {
-      renderAgents(list, agents);
-      const ready = agents.filter((a) => a.state_application_status === "Applied").length;
-      summary.textContent = agents.length === 0
-        ? "No agents are connected; the state applies when one joins."
-        : `${ready} of ${agents.length} agent${agents.length > 1 ? "s" : ""} applied the new state.`;
+    swapStream = new LiveStream("/api/v1/agents/stream", (snapshot) => {
+      swapAgents = snapshot.agents ?? [];
+      renderAgents(list, swapAgents);
+      updateSwap();
     });
+    setInterval(updateSwap, 1000);
   }
 
   // ---- previews from an agent ---------------------------------------------------------
