@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jinja2
 from litestar import Litestar, MediaType, Response, get
+from litestar.datastructures import CacheControlHeader
 from litestar.handlers import HTTPRouteHandler
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -63,10 +64,15 @@ def create_admin_panel_app(config: AdminPanelConfig) -> Litestar:
     handlers += [
         favicon_ico,
         health,
-        create_static_files_router(path="/static", directories=[_STATIC_DIR]),
+        # no-cache: revalidate (ETag) so an upgraded balancer never runs stale modules.
+        create_static_files_router(
+            path="/static",
+            directories=[_STATIC_DIR],
+            cache_control=CacheControlHeader(no_cache=True),
+        ),
     ]
     logger.debug("admin panel for management %s", config.management_addr)
     return Litestar(route_handlers=handlers)
 
 
-_NO_STORE = {"Cache-Control": "no-store"}
+_NO_STORE = {"Cache-Control": "no-store"}  # the shell embeds the live configuration

@@ -38,12 +38,13 @@ class InferenceSocket {
   send(message) { this.ws.send(JSON.stringify(message)); }
 }
 
-function usageLine(usage, seconds, generatedBy) {
+function usageLine(usage, seconds, firstTokenSeconds, generatedBy) {
   const generated = usage.content_tokens + usage.reasoning_tokens + usage.undeterminable_tokens + usage.tool_call_tokens;
   const parts = [
     `${usage.prompt_tokens} prompt tokens${usage.cached_prompt_tokens ? ` (${usage.cached_prompt_tokens} cached)` : ""}`,
     `${generated} generated${usage.reasoning_tokens ? ` (${usage.reasoning_tokens} reasoning)` : ""}`,
     seconds > 0 && generated > 1 ? `${(generated / seconds).toFixed(1)} tokens/s` : null,
+    firstTokenSeconds !== null ? `first token after ${firstTokenSeconds.toFixed(2)} s` : null,
     generatedBy ? `by ${generatedBy}` : null,
   ];
   return parts.filter(Boolean).join(" · ");
@@ -147,7 +148,9 @@ export function mountPrompt(view) {
     request.element.classList.remove("streaming");
     request.element.dataset.state = error ? "error" : request.stopped ? "stopped" : "done";
     if (usage) {
-      request.meta.textContent = (request.stopped ? "Stopped · " : "") + usageLine(usage, seconds, request.generatedBy);
+      const firstTokenSeconds = request.firstToken ? (request.firstToken - request.sent) / 1000 : null;
+      request.meta.textContent = (request.stopped ? "Stopped · " : "")
+        + usageLine(usage, seconds, firstTokenSeconds, request.generatedBy);
     }
     if (error) request.element.append(h("p", { class: "error", role: "alert" }, error));
     if (request.content) history.push({ role: "assistant", content: request.content });
@@ -172,7 +175,7 @@ export function mountPrompt(view) {
     const element = h("div", { class: "message assistant streaming", dataset: { state: "streaming" } }, reasoning, answer, meta);
     log.append(element);
     const id = crypto.randomUUID();
-    active = { id, element, answer, reasoning, meta, content: "", reasoningText: "", stopped: false, firstToken: null, generatedBy: null };
+    active = { id, element, answer, reasoning, meta, content: "", reasoningText: "", stopped: false, firstToken: null, generatedBy: null, sent: performance.now() };
     const conversation = system.value.trim() ? [{ role: "system", content: system.value.trim() }, ...history] : history;
     socket.send({
       Request: {
