@@ -1,0 +1,388 @@
+"""Resumable download of one model URL into the agent's cache (spec §5.3).
+
+Bytes go to ``<hash>.partial`` and are resumed with ``Range: bytes=N-``; the finished file is
+renamed to ``<hash>``. A ``<hash>.lock`` file lock makes one process per host the downloader:
+another agent asking for the same URL waits for it and then uses the finished file. There is
+no retry in here; the agent's reconcile loop is the retry, and every failure becomes the
+:class:`~paddler.wire.AgentIssue` that explains it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+import filelock
+import httpx
+from attrs import frozen
+
+from paddler.wire import (
+    AgentIssue,
+    CacheDirectoryIsNotWritable,
+    CacheStorageIsFull,
+    DownloadInterrupted,
+    DownloadServerDeniedAccess,
+    DownloadServerErrored,
+    DownloadServerIsUnreachable,
+    DownloadServerRejectedRequest,
+    DownloadUrlIsMalformed,
+    ModelCacheIsCorrupted,
+    ModelDoesNotExistAtUrl,
+)
+
+from ._cache_dir import UrlCachePaths, url_cache_paths
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+__all__ = [
+    "DownloadProgress",
+    "DownloadProgressCallback",
+    "ModelSourceError",
+    "check_url",
+    "download_url",
+    "os_error_issue",
+]
+
+logger = logging.getLogger("paddler.agent")
+
+#: Connect and read timeouts of the download client, in seconds (as Paddler's).
+TIMEOUT_SECONDS = 10.0
+#: Bytes handed to the disk per write; small enough for steady progress reports.
+CHUNK_BYTES = 256 * 1024
+#: How often an agent waiting for another downloader checks the lock again.
+LOCK_POLL_SECONDS = 0.1
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+
+
+@frozen
+class DownloadProgress:
+    """How far a download is; ``total`` is ``None`` while the size is unknown."""
+
+    filename: str | None
+    current: int
+    total: int | None
+
+
+DownloadProgressCallback = Callable[[DownloadProgress], None]
+
+
+class ModelSourceError(Exception):
+    """The model could not be made local; ``issue`` is what the agent reports.
+
+    ``retryable`` is ``False`` when retrying cannot help until the desired state changes
+    (a malformed URL, a Hugging Face file that does not exist).
+    """
+
+    def __init__(self, issue: AgentIssue, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.issue = issue
+        self.retryable = retryable
+
+
+class _Restart(Exception):
+    """The partial file was discarded; download again from byte zero."""
+
+
+def check_url(url: str) -> httpx.URL:
+    """Parse ``url``; only absolute http(s) URLs with a host are accepted."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise _malformed(url, f"cannot parse it ({exc})") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise _malformed(url, "only http:// and https:// URLs can be downloaded")
+    if not parsed.host:
+        raise _malformed(url, "it has no host")
+    return parsed
+
+
+def _malformed(url: str, why: str) -> ModelSourceError:
+    return ModelSourceError(
+        DownloadUrlIsMalformed(model_path=url),
+        f"model URL {url!r} is malformed: {why}",
+        retryable=False,
+    )
+
+
+async def download_url(
+    url: str,
+    *,
+    on_progress: DownloadProgressCallback,
+    cache_dir: Path | None = None,
+    progress_bar: bool | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> Path:
+    """Return the local path of ``url``, downloading it into the cache if needed.
+
+    :param progress_bar: draw a rich progress bar on stderr while bytes arrive; ``None``
+        means "when stderr is a terminal".
+    :param client: an ``httpx.AsyncClient`` to use (tests pass one with a transport).
+    :raises ModelSourceError: with the issue that explains the failure.
+    """
+    parsed = check_url(url)
+    paths = url_cache_paths(url, cache_dir)
+    with _map_os_errors(url):
+        if paths.final.is_file():
+            return paths.final
+        await anyio.to_thread.run_sync(lambda: paths.directory.mkdir(parents=True, exist_ok=True))
+    filename = parsed.path.rsplit("/", 1)[-1] or url
+    async with _download_lock(paths, url, filename, on_progress):
+        with _map_os_errors(url):
+            if paths.final.is_file():
+                return paths.final  # another process finished it while we waited
+        show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        async with _client(client) as http:
+            try:
+                await _fetch_once(http, url, paths, filename, on_progress, show_bar)
+            except _Restart:
+                await _fetch_once(http, url, paths, filename, on_progress, show_bar)
+    return paths.final
+
+
+@asynccontextmanager
+async def _client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+    if client is not None:
+        yield client
+        return
+    timeout = httpx.Timeout(TIMEOUT_SECONDS)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as owned:
+        yield owned
+
+
+@asynccontextmanager
+async def _download_lock(
+    paths: UrlCachePaths, url: str, filename: str, on_progress: DownloadProgressCallback
+) -> AsyncIterator[None]:
+    """Hold ``<hash>.lock``; while another process holds it, report its partial's growth."""
+    lock = filelock.FileLock(paths.lock)
+    while not _try_acquire(lock, url):
+        logger.debug("waiting for another downloader of %s", url)
+        on_progress(DownloadProgress(filename, _size(paths.partial), None))
+        await anyio.sleep(LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _try_acquire(lock: filelock.BaseFileLock, url: str) -> bool:
+    """Take the lock if it is free; ``False`` while another process holds it."""
+    with _map_os_errors(url):
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:  # a TimeoutError, hence an OSError: keep it out of the mapping
+            return False
+    return True
+
+
+async def _fetch_once(
+    http: httpx.AsyncClient,
+    url: str,
+    paths: UrlCachePaths,
+    filename: str,
+    on_progress: DownloadProgressCallback,
+    show_bar: bool,
+) -> None:
+    """One GET (resuming the partial if there is one), written through to the final file."""
+    with _map_os_errors(url):
+        start = _size(paths.partial)
+    headers = {"Range": f"bytes={start}-"} if start else {}
+    receiving = False
+    try:
+        async with http.stream("GET", url, headers=headers) as response:
+            offset, total = _check_response(response, url, paths, start)
+            receiving = True
+            await _receive(response, url, paths, filename, offset, total, on_progress, show_bar)
+    except httpx.TransportError as exc:
+        if receiving:
+            raise ModelSourceError(
+                DownloadInterrupted(model_path=url),
+                f"download of {url} was interrupted ({exc or type(exc).__name__}); "
+                "it resumes from the partial file on the next attempt",
+            ) from exc
+        raise ModelSourceError(
+            DownloadServerIsUnreachable(model_path=url),
+            f"cannot reach the server of {url} ({exc or type(exc).__name__})",
+        ) from exc
+
+
+def _check_response(
+    response: httpx.Response, url: str, paths: UrlCachePaths, start: int
+) -> tuple[int, int | None]:
+    """Decide where the body goes: ``(offset in the partial, total size or None)``."""
+    status = response.status_code
+    if status == 416:
+        with _map_os_errors(url):
+            paths.partial.unlink(missing_ok=True)
+        raise ModelSourceError(
+            ModelCacheIsCorrupted(model_path=url),
+            f"the server of {url} refused to resume at byte {start} (HTTP 416); "
+            "the stale partial file was removed",
+        )
+    if status >= 400 or status not in (200, 206):
+        raise ModelSourceError(_issue_for_status(status, url), _status_message(status, url))
+    if status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+        if not start or match is None or int(match.group(1)) != start:
+            logger.warning(
+                "server of %s answered Range bytes=%d- with Content-Range %r; restarting",
+                url,
+                start,
+                response.headers.get("content-range"),
+            )
+            with _map_os_errors(url):
+                paths.partial.unlink(missing_ok=True)
+            raise _Restart
+        size = match.group(3)
+        return start, (int(size) if size != "*" else None)
+    if start:
+        logger.info("server of %s ignored the Range request; downloading from zero", url)
+    length = response.headers.get("content-length")
+    identity = response.headers.get("content-encoding", "identity") == "identity"
+    return 0, (int(length) if length and length.isdigit() and identity else None)
+
+
+async def _receive(
+    response: httpx.Response,
+    url: str,
+    paths: UrlCachePaths,
+    filename: str,
+    offset: int,
+    total: int | None,
+    on_progress: DownloadProgressCallback,
+    show_bar: bool,
+) -> None:
+    current = offset
+    on_progress(DownloadProgress(filename, current, total))
+    with _map_os_errors(url), _TerminalBar(show_bar, filename, current, total) as bar:
+        async with await anyio.open_file(paths.partial, "r+b" if offset else "wb") as file:
+            await file.seek(offset)
+            await file.truncate()
+            async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                await file.write(chunk)
+                current += len(chunk)
+                bar.update(current)
+                on_progress(DownloadProgress(filename, current, total))
+            await file.flush()
+            await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
+        if total is not None and current != total:
+            raise ModelSourceError(
+                DownloadInterrupted(model_path=url),
+                f"download of {url} ended at byte {current} of {total}",
+            )
+        await anyio.to_thread.run_sync(_publish, paths)
+    logger.info("downloaded %s to %s (%d bytes)", url, paths.final, current)
+
+
+def _publish(paths: UrlCachePaths) -> None:
+    """Rename the complete partial to its final name, durably."""
+    os.replace(paths.partial, paths.final)
+    fd = os.open(paths.directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _issue_for_status(status: int, url: str) -> AgentIssue:
+    if status == 404:
+        return ModelDoesNotExistAtUrl(model_path=url)
+    if status in (401, 403):
+        return DownloadServerDeniedAccess(model_path=url)
+    if 400 <= status < 500:
+        return DownloadServerRejectedRequest(model_path=url)
+    return DownloadServerErrored(model_path=url)
+
+
+def _status_message(status: int, url: str) -> str:
+    reason = httpx.codes.get_reason_phrase(status) or "unexpected status"
+    return f"GET {url} answered HTTP {status} {reason}"
+
+
+_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
+
+
+def os_error_issue(exc: OSError, model_path: str) -> ModelSourceError:
+    """The issue of a disk failure in the cache: ENOSPC/EDQUOT → full, the rest → not writable."""
+    if exc.errno in _FULL:
+        return ModelSourceError(
+            CacheStorageIsFull(model_path=model_path),
+            f"no space left in the model cache for {model_path}: {exc}",
+        )
+    return ModelSourceError(
+        CacheDirectoryIsNotWritable(model_path=model_path),
+        f"the model cache cannot be used for {model_path}: {exc} "
+        "(set PADDLER_CACHE_DIR to a writable directory)",
+    )
+
+
+@contextmanager
+def _map_os_errors(model_path: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise os_error_issue(exc, model_path) from exc
+
+
+class _TerminalBar:
+    """A rich progress bar on stderr, drawn only while bytes actually arrive."""
+
+    def __init__(self, enabled: bool, filename: str, current: int, total: int | None) -> None:
+        self._progress: Progress | None = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._progress.add_task(filename, total=total, completed=current)
+
+    def __enter__(self) -> _TerminalBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def update(self, current: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=current)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,226 @@
+"""Where the balancer keeps its desired state (spec §5.2): ``memory://`` or ``file:///abs/path``.
+
+A store is two async methods, so a plugin can add one (for example a database) through the
+``paddler_state_store_for_url`` hook; :func:`open_state_store` handles the two built-in schemes.
+The file store writes atomically: a temporary file in the same directory, fsync, rename, fsync
+of the directory. A crash at any point leaves either the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import anyio
+from attrs import frozen
+
+from paddler.wire import BalancerDesiredState, WireError, converter
+
+__all__ = [
+    "FileStateStore",
+    "MemoryStateStore",
+    "StateStore",
+    "StateStoreError",
+    "open_state_store",
+]
+
+logger = logging.getLogger("paddler.balancer")
+
+#: The only version of the file format there is (``"version"`` key).
+FILE_FORMAT_VERSION = "1"
+
+
+class StateStoreError(Exception):
+    """The state store cannot be opened, read or written; the message says which and why."""
+
+
+class StateStore:
+    """Keeps one :class:`~paddler.wire.BalancerDesiredState`. Subclass it to add a store."""
+
+    async def load(self) -> BalancerDesiredState:
+        """The stored state (the default state when nothing was stored yet)."""
+        raise NotImplementedError
+
+    async def store(self, state: BalancerDesiredState) -> None:
+        """Replace the stored state; when this returns, the state survives a restart."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release what the store holds (nothing for the built-in stores)."""
+
+
+class MemoryStateStore(StateStore):
+    """``memory://``: starts from the default state and is lost on restart."""
+
+    def __init__(self, state: BalancerDesiredState | None = None) -> None:
+        self._state = state if state is not None else BalancerDesiredState.default()
+
+    def __repr__(self) -> str:
+        return "<MemoryStateStore>"
+
+    async def load(self) -> BalancerDesiredState:
+        return self._state
+
+    async def store(self, state: BalancerDesiredState) -> None:
+        self._state = state
+
+
+@frozen
+class _FileDocument:
+    """The file's JSON document: ``{"balancer_desired_state": {...}, "version": "1"}``."""
+
+    balancer_desired_state: BalancerDesiredState
+    version: str = FILE_FORMAT_VERSION
+
+
+class FileStateStore(StateStore):
+    """``file:///abs/path``: pretty JSON, rewritten whole and atomically on every store.
+
+    A missing or empty file is created with the default state on first :meth:`load`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_absolute():
+            raise StateStoreError(f"state file path must be absolute: use file://{path.absolute()}")
+        self.path = path
+        self._lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<FileStateStore {self.path}>"
+
+    async def load(self) -> BalancerDesiredState:
+        async with self._lock:
+            text = await anyio.to_thread.run_sync(self._read)
+            if text is None or not text.strip():
+                state = BalancerDesiredState.default()
+                logger.info("state file %s is missing or empty; creating it", self.path)
+                await anyio.to_thread.run_sync(self._write, state)
+                return state
+            return self._parse(text)
+
+    async def store(self, state: BalancerDesiredState) -> None:
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._write, state)
+
+    def check(self) -> None:
+        """Fail now, at startup, if the file cannot be used (it is read, not created).
+
+        :raises StateStoreError: naming the file and the problem.
+        """
+        if not self.path.parent.is_dir():
+            raise StateStoreError(
+                f"cannot use state file {self.path}: directory {self.path.parent} does not exist"
+            )
+        text = self._read()
+        if text is not None and text.strip():
+            self._parse(text)
+
+    def _read(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateStoreError(f"cannot read state file {self.path}: {exc}") from exc
+
+    def _parse(self, text: str) -> BalancerDesiredState:
+        try:
+            document: Any = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise self._invalid(f"not JSON ({exc})") from exc
+        if not isinstance(document, dict):
+            raise self._invalid("expected a JSON object")
+        extra = sorted(set(document) - {"balancer_desired_state", "version"})
+        if extra:
+            raise self._invalid(f"unknown keys {', '.join(extra)}")
+        version = document.get("version", FILE_FORMAT_VERSION)
+        if version != FILE_FORMAT_VERSION:
+            raise self._invalid(
+                f"unsupported version {version!r} (expected {FILE_FORMAT_VERSION!r})"
+            )
+        if "balancer_desired_state" not in document:
+            raise self._invalid("the key balancer_desired_state is missing")
+        try:
+            return converter.loads(
+                json.dumps(document["balancer_desired_state"]), BalancerDesiredState
+            )
+        except WireError as exc:
+            raise self._invalid(f"balancer_desired_state: {exc}") from exc
+
+    def _invalid(self, problem: str) -> StateStoreError:
+        return StateStoreError(
+            f"state file {self.path} is an incompatible or invalid database: {problem}; "
+            "fix or remove it (a missing file is created with the default state)"
+        )
+
+    def _write(self, state: BalancerDesiredState) -> None:
+        document = {
+            "balancer_desired_state": converter.unstructure(state),
+            "version": FILE_FORMAT_VERSION,
+        }
+        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        directory = self.path.parent
+        try:
+            fd, temporary = tempfile.mkstemp(
+                dir=directory, prefix=f".{self.path.name}.", suffix=".tmp"
+            )
+        except OSError as exc:
+            raise StateStoreError(f"cannot write state file {self.path}: {exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            _replace(temporary, self.path)
+            _fsync_directory(directory)
+        except OSError as exc:
+            raise StateStoreError(f"cannot write state file {self.path}: {exc}") from exc
+        finally:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass
+
+
+def _replace(source: str, target: Path) -> None:
+    """``os.replace``; its own function so tests can simulate a crash before it."""
+    os.replace(source, target)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_state_store(url: str) -> StateStore:
+    """The built-in store for ``url``: ``memory://`` or ``file:///absolute/path``.
+
+    :raises StateStoreError: for another scheme or a relative path (the message shows the
+        absolute form to use instead).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        if parts.netloc or parts.path.strip("/") or parts.query:
+            raise StateStoreError(f"state database {url!r}: use memory:// (nothing after it)")
+        return MemoryStateStore()
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            relative = unquote(parts.netloc + parts.path)
+            raise StateStoreError(
+                f"state database {url!r} has a relative path; "
+                f"use file://{Path(relative).absolute()} (file:// then an absolute path)"
+            )
+        store = FileStateStore(Path(unquote(parts.path)))
+        store.check()
+        return store
+    raise StateStoreError(
+        f"state database {url!r} is not supported: use memory:// or file:///absolute/path"
+    )
