@@ -145,3 +145,27 @@ def test_model_page_swaps_context_size(
     expect(page.locator("[data-role=desired-context-size]")).to_have_text(str(SWAPPED_CONTEXT_SIZE))
     expect(agent_card(page, "panel-agent").locator(".pill")).to_have_text("ready")
     expect(agent_card(page, "panel-agent")).to_contain_text("0 busy / 2 total")
+
+
+def test_prompt_page_notices_embeddings_mode(cluster: Any, page: Any) -> None:
+    """While the cluster is in embeddings mode the chat says so and cannot send."""
+    page.goto(cluster.panel_url + "/prompt")
+    notice = page.locator("[data-role=generation-disabled]")
+    send = page.get_by_role("button", name="Send")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    expect(notice).to_be_hidden()
+    expect(send).to_be_enabled()
+
+    state = cluster.get("/api/v1/balancer_desired_state")
+    state["inference_parameters"]["enable_embeddings"] = True
+    cluster.put_desired_state(state)
+    try:
+        expect(notice).to_be_visible(timeout=30_000)
+        expect(notice).to_contain_text("embeddings mode")
+        expect(send).to_be_disabled()
+    finally:
+        state["inference_parameters"]["enable_embeddings"] = False
+        cluster.put_desired_state(state)
+    expect(notice).to_be_hidden(timeout=30_000)
+    expect(send).to_be_enabled()
+    cluster.wait_ready("panel-agent", 2)
