@@ -6,6 +6,7 @@ hooks on any cattrs ``Converter``. ``paddler.wire.converter`` is the shared inst
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -128,6 +129,17 @@ def _strict(expected: type, *accepted: type) -> Callable[[Any, Any], Any]:
     return structure
 
 
+def _structure_enum(value: Any, cl: type[enum.Enum]) -> enum.Enum:
+    """Our enums are ``StrEnum``s: without this, cattrs would read them as plain ``str``."""
+    if not isinstance(value, str):
+        raise WireProblem(f"invalid value for type, expected {cl.__name__}")
+    try:
+        return cl(value)
+    except ValueError:
+        expected = ", ".join(str(member.value) for member in cl)
+        raise WireProblem(f"unknown {cl.__name__} {value!r}, expected one of: {expected}") from None
+
+
 def _structure_f32(value: Any, _: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise WireProblem("invalid value for type, expected float")
@@ -234,6 +246,9 @@ def configure_converter(converter: Converter) -> None:
     converter.register_structure_hook(int, _strict(int))
     converter.register_structure_hook(bool, _strict(bool))
     converter.register_structure_hook(float, _strict(float, int, float))
+    # singledispatch goes by MRO: StrEnum comes before str, so our enums get this hook.
+    converter.register_structure_hook(enum.StrEnum, _structure_enum)
+    converter.register_structure_hook(enum.Enum, _structure_enum)
     converter.register_structure_hook_func(lambda t: t == F32, _structure_f32)
     converter.register_unstructure_hook_func(lambda t: t == F32, to_f32)
     converter.register_structure_hook_func(lambda t: t == tuple[F32, ...], _structure_f32_vector)
