@@ -8,6 +8,7 @@ import numpy as np
 
 from paddler.engine._llama import Batch, FloatRows, LlamaContext, LlamaModel
 from paddler.wire import (
+    L2,
     DocumentExceedsBatchSize,
     Embedding,
     EmbeddingDone,
@@ -15,7 +16,6 @@ from paddler.wire import (
     EmbeddingNormalizationMethod,
     EmbeddingResult,
     GenerateEmbeddingBatchParams,
-    L2,
     NoEmbeddingsProduced,
     PoolingType,
     RmsNorm,
@@ -27,10 +27,13 @@ def normalize(vector: FloatRows, method: EmbeddingNormalizationMethod) -> FloatR
     v = vector.astype(np.float64)
     if isinstance(method, L2):
         norm = float(np.linalg.norm(v))
-        return (v / norm if norm > 0 else v).astype(np.float32)
-    if isinstance(method, RmsNorm):
-        return (v / np.sqrt(np.mean(v * v) + method.epsilon)).astype(np.float32)
-    return vector
+        scale = 1.0 / norm if norm > 0 else 1.0
+    elif isinstance(method, RmsNorm):
+        scale = 1.0 / float(np.sqrt(np.mean(v * v) + method.epsilon))
+    else:
+        return vector
+    out: FloatRows = (v * scale).astype(np.float32)
+    return out
 
 
 def plan(sizes: Sequence[int], n_batch: int, max_sequences: int) -> list[list[int]]:
@@ -95,7 +98,9 @@ def run_embeddings(
                 continue
             results.append(
                 Embedding(
-                    embedding=tuple(float(x) for x in normalize(vector, params.normalization_method)),
+                    embedding=tuple(
+                        float(x) for x in normalize(vector, params.normalization_method)
+                    ),
                     normalization_method=params.normalization_method,
                     pooling_type=pooling,
                     source_document_id=documents[index].id,

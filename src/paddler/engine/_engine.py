@@ -38,7 +38,7 @@ from paddler.wire import (
 logger = logging.getLogger("paddler.engine")
 
 STREAM_BUFFER = 8192
-T = TypeVar("T", GeneratedTokenResult, EmbeddingResult)
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -72,7 +72,7 @@ class ResultStream(Generic[T]):
     ) -> None:
         self._engine = engine
         self._request_id = request_id
-        self._receive = receive
+        self._receive: MemoryObjectReceiveStream[T] = receive
 
     def __aiter__(self) -> ResultStream[T]:
         return self
@@ -81,6 +81,7 @@ class ResultStream(Generic[T]):
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
             raise StopAsyncIteration from None
 
     async def cancel(self) -> None:
@@ -132,6 +133,7 @@ class LlamaEngine:
         self._ids = itertools.count(1)
         self._streams: dict[int, MemoryObjectSendStream[Result]] = {}
         self._closed = False
+        self._idle_waiters: list[anyio.Event] = []
         self._scheduler = Scheduler(
             model=model,
             ctx=ctx,
@@ -259,6 +261,17 @@ class LlamaEngine:
             if terminal:
                 send.close()
                 del self._streams[request_id]
+        if self._idle_waiters and self._scheduler.counters.slots_busy == 0:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for event in waiters:
+                event.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no slot is busy (for tests and graceful drains)."""
+        while self._scheduler.counters.slots_busy and not self._closed:
+            event = anyio.Event()
+            self._idle_waiters.append(event)
+            await event.wait()
 
     # -- introspection ---------------------------------------------------------------------
     @property

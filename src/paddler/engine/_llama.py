@@ -243,6 +243,9 @@ class LlamaContext:
         params.no_perf = True
         if embeddings:
             params.pooling_type = POOLING_TYPES[pooling]
+            # Separate KV streams split a multi-sequence batch into equal-length ubatches and
+            # pooling then sees only part of a document; one unified stream keeps it whole.
+            params.kv_unified = True
         handle = llama_cpp.llama_init_from_model(model.handle, params)
         if not handle:
             raise LlamaError(
@@ -290,7 +293,7 @@ class LlamaContext:
 
 
 class ChainSampler:
-    """A llama.cpp sampler chain for one request (penalties → top_k → top_p → min_p → temp → dist)."""
+    """One request's llama.cpp chain: penalties → top_k → top_p → min_p → temp → dist."""
 
     def __init__(
         self,
@@ -316,8 +319,7 @@ class ChainSampler:
             add(
                 chain,
                 llama_cpp.llama_sampler_init_penalties(
-                    n_vocab,
-                    last_n, penalty_repeat, penalty_frequency, penalty_presence
+                    n_vocab, last_n, penalty_repeat, penalty_frequency, penalty_presence
                 ),
             )
         if temperature <= 0.0:
@@ -371,7 +373,7 @@ class _Candidates:
         self.data["id"] = self._ids
         self.data["logit"] = logits
         self.data["p"] = 0.0
-        self._array.data = self.data.ctypes.data_as(llama_cpp.llama_token_data_p)
+        self._array.data = self.data.ctypes.data_as(llama_cpp.llama_token_data_p)  # type: ignore[assignment]
         self._array.size = self._n_vocab
         self._array.selected = -1
         self._array.sorted = False

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import attrs
 
-from paddler.engine._classifier import THINK_CLOSE, THINK_OPEN, Section, StopStringFilter
-from paddler.engine._classifier import TokenClassifier
+from paddler.engine._classifier import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    Section,
+    StopStringFilter,
+    TokenClassifier,
+)
 from paddler.engine._grammar import make_grammar_sampler
 from paddler.engine._llama import GrammarSampler, LlamaModel
 from paddler.engine._request import ActiveRequest

@@ -130,9 +130,7 @@ class ActiveRequest:
         if self.tool_validators is not None and text.strip():
             self.outputs.append(parse_tool_calls(text, self.tool_validators))
 
-    def finish(
-        self, terminal: GeneratedTokenResult | None = None, *, flush: bool = True
-    ) -> None:
+    def finish(self, terminal: GeneratedTokenResult | None = None, *, flush: bool = True) -> None:
         """Queue the last results and the terminal (`Done` with usage unless given)."""
         if self.finished:
             return

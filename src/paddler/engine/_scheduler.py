@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import numpy as np
@@ -40,7 +40,7 @@ EVICTED = "Request evicted due to KV cache pressure"
 
 Result = GeneratedTokenResult | EmbeddingResult
 # (request id, results, whether the last one ends the stream)
-Outbox = list[tuple[int, list[Result], bool]]
+Outbox = list[tuple[int, Sequence[Result], bool]]
 
 
 @attrs.frozen
@@ -175,7 +175,9 @@ class Scheduler:
             self._embed(command)
 
     def _accept(self, command: Submit) -> None:
-        prepared = prepare(command.request_id, command.params, command.overrides, self._prepare_context)
+        prepared = prepare(
+            command.request_id, command.params, command.overrides, self._prepare_context
+        )
         if not isinstance(prepared, ActiveRequest):
             self._outbox.append((command.request_id, [prepared], True))
             return
@@ -297,7 +299,9 @@ class Scheduler:
         self.counters.decode_seconds += decode_seconds
         self.counters.step_seconds += time.perf_counter() - started
 
-    def _commit_and_sample(self, entries: list[tuple[Slot, list[int], int]], n_outputs: int) -> None:
+    def _commit_and_sample(
+        self, entries: list[tuple[Slot, list[int], int]], n_outputs: int
+    ) -> None:
         logits = self.ctx.logits(n_outputs)
         sampled: list[tuple[Slot, int, int]] = []  # slot, batch index, output row
         row = 0
@@ -328,7 +332,9 @@ class Scheduler:
                 except GrammarRejected:
                     self._release(
                         slot,
-                        GrammarRejectedModelOutput("The grammar rejected every token the model could produce"),
+                        GrammarRejectedModelOutput(
+                            "The grammar rejected every token the model could produce"
+                        ),
                     )
                     continue
             if request.accept_token(token, model):

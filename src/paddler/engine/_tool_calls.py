@@ -49,7 +49,9 @@ def compile_tool_validators(
             cls = jsonschema.validators.validator_for(schema)
             cls.check_schema(schema)
         except jsonschema.exceptions.SchemaError as exc:
-            raise ToolSchemaError(f"Tool '{name}' has an invalid parameters schema: {exc.message}")
+            raise ToolSchemaError(
+                f"Tool '{name}' has an invalid parameters schema: {exc.message}"
+            ) from exc
         validators[name] = cls(schema)
     return validators
 

@@ -1,11 +1,11 @@
 """Helpers shared by the engine tests."""
 
-
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
+
 from paddler.engine import GenerationStream
 from paddler.wire import (
     ContentToken,
@@ -17,8 +17,9 @@ from paddler.wire import (
 )
 
 
-
-async def collect(stream: GenerationStream | AsyncIterator[GeneratedTokenResult]) -> list[GeneratedTokenResult]:
+async def collect(
+    stream: GenerationStream | AsyncIterator[GeneratedTokenResult],
+) -> list[GeneratedTokenResult]:
     """Every result of a stream, checking that exactly the last one is terminal."""
     results: list[GeneratedTokenResult] = []
     with anyio.fail_after(60):
@@ -40,7 +41,9 @@ def done(results: Sequence[GeneratedTokenResult]) -> Done:
     return last
 
 
-def chat(*turns: tuple[str, str], max_tokens: int = 32, **kwargs: object) -> ContinueFromConversationHistoryParams:
+def chat(
+    *turns: tuple[str, str], max_tokens: int = 32, **kwargs: object
+) -> ContinueFromConversationHistoryParams:
     return ContinueFromConversationHistoryParams(
         add_generation_prompt=True,
         conversation_history=tuple(ConversationMessage(role=r, content=c) for r, c in turns),

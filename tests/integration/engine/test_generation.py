@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
+from engine_test_helpers import chat, collect, content, done
 
 from paddler.engine import LlamaEngine, SamplingOverrides
 from paddler.wire import (
@@ -16,8 +17,6 @@ from paddler.wire import (
     InferenceParameters,
     SamplerError,
 )
-
-from engine_test_helpers import chat, collect, content, done
 
 pytestmark = [pytest.mark.model, pytest.mark.anyio]
 
@@ -37,12 +36,6 @@ async def engine(model_path: Path) -> AsyncIterator[LlamaEngine]:
         slots=4,
     ) as engine:
         yield engine
-
-
-async def wait_idle(engine: LlamaEngine) -> None:
-    with anyio.fail_after(10):
-        while engine.statistics().slots_busy:
-            await anyio.sleep(0.01)
 
 
 async def test_four_concurrent_requests_match_each_alone(engine: LlamaEngine) -> None:
@@ -95,7 +88,9 @@ async def test_abandoned_stream_frees_the_slot(engine: LlamaEngine) -> None:
     async with stream:
         async for _ in stream:
             break
-    await wait_idle(engine)
+    with anyio.fail_after(10):
+        await engine.wait_idle()
+    assert engine.statistics().slots_busy == 0
 
 
 async def test_multi_turn_conversation_reuses_the_cache(engine: LlamaEngine) -> None:
@@ -147,7 +142,9 @@ async def test_seed_makes_sampling_reproducible(model_path: Path) -> None:
         first = content(await collect(engine.generate(params, overrides=overrides)))
         second = content(await collect(engine.generate(params, overrides=overrides)))
         others = {
-            content(await collect(engine.generate(params, overrides=attrs.evolve(overrides, seed=s))))
+            content(
+                await collect(engine.generate(params, overrides=attrs.evolve(overrides, seed=s)))
+            )
             for s in (1, 2, 3)
         }
     assert first == second
@@ -156,7 +153,9 @@ async def test_seed_makes_sampling_reproducible(model_path: Path) -> None:
 
 async def test_raw_prompt_skips_the_template(engine: LlamaEngine) -> None:
     raw = "<|im_start|>user\nSay yes.<|im_end|>\n<|im_start|>assistant\n"
-    results = await collect(engine.generate(ContinueFromRawPromptParams(raw_prompt=raw, max_tokens=8)))
+    results = await collect(
+        engine.generate(ContinueFromRawPromptParams(raw_prompt=raw, max_tokens=8))
+    )
     assert done(results).usage.prompt_tokens < 20  # no default system prompt was added
     assert any(isinstance(r, ContentToken) for r in results)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-
 from engine_test_helpers import chat, collect, content, done
+
 from paddler.engine import ChatTemplateDoesNotCompile, LlamaEngine, ModelCannotBeLoaded
 from paddler.wire import (
     ChatTemplateError,
@@ -77,7 +77,11 @@ async def test_json_schema_yields_valid_json(engine: LlamaEngine) -> None:
         "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
         "required": ["name", "age"],
     }
-    params = chat(("user", "Describe a person as JSON."), max_tokens=80, grammar=JsonSchemaGrammar(json.dumps(schema)))
+    params = chat(
+        ("user", "Describe a person as JSON."),
+        max_tokens=80,
+        grammar=JsonSchemaGrammar(json.dumps(schema)),
+    )
     results = await collect(engine.generate(params))
     value = json.loads(content(results))
     assert set(value) == {"name", "age"}
@@ -85,7 +89,11 @@ async def test_json_schema_yields_valid_json(engine: LlamaEngine) -> None:
 
 
 async def test_bad_grammar_is_an_error_and_the_engine_keeps_serving(engine: LlamaEngine) -> None:
-    for bad in (GbnfGrammar(grammar='root ::= "yes', root="root"), GbnfGrammar(grammar="root ::= x", root="root"), JsonSchemaGrammar("{not json")):
+    for bad in (
+        GbnfGrammar(grammar='root ::= "yes', root="root"),
+        GbnfGrammar(grammar="root ::= x", root="root"),
+        JsonSchemaGrammar("{not json"),
+    ):
         results = await collect(engine.generate(chat(("user", "Hi"), grammar=bad)))
         assert len(results) == 1
         assert isinstance(results[0], GrammarSyntaxError)
@@ -109,9 +117,10 @@ async def test_template_render_error_is_terminal(engine: LlamaEngine) -> None:
     await still_serving(engine)
 
 
-TOOL_GRAMMAR = r'''root ::= "<tool_call>" "{\"name\": \"" name "\", \"arguments\": {\"city\": \"Paris\"}}" "</tool_call>"
+TOOL_GRAMMAR = r"""root ::= "<tool_call>" call "</tool_call>"
+call ::= "{\"name\": \"" name "\", \"arguments\": {\"city\": \"Paris\"}}"
 name ::= "get_weather"
-'''
+"""
 
 
 async def test_forced_tool_call_is_parsed(engine: LlamaEngine) -> None:
@@ -136,7 +145,8 @@ async def test_forced_tool_call_is_parsed(engine: LlamaEngine) -> None:
 
 
 async def test_tool_call_with_wrong_arguments_fails_validation(engine: LlamaEngine) -> None:
-    grammar = r'root ::= "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"town\": 1}}</tool_call>"'
+    call = r"{\"name\": \"get_weather\", \"arguments\": {\"town\": 1}}"
+    grammar = f'root ::= "<tool_call>{call}</tool_call>"'
     params = chat(
         ("user", "Weather?"),
         max_tokens=60,
@@ -152,7 +162,13 @@ async def test_tool_call_with_wrong_arguments_fails_validation(engine: LlamaEngi
 async def test_tool_calls_are_streamed_raw_without_parsing(engine: LlamaEngine) -> None:
     raw = "<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n"
     grammar = r'root ::= "<tool_call>{\"name\": \"x\"}</tool_call>"'
-    results = await collect(engine.generate(ContinueFromRawPromptParams(raw_prompt=raw, max_tokens=40, grammar=GbnfGrammar(grammar=grammar, root="root"))))
+    results = await collect(
+        engine.generate(
+            ContinueFromRawPromptParams(
+                raw_prompt=raw, max_tokens=40, grammar=GbnfGrammar(grammar=grammar, root="root")
+            )
+        )
+    )
     assert "".join(r.text for r in results if isinstance(r, ToolCallToken)) == '{"name": "x"}'
     assert not any(isinstance(r, ToolCallParsed) for r in results)
 
@@ -172,7 +188,10 @@ async def test_invalid_tool_schema_is_terminal(engine: LlamaEngine) -> None:
 async def test_template_that_does_not_compile_fails_the_load(model_path: Path) -> None:
     with pytest.raises(ChatTemplateDoesNotCompile) as info:
         await LlamaEngine.load(
-            model_path, InferenceParameters.deterministic(), slots=1, chat_template_override="{% for %}"
+            model_path,
+            InferenceParameters.deterministic(),
+            slots=1,
+            chat_template_override="{% for %}",
         )
     assert info.value.template == "{% for %}"
 
