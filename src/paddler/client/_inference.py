@@ -1,0 +1,226 @@
+"""``InferenceClient``: generation over the inference WebSocket or NDJSON, and embeddings."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from paddler.client._http import check_status, json_headers, map_httpx_errors
+from paddler.client._socket import InferenceSocket
+from paddler.client._stream import InferenceStream, Routed, is_final, new_route
+from paddler.client._urls import inference_socket_url, normalize_base_url
+from paddler.client.errors import ClientError, ResponseDecodeError
+from paddler.wire import (
+    ContinueFromConversationHistoryParams,
+    ContinueFromRawPromptParams,
+    ErrorEnvelope,
+    GenerateEmbeddingBatchParams,
+    InferenceClientMessage,
+    InferenceClientNotification,
+    ResponseEnvelope,
+    WireError,
+    converter,
+)
+
+__all__ = ["DEFAULT_INFERENCE_URL", "InferenceClient"]
+
+logger = logging.getLogger("paddler.client")
+
+DEFAULT_INFERENCE_URL = "http://127.0.0.1:8061"
+
+
+def _new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class InferenceClient:
+    """Talks to a balancer's inference service (``--inference-addr``).
+
+    Use it as ``async with InferenceClient(url) as client``: the client owns the background
+    tasks that read the WebSocket and the NDJSON streams. Each request returns an
+    ``InferenceStream`` of ``paddler.wire.ResponseEnvelope``s.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_INFERENCE_URL,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        self._tg: TaskGroup | None = None
+        self._socket: InferenceSocket | None = None
+
+    def __repr__(self) -> str:
+        in_flight = self._socket.in_flight if self._socket else 0
+        return f"<InferenceClient [{self.base_url} | {in_flight} on the socket]>"
+
+    async def __aenter__(self) -> Self:
+        if self._tg is not None:
+            raise RuntimeError("InferenceClient is already open; use one `async with` per client")
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        if self._socket is not None:
+            await self._socket.aclose()
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _task_group(self) -> TaskGroup:
+        if self._tg is None:
+            raise RuntimeError(
+                "streaming needs the client's background tasks: "
+                "use `async with InferenceClient(...)`"
+            )
+        return self._tg
+
+    @property
+    def socket(self) -> InferenceSocket:
+        if self._socket is None:
+            self._socket = InferenceSocket(inference_socket_url(self.base_url), self._task_group())
+        return self._socket
+
+    @property
+    def token_generation_enabled(self) -> bool | None:
+        """What the socket last heard: ``False`` in embeddings mode, ``None`` if not yet known."""
+        return self._socket.token_generation_enabled if self._socket else None
+
+    async def health(self) -> str:
+        with map_httpx_errors():
+            response = await self._http.get(f"{self.base_url}/health")
+        await check_status(response)
+        return response.text
+
+    # --- over the WebSocket -------------------------------------------------------------
+
+    async def continue_from_conversation_history(
+        self, params: ContinueFromConversationHistoryParams
+    ) -> InferenceStream:
+        """Generate over the shared WebSocket; cancellable at any point."""
+        return await self._over_socket(params)
+
+    async def continue_from_raw_prompt(
+        self, params: ContinueFromRawPromptParams
+    ) -> InferenceStream:
+        return await self._over_socket(params)
+
+    async def _over_socket(
+        self, params: ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
+    ) -> InferenceStream:
+        socket = self.socket
+        request_id = _new_request_id()
+        send, receive = new_route()
+        await socket.submit(request_id, params, send)
+        return InferenceStream(request_id, receive, socket.stop)
+
+    async def notifications(self) -> AsyncIterator[InferenceClientNotification]:
+        """``TokenGenerationDisabled``/``Enabled`` as the cluster switches modes."""
+        async for notification in self.socket.notifications():
+            yield notification
+
+    # --- over HTTP (NDJSON) -------------------------------------------------------------
+
+    async def post_continue_from_conversation_history(
+        self, params: ContinueFromConversationHistoryParams
+    ) -> InferenceStream:
+        """The same, over one NDJSON response; stopping closes the response."""
+        return await self._over_http("continue_from_conversation_history", params)
+
+    async def post_continue_from_raw_prompt(
+        self, params: ContinueFromRawPromptParams
+    ) -> InferenceStream:
+        return await self._over_http("continue_from_raw_prompt", params)
+
+    async def generate_embedding_batch(
+        self, params: GenerateEmbeddingBatchParams
+    ) -> InferenceStream:
+        """Embeddings over NDJSON. Per-chunk failures arrive as ``ServerError`` from the
+        iterator only after the embeddings that did succeed; the last item is ``EmbeddingDone``."""
+        return await self._over_http("generate_embedding_batch", params, inline_errors=True)
+
+    async def _over_http(
+        self, path: str, params: Any, *, inline_errors: bool = False
+    ) -> InferenceStream:
+        tg = self._task_group()
+        send, receive = new_route()
+        request = self._http.build_request(
+            "POST",
+            f"{self.base_url}/api/v1/{path}",
+            content=converter.dumps(params),
+            headers=json_headers(),
+        )
+        with map_httpx_errors():
+            response = await self._http.send(request, stream=True)
+        try:
+            await check_status(response)
+        except ClientError:
+            await response.aclose()
+            raise
+        scope = anyio.CancelScope()
+        request_id = _new_request_id()
+        tg.start_soon(self._pump, response, send, scope, request_id, inline_errors)
+        return InferenceStream(request_id, receive, lambda _rid: scope.cancel())
+
+    @staticmethod
+    async def _pump(
+        response: httpx.Response,
+        send: MemoryObjectSendStream[Routed],
+        scope: anyio.CancelScope,
+        request_id: str,
+        inline_errors: bool,
+    ) -> None:
+        errors: list[ErrorEnvelope] = []
+        with scope, send:
+            try:
+                with map_httpx_errors(request_id):
+                    async for line in response.aiter_lines():
+                        if not line.strip():
+                            continue
+                        try:
+                            message: Any = converter.loads(line, InferenceClientMessage)
+                        except WireError as exc:
+                            send.send_nowait(ResponseDecodeError(str(exc), line))
+                            return
+                        if isinstance(message, ErrorEnvelope) and inline_errors:
+                            errors.append(message)
+                            continue
+                        if isinstance(message, ResponseEnvelope | ErrorEnvelope):
+                            if (
+                                isinstance(message, ResponseEnvelope)
+                                and is_final(message)
+                                and errors
+                            ):
+                                send.send_nowait(errors[0])
+                                return
+                            send.send_nowait(message)
+                            if isinstance(message, ErrorEnvelope) or is_final(message):
+                                return
+            except ClientError as exc:
+                send.send_nowait(exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()

@@ -1,0 +1,147 @@
+"""``ManagementClient``: the management API (agents, buffer, desired state, metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from paddler.client._http import check_status, iter_sse_data, json_headers, map_httpx_errors
+from paddler.client._urls import normalize_base_url
+from paddler.client.errors import ResponseDecodeError
+from paddler.wire import (
+    AgentControllerPoolSnapshot,
+    AgentDesiredState,
+    BalancerDesiredState,
+    BufferedRequestsSnapshot,
+    ChatTemplate,
+    ModelMetadata,
+    WireError,
+    converter,
+)
+
+__all__ = ["DEFAULT_MANAGEMENT_URL", "ManagementClient"]
+
+DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:8060"
+
+T = TypeVar("T")
+
+
+def _decode(text: str, cls: Any) -> Any:
+    try:
+        return converter.loads(text, cls)
+    except WireError as exc:
+        raise ResponseDecodeError(str(exc), text) from exc
+
+
+class ManagementClient:
+    """Talks to a balancer's management service (``--management-addr``)."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_MANAGEMENT_URL,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"<ManagementClient [{self.base_url}]>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, content: str | None = None
+    ) -> httpx.Response:
+        with map_httpx_errors():
+            response = await self._http.request(
+                method,
+                f"{self.base_url}{path}",
+                content=content,
+                headers=json_headers() if content is not None else None,
+            )
+        await check_status(response)
+        return response
+
+    async def _get(self, path: str, cls: Any) -> Any:
+        return _decode((await self._request("GET", path)).text, cls)
+
+    async def _stream(self, path: str, cls: type[T]) -> AsyncIterator[T]:
+        with map_httpx_errors():
+            async with self._http.stream(
+                "GET", f"{self.base_url}{path}", timeout=httpx.Timeout(10.0, read=None)
+            ) as response:
+                await check_status(response)
+                async for data in iter_sse_data(response):
+                    yield _decode(data, cls)
+
+    async def health(self) -> str:
+        return (await self._request("GET", "/health")).text
+
+    async def agents(self) -> AgentControllerPoolSnapshot:
+        result: AgentControllerPoolSnapshot = await self._get(
+            "/api/v1/agents", AgentControllerPoolSnapshot
+        )
+        return result
+
+    def agents_stream(self) -> AsyncIterator[AgentControllerPoolSnapshot]:
+        """The current snapshot, then one after every change (server-sent events)."""
+        return self._stream("/api/v1/agents/stream", AgentControllerPoolSnapshot)
+
+    async def buffered_requests(self) -> BufferedRequestsSnapshot:
+        result: BufferedRequestsSnapshot = await self._get(
+            "/api/v1/buffered_requests", BufferedRequestsSnapshot
+        )
+        return result
+
+    def buffered_requests_stream(self) -> AsyncIterator[BufferedRequestsSnapshot]:
+        return self._stream("/api/v1/buffered_requests/stream", BufferedRequestsSnapshot)
+
+    async def balancer_desired_state(self) -> BalancerDesiredState:
+        result: BalancerDesiredState = await self._get(
+            "/api/v1/balancer_desired_state", BalancerDesiredState
+        )
+        return result
+
+    async def put_balancer_desired_state(self, state: BalancerDesiredState) -> None:
+        await self._request("PUT", "/api/v1/balancer_desired_state", content=converter.dumps(state))
+
+    async def balancer_applicable_state(self) -> AgentDesiredState | None:
+        result: AgentDesiredState | None = await self._get(
+            "/api/v1/balancer_applicable_state", AgentDesiredState | None
+        )
+        return result
+
+    async def chat_template_override(self, agent_id: str) -> ChatTemplate | None:
+        result: ChatTemplate | None = await self._get(
+            f"/api/v1/agent/{agent_id}/chat_template_override", ChatTemplate | None
+        )
+        return result
+
+    async def model_metadata(self, agent_id: str) -> ModelMetadata | None:
+        result: ModelMetadata | None = await self._get(
+            f"/api/v1/agent/{agent_id}/model_metadata", ModelMetadata | None
+        )
+        return result
+
+    async def metrics(self) -> str:
+        """Prometheus text exposition."""
+        return (await self._request("GET", "/metrics")).text

@@ -1,0 +1,163 @@
+"""One generation request's stream of ``ResponseEnvelope``s, and its cancellation.
+
+Leaving a stream early — ``break`` out of ``async with``, ``aclose()``, a cancelled
+``__anext__``, or just dropping the last reference — tells the server to stop, so the slot is
+freed at once instead of when generation would have ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from paddler.client.errors import ConnectionDropped, ServerError
+from paddler.wire import (
+    ContentToken,
+    Done,
+    ErrorEnvelope,
+    GeneratedTokenResult,
+    ResponseEnvelope,
+    TokenUsage,
+    is_embedding_terminal,
+    is_terminal,
+)
+
+__all__ = ["InferenceStream", "Routed", "is_final", "new_route"]
+
+logger = logging.getLogger("paddler.client")
+
+Routed = ResponseEnvelope | ErrorEnvelope | BaseException
+"""What the socket's reader hands one request: a message, or the error that ended it."""
+
+
+def new_route() -> tuple[MemoryObjectSendStream[Routed], MemoryObjectReceiveStream[Routed]]:
+    # Unbounded: the reader must never wait on one slow consumer.
+    return anyio.create_memory_object_stream[Routed](math.inf)
+
+
+def is_final(message: ResponseEnvelope) -> bool:
+    """Whether this response ends its request (a terminal token or embedding result)."""
+    response: Any = message.response
+    try:
+        return bool(is_terminal(response))
+    except Exception:
+        pass
+    try:
+        return bool(is_embedding_terminal(response))
+    except Exception:
+        return True
+
+
+class InferenceStream:
+    """Async iterator of one request's ``ResponseEnvelope``s; ends after the terminal one.
+
+    An ``Error`` envelope raises ``ServerError``; a dropped connection raises
+    ``ConnectionDropped``. ``cancel()`` stops generation and waits for the agent's final
+    ``Done``; ``aclose()`` (also on ``async with`` exit, ``break`` + garbage collection, and
+    task cancellation) stops it without waiting.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        receive: MemoryObjectReceiveStream[Routed],
+        stop: Callable[[str], None],
+    ) -> None:
+        self.request_id = request_id
+        self._receive = receive
+        self._stop = stop
+        self._finished = False
+        self.usage: TokenUsage | None = None
+
+    def __repr__(self) -> str:
+        state = "finished" if self._finished else "open"
+        return f"<InferenceStream [{self.request_id} {state}]>"
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ResponseEnvelope:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            item = await self._receive.receive()
+        except anyio.EndOfStream:
+            self._finish()
+            raise ConnectionDropped(self.request_id) from None
+        except BaseException:
+            # Cancelled (or interrupted) while waiting: the caller has given up on us.
+            self._abandon()
+            raise
+        if isinstance(item, BaseException):
+            self._finish()
+            raise item
+        if isinstance(item, ErrorEnvelope):
+            self._finish()
+            raise ServerError(item.error.code, item.error.description, request_id=self.request_id)
+        if is_final(item):
+            self._finish()
+            if isinstance(item.response, Done):
+                self.usage = item.response.usage
+        return item
+
+    async def results(self) -> AsyncIterator[GeneratedTokenResult]:
+        """Just the ``GeneratedTokenResult``s, without their envelopes."""
+        async for envelope in self:
+            yield envelope.response  # type: ignore[misc]
+
+    async def text(self) -> str:
+        """Read to the end; the concatenated content tokens."""
+        parts = [m.response.text async for m in self if isinstance(m.response, ContentToken)]
+        return "".join(parts)
+
+    async def cancel(self, *, grace: float = 5.0) -> TokenUsage | None:
+        """Stop generating and wait (up to ``grace`` s) for the agent's final ``Done``."""
+        if self._finished:
+            return self.usage
+        self._stop(self.request_id)
+        with anyio.move_on_after(grace):
+            try:
+                async for _ in self:
+                    pass
+            except (ServerError, ConnectionDropped):
+                pass
+        self._abandon()
+        return self.usage
+
+    async def aclose(self) -> None:
+        """Stop without waiting for confirmation."""
+        self._abandon()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._abandon()
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._receive.close()
+
+    def _abandon(self) -> None:
+        if not self._finished:
+            self._finished = True
+            try:
+                self._stop(self.request_id)
+            except Exception:
+                logger.debug("could not send StopRespondingTo for %s", self.request_id)
+        self._receive.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_finished", True):
+            self._abandon()
