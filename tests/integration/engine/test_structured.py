@@ -20,6 +20,7 @@ from paddler.wire import (
     GrammarSyntaxError,
     InferenceParameters,
     JsonSchemaGrammar,
+    ReasoningToken,
     Tool,
     ToolCallParsed,
     ToolCallToken,
@@ -202,3 +203,18 @@ async def test_missing_model_fails_the_load(tmp_path: Path) -> None:
     for path in (broken, tmp_path / "missing.gguf"):
         with pytest.raises(ModelCannotBeLoaded):
             await LlamaEngine.load(path, InferenceParameters.deterministic(), slots=1)
+
+
+async def test_think_markers_make_reasoning_tokens(engine: LlamaEngine) -> None:
+    """Text between `<think>` markers streams as reasoning and is counted as such."""
+    raw = "<|im_start|>user\nAgree?<|im_end|>\n<|im_start|>assistant\n"
+    grammar = GbnfGrammar(grammar='root ::= "<think>I should agree.</think>yes"', root="root")
+    params = ContinueFromRawPromptParams(raw_prompt=raw, max_tokens=40, grammar=grammar)
+    results = await collect(engine.generate(params))
+    reasoning = "".join(r.text for r in results if isinstance(r, ReasoningToken))
+    assert reasoning == "I should agree."
+    assert content(results) == "yes"
+    usage = done(results).usage
+    assert usage.reasoning_tokens > 0
+    assert usage.content_tokens > 0
+    assert usage.tool_call_tokens == 0
