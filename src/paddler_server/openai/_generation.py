@@ -7,6 +7,7 @@ Error envelopes, raised ``PaddlerError``s and terminal error variants all become
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar, cast
@@ -38,9 +39,23 @@ logger = logging.getLogger("paddler_server.openai")
 Params = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
 
 
+def _accepts_overrides(balancer: Any) -> bool:
+    try:
+        return "overrides" in inspect.signature(balancer.generate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _start(balancer: Any, params: Params, overrides: SamplingOverrides | None) -> Any:
     if overrides is None:
         return balancer.generate(params)
+    if not _accepts_overrides(balancer):
+        raise OpenAIError(
+            501,
+            "This balancer cannot apply per-request sampling (temperature, top_p, seed, "
+            "penalties, stop); leave those fields out to use the cluster's parameters",
+            code="sampling_overrides_unsupported",
+        )
     return balancer.generate(params, overrides=overrides)
 
 
