@@ -16,7 +16,8 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
-from paddler.errors import PaddlerError, WireError
+from paddler.errors import PaddlerError
+from paddler.wire import WireError
 from paddler.wire import converter
 
 __all__ = [
@@ -91,9 +92,9 @@ def status_of(exc: PaddlerError) -> int:
 
 
 def _field_of(exc: BaseException) -> str | None:
-    path = getattr(exc, "path", None)
-    if isinstance(path, str):
-        return path
+    field = getattr(exc, "field", None)
+    if isinstance(field, str):
+        return field
     message = str(exc)
     if message.startswith("$"):
         return message.split(":", 1)[0]
@@ -108,19 +109,27 @@ def _handle_paddler_error(request: Request[Any, Any, Any], exc: PaddlerError) ->
     return error_response(status, f"{prefix}{exc}", field=_field_of(exc))
 
 
+def _handle_wire_error(request: Request[Any, Any, Any], exc: WireError) -> Response[bytes]:
+    return error_response(400, f"Invalid request parameters: {exc}", field=_field_of(exc))
+
+
 def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     return error_response(exc.status_code, str(exc.detail))
 
 
 def exception_handlers() -> dict[type[Exception], Any]:
     """The one table from exceptions to HTTP responses, shared by every app."""
-    return {PaddlerError: _handle_paddler_error, HTTPException: _handle_http_exception}
+    return {
+        PaddlerError: _handle_paddler_error,
+        WireError: _handle_wire_error,
+        HTTPException: _handle_http_exception,
+    }
 
 
 def read_wire(body: bytes, cls: type[Any]) -> Any:
     """Parse a request body as the wire type ``cls``; a ``WireError`` becomes a 400."""
     if not body.strip():
-        raise WireError("$: request body is empty; expected a JSON document")
+        raise WireError(["$: request body is empty; expected a JSON document"])
     return converter.loads(body, cls)
 
 

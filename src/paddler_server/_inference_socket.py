@@ -19,15 +19,22 @@ import attrs
 from litestar import WebSocket
 
 from paddler.balancer import Balancer
-from paddler.errors import GenerationDisabled, InvalidRequest, PaddlerError, WireError
+from paddler.errors import GenerationDisabled, InvalidRequest, PaddlerError
 from paddler.wire import (
     ErrorBody,
     ErrorEnvelope,
     InferenceClientMessage,
+    InferenceRequest,
     InferenceServerMessage,
+    ResponseEnvelope,
+    StopRespondingTo,
+    TokenGenerationDisabled,
+    TokenGenerationDisabledNotification,
+    TokenGenerationEnabledNotification,
+    WireError,
     converter,
+    tool_schema_problems,
 )
-from paddler.wire import _inference_socket as socket_wire
 
 __all__ = ["InferenceSocketSession", "check_tools"]
 
@@ -42,20 +49,9 @@ _CLOSE = object()
 
 def check_tools(tools: Sequence[Any] | None) -> None:
     """Every name in a tool's ``required`` must exist in its ``properties`` (spec §2.2)."""
-    for index, tool in enumerate(tools or ()):
-        function = getattr(tool, "function", None)
-        schema = getattr(function, "parameters", None)
-        if schema is None:
-            continue
-        required = getattr(schema, "required", None) or ()
-        properties = getattr(schema, "properties", None) or {}
-        missing = [name for name in required if name not in properties]
-        if missing:
-            name = getattr(function, "name", "?")
-            raise InvalidRequest(
-                f"tool {name!r}: required names {missing} are missing from properties",
-                field=f"$.tools[{index}].function.parameters.required",
-            )
+    problems = tool_schema_problems(tools or ())
+    if problems:
+        raise InvalidRequest("; ".join(problems), field="$.tools")
 
 
 @attrs.define
@@ -110,9 +106,9 @@ class InferenceSocketSession:
             logger.info("malformed inference socket message error=%s", exc)
             await self._send(_error(request_id, 400, f"Invalid message: {exc}"))
             return
-        if isinstance(message, socket_wire.InferenceRequestEnvelope):
+        if isinstance(message, InferenceRequest):
             await self._start_request(message.id, message.request, tg)
-        elif isinstance(message, socket_wire.StopRespondingToNotification):
+        elif isinstance(message, StopRespondingTo):
             await self._stop(message.request_id)
         else:
             logger.info("client reported an error message=%s", text[:500])
@@ -122,7 +118,7 @@ class InferenceSocketSession:
             description = f'Request id "{request_id}" is already in flight on this connection'
             await self._send(_error(request_id, 400, description))
             return
-        params = getattr(request, "params", request)
+        params = request
         try:
             check_tools(getattr(params, "tools", None))
         except InvalidRequest as exc:
@@ -152,7 +148,7 @@ class InferenceSocketSession:
 
     async def _stream_request(self, request_id: str, params: Any, in_flight: _InFlight) -> None:
         if _generation_disabled(self._balancer):
-            await self._send(socket_wire.token_generation_disabled(request_id, DISABLED_MESSAGE))
+            await self._send(_disabled_response(request_id))
             return
         try:
             async with self._balancer.generate(
@@ -164,7 +160,7 @@ class InferenceSocketSession:
                 async for item in stream:
                     await self._send(item)
         except GenerationDisabled:
-            await self._send(socket_wire.token_generation_disabled(request_id, DISABLED_MESSAGE))
+            await self._send(_disabled_response(request_id))
         except PaddlerError as exc:
             await self._send(_error(request_id, exc.code, str(exc)))
 
@@ -205,13 +201,13 @@ class InferenceSocketSession:
         """Send TokenGenerationDisabled at connect if in embeddings mode, then on each flip."""
         disabled = _generation_disabled(self._balancer)
         if disabled:
-            await self._send(socket_wire.generation_mode_notification(disabled=True))
+            await self._send(TokenGenerationDisabledNotification())
         while True:
             await _wait_state_change(self._balancer)
             now = _generation_disabled(self._balancer)
             if now != disabled:
                 disabled = now
-                await self._send(socket_wire.generation_mode_notification(disabled=now))
+                await self._send(_mode_notification(disabled=now))
 
 
 def _generation_disabled(balancer: Balancer) -> bool:
@@ -231,6 +227,18 @@ async def _cancel_stream(stream: Any) -> None:
     result = stream.cancel()
     if inspect.isawaitable(result):
         await result
+
+
+def _disabled_response(request_id: str) -> ResponseEnvelope:
+    return ResponseEnvelope(
+        request_id=request_id, response=TokenGenerationDisabled(message=DISABLED_MESSAGE)
+    )
+
+
+def _mode_notification(*, disabled: bool) -> Any:
+    if disabled:
+        return TokenGenerationDisabledNotification()
+    return TokenGenerationEnabledNotification()
 
 
 def _error(request_id: str, code: int, description: str) -> ErrorEnvelope:

@@ -91,8 +91,25 @@ def run_until_signal(runner: Callable[[T, anyio.Event], Awaitable[None]], option
         anyio.run(main)
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (Exception, BaseExceptionGroup) as exc:
+        user_error = _user_error(exc)
+        if user_error is None:
+            raise
+        if isinstance(user_error, click.ClickException):
+            raise user_error from None
+        raise click.ClickException(str(user_error)) from None
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The one error worth a plain message (bad config, port in use), out of task groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_user_error(inner) for inner in exc.exceptions]
+        return next((inner for inner in found if inner is not None), None)
+    if isinstance(exc, (click.ClickException, OSError)):
+        return exc
+    return None
 
 
 def _panel_origin(address: Address | None) -> tuple[str, ...]:

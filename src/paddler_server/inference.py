@@ -164,5 +164,6 @@ def create_inference_app(
         request_max_body_size=MAX_BODY_BYTES,
         state=State({"service": "inference"}),
         openapi_config=None,
+        logging_config=None,
         debug=debug,
     )

@@ -16,7 +16,6 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from paddler.balancer import Balancer
-from paddler.errors import InvalidRequest
 from paddler.metrics import BalancerMetrics
 from paddler.wire import BalancerDesiredState, converter
 from paddler_server._agent_socket import serve_agent_socket
@@ -30,23 +29,11 @@ from paddler_server._http import (
 )
 from paddler_server._sse import snapshot_stream
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "create_management_app", "validate_desired_state"]
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "create_management_app"]
 
 #: Content type of ``/metrics`` (spec §7).
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8; escaping=values"
 MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-def validate_desired_state(state: BalancerDesiredState) -> None:
-    """The checks Paddler makes beyond the wire format: sizes that must be positive."""
-    parameters = state.inference_parameters
-    for name in ("image_resize_to_fit", "embedding_batch_size", "n_batch", "context_size"):
-        value = getattr(parameters, name, None)
-        if isinstance(value, int) and value <= 0:
-            raise InvalidRequest(
-                f"$.inference_parameters.{name}: must be greater than 0",
-                field=f"$.inference_parameters.{name}",
-            )
 
 
 class AgentsController(Controller):
@@ -97,8 +84,7 @@ class DesiredStateController(Controller):
     @put("/balancer_desired_state", status_code=HTTP_204_NO_CONTENT)
     async def put_desired_state(self, request: Request[Any, Any, Any], balancer: Balancer) -> None:
         state = read_wire(await request.body(), BalancerDesiredState)
-        validate_desired_state(state)
-        await balancer.set_desired_state(state)
+        await balancer.set_desired_state(state)  # validates first: InvalidRequest -> 400
 
     @get("/balancer_applicable_state")
     async def applicable_state(self, balancer: Balancer) -> Response[bytes]:
@@ -157,5 +143,6 @@ def create_management_app(
         cors_config=cors_config(cors_origins),
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=None,
+        logging_config=None,
         debug=debug,
     )
