@@ -147,12 +147,13 @@ def _structure_f32(value: Any, _: Any) -> float:
 
 
 def _structure_f32_vector(value: Any, _: Any) -> tuple[float, ...]:
+    """Vectors are read as given (Rust already wrote shortest f32 decimals); see ``to_f32``."""
     if not isinstance(value, list):
         raise WireProblem("invalid value for type, expected a list of floats")
     for index, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, int | float):
+        if type(item) is not float and (isinstance(item, bool) or not isinstance(item, int)):
             raise WireProblem(f"invalid value at index {index}, expected float")
-    return tuple(to_f32_list(value))
+    return tuple(map(float, value))
 
 
 def _missing(cl: type, names: list[str], extra: set[str]) -> ClassValidationError:

@@ -1,7 +1,9 @@
 """Markers the wire classes carry so the converter knows Rust's encoding of them.
 
 * ``F32`` marks a float that is an ``f32`` in Rust: it is written with the shortest decimal
-  that reads back as the same ``f32`` (``0.8``, not ``0.800000011920929``).
+  that reads back as the same ``f32`` (``0.8``, not ``0.800000011920929``). Scalar ``F32``
+  fields are also normalised when read; embedding vectors are read as given (for speed:
+  Rust already writes them short).
 * ``@newtype`` marks a one-field variant that serde writes as the bare value
   (``{"ContentToken":"Hi"}``) instead of an object (``{"Done":{"usage":...}}``).
 * ``field(default=..., metadata=WIRE_REQUIRED)`` is a field with a Python default that is
