@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,3 +74,15 @@ def test_any_f32_survives_a_trip(value: float) -> None:
     (read,) = converter.loads(text, wire.Embedding).embedding
     assert np.float32(read) == np.float32(value)
     assert converter.dumps(converter.loads(text, wire.Embedding), wire.Embedding) == text
+
+
+def test_nan_is_not_written() -> None:
+    """NaN has no JSON form; writing it fails instead of producing invalid JSON."""
+    with pytest.raises(ValueError, match="JSON compliant"):
+        converter.dumps(_embedding((float("nan"),)), wire.Embedding)
+
+
+def test_loads_accepts_bytes() -> None:
+    """``loads`` takes the raw bytes of a frame or body as well as text."""
+    data = converter.dumps(wire.InferenceParameters()).encode()
+    assert converter.loads(data, wire.InferenceParameters) == wire.InferenceParameters()
