@@ -197,7 +197,9 @@ async def _fetch_once(
     """One GET (resuming the partial if there is one), written through to the final file."""
     with _map_os_errors(url):
         start = _size(paths.partial)
-    headers = {"Range": f"bytes={start}-"} if start else {}
+    headers = {"Accept-Encoding": "identity"}  # byte offsets must be offsets in the file
+    if start:
+        headers["Range"] = f"bytes={start}-"
     receiving = False
     try:
         async with http.stream("GET", url, headers=headers) as response:
@@ -267,14 +269,27 @@ async def _receive(
     on_progress(DownloadProgress(filename, current, total))
     with _map_os_errors(url), _TerminalBar(show_bar, filename, current, total) as bar:
         async with await anyio.open_file(paths.partial, "r+b" if offset else "wb") as file:
-            await file.seek(offset)
-            await file.truncate()
-            async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                await file.write(chunk)
-                current += len(chunk)
+            if offset:
+                await file.seek(offset)
+                await file.truncate()
+            pending = bytearray()
+            try:
+                async for chunk in response.aiter_bytes():
+                    pending += chunk
+                    if len(pending) >= CHUNK_BYTES:
+                        await file.write(pending)
+                        current += len(pending)
+                        pending.clear()
+                        bar.update(current)
+                        on_progress(DownloadProgress(filename, current, total))
+            finally:  # keep every byte received, also when the stream breaks: it resumes there
+                with anyio.CancelScope(shield=True):
+                    await file.write(pending)
+                    await file.flush()
+            if pending:
+                current += len(pending)
                 bar.update(current)
                 on_progress(DownloadProgress(filename, current, total))
-            await file.flush()
             await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
         if total is not None and current != total:
             raise ModelSourceError(
