@@ -103,7 +103,12 @@ _EXTERNAL: list[tuple[str, Any, dict[str, Any]]] = [
         {"GeneratedToken": gen.GeneratedTokenResult, "Embedding": emb.EmbeddingResult},
     ),
 ]
-_HOME_UNIONS = 10  # the first ten unions above give their members a home
+# Request bodies are documents of their own (HTTP bodies), never written as a variant by default.
+_NOT_HOMED = {
+    req.ContinueFromConversationHistoryParams,
+    req.ContinueFromRawPromptParams,
+    emb.GenerateEmbeddingBatchParams,
+}
 
 _INTERNAL: list[tuple[Any, dict[type, str]]] = [
     (req.ContentPart, {req.TextPart: "text", req.ImageUrlPart: "image_url"}),
@@ -284,12 +289,12 @@ def configure_converter(converter: Converter) -> None:
     homes: dict[type, Any] = {}
     for union, tags in _INTERNAL:
         homes.update(dict.fromkeys(tags, union))
-    for index, (name, union, groups) in enumerate(_EXTERNAL):
+    for name, union, groups in _EXTERNAL:
         configure_externally_tagged_union(
             union, converter, tag_generator=_tag, groups=groups, name=name
         )
-        if index < _HOME_UNIONS:
-            for member in union_members(union):
+        for member in union_members(union):
+            if member not in _NOT_HOMED:
                 homes.setdefault(member, union)
     for union, _ in _INTERNAL:
         _configure_optional(converter, union)

@@ -344,3 +344,21 @@ def test_tool_call_arguments_keep_json_value() -> None:
             wire.ParsedToolCall("c2", "f", wire.InvalidJson("{oops")),
         )
     )
+
+
+def test_request_body_dumps_as_plain_document() -> None:
+    """A request body class is written as its own document, not as a tagged variant."""
+    params = wire.ContinueFromRawPromptParams(raw_prompt="x", max_tokens=1)
+    assert json.loads(converter.dumps(params)) == {
+        "raw_prompt": "x",
+        "max_tokens": 1,
+        "grammar": None,
+    }
+
+
+def test_rpc_answers_dump_in_response_encoding() -> None:
+    """RPC answer payloads without an envelope are written as ``Response`` payload variants."""
+    assert (
+        converter.dumps(wire.ChatTemplateOverrideResponse(None)) == '{"ChatTemplateOverride":null}'
+    )
+    assert converter.dumps(wire.GetModelMetadata()) == '"GetModelMetadata"'
