@@ -48,9 +48,7 @@ class WebSocketObjectStream(ObjectStream[Any]):
             try:
                 return converter.loads(text, AgentToBalancerMessage)
             except (WireError, ValueError) as exc:
-                logger.warning(
-                    "malformed agent message agent=%s error=%s", self._agent_id, exc
-                )
+                logger.warning("malformed agent message agent=%s error=%s", self._agent_id, exc)
 
     async def send(self, item: Any) -> None:
         if self._closed:

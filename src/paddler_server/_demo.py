@@ -68,13 +68,10 @@ def curl_command(inference: Address) -> str:
     )
 
 
-async def _wait_for_slots(balancer: Any, timeout: float) -> bool:
-    with anyio.move_on_after(timeout):
-        if any(agent.slots_total > 0 for agent in balancer.agents_snapshot().agents):
+async def _wait_for_slots(balancer: Any) -> bool:
+    async for snapshot in balancer.subscribe_agents():
+        if any(agent.slots_total > 0 for agent in snapshot.agents):
             return True
-        async for snapshot in balancer.subscribe_agents():
-            if any(agent.slots_total > 0 for agent in snapshot.agents):
-                return True
     return False
 
 
@@ -94,8 +91,13 @@ async def run_demo(options: DemoOptions, shutdown: anyio.Event) -> None:
         await balancer.set_desired_state(demo_desired_state())
         click.echo("Loading the demo model (SmolLM2-135M-Instruct)...", err=True)
         tg.start_soon(_run_agent, options.slots, shutdown)
-        if not await _wait_for_slots(balancer, MODEL_LOAD_TIMEOUT):
-            click.echo("warning: the agent has not reported slots yet; see the admin panel", err=True)
+        ready = False
+        with anyio.move_on_after(MODEL_LOAD_TIMEOUT):
+            ready = await _wait_for_slots(balancer)
+        if not ready:
+            click.echo(
+                "warning: the agent has not reported slots yet; see the admin panel", err=True
+            )
         _print_ready(options)
 
     async with anyio.create_task_group() as tg:

@@ -9,19 +9,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import anyio
 from litestar import MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.params import Dependency
 
+from paddler.balancer import Balancer
 from paddler.errors import PaddlerError
-from paddler.wire import WireError
-from paddler.wire import converter
+from paddler.wire import WireError, converter
 
 __all__ = [
     "ERROR_STATUS",
+    "BalancerDep",
+    "ShutdownDep",
     "cors_config",
     "dependencies",
     "error_response",
@@ -32,6 +36,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("paddler_server.http")
+
+#: Injected objects are ours, not request data: Litestar must not try to validate them.
+BalancerDep = Annotated[Balancer, Dependency(skip_validation=True)]
+ShutdownDep = Annotated[anyio.Event | None, Dependency(skip_validation=True)]
 
 #: CORS of every service (spec §2.1).
 CORS_METHODS = ["DELETE", "GET", "POST", "PUT", "OPTIONS"]

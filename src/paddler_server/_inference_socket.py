@@ -8,7 +8,6 @@ socket stays open; closing the socket cancels every request it started.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -43,7 +42,6 @@ logger = logging.getLogger("paddler_server.inference_socket")
 GOING_AWAY = 1001
 SHUTDOWN_REASON = "Server shutting down"
 DISABLED_MESSAGE = "Token generation is disabled while the cluster is configured for embeddings"
-MODE_POLL_SECONDS = 0.25
 _CLOSE = object()
 
 
@@ -75,6 +73,13 @@ class InferenceSocketSession:
         self._outgoing_send, self._outgoing_receive = anyio.create_memory_object_stream[Any](1024)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            logger.exception("inference socket session failed")
+            raise
+
+    async def _run(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._write_loop, tg.cancel_scope)
             tg.start_soon(self._watch_generation_mode)
@@ -176,7 +181,9 @@ class InferenceSocketSession:
                     await self._close_going_away()
                     scope.cancel()
                     return
-                text = item if isinstance(item, str) else converter.dumps(item, InferenceClientMessage)
+                text = (
+                    item if isinstance(item, str) else converter.dumps(item, InferenceClientMessage)
+                )
                 try:
                     await self._socket.send_text(text)
                 except Exception:  # the client is gone; the read loop will notice
@@ -199,34 +206,19 @@ class InferenceSocketSession:
 
     async def _watch_generation_mode(self) -> None:
         """Send TokenGenerationDisabled at connect if in embeddings mode, then on each flip."""
-        disabled = _generation_disabled(self._balancer)
-        if disabled:
-            await self._send(TokenGenerationDisabledNotification())
-        while True:
-            await _wait_state_change(self._balancer)
-            now = _generation_disabled(self._balancer)
-            if now != disabled:
-                disabled = now
-                await self._send(_mode_notification(disabled=now))
+        first = True
+        async for enabled in self._balancer.subscribe_generation_enabled():
+            if not (first and enabled):
+                await self._send(_mode_notification(disabled=not enabled))
+            first = False
 
 
 def _generation_disabled(balancer: Balancer) -> bool:
-    state = balancer.applicable_state
-    return state is not None and bool(state.inference_parameters.enable_embeddings)
-
-
-async def _wait_state_change(balancer: Balancer) -> None:
-    waiter = getattr(balancer, "wait_applicable_state_changed", None)
-    if waiter is not None:
-        await waiter()
-    else:
-        await anyio.sleep(MODE_POLL_SECONDS)
+    return not balancer.generation_enabled
 
 
 async def _cancel_stream(stream: Any) -> None:
-    result = stream.cancel()
-    if inspect.isawaitable(result):
-        await result
+    await stream.cancel()
 
 
 def _disabled_response(request_id: str) -> ResponseEnvelope:

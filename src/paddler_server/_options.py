@@ -11,7 +11,7 @@ from pathlib import Path
 import attrs
 import click
 
-__all__ = ["ADDRESS", "Address", "MILLISECONDS", "parse_address", "state_database_url"]
+__all__ = ["ADDRESS", "MILLISECONDS", "Address", "parse_address", "state_database_url"]
 
 
 @attrs.frozen
@@ -44,7 +44,9 @@ def parse_address(text: str) -> Address:
 class AddressType(click.ParamType):
     name = "HOST:PORT"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Address:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Address:
         if isinstance(value, Address):
             return value
         try:
@@ -58,13 +60,17 @@ class MillisecondsType(click.ParamType):
 
     name = "MILLISECONDS"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
         if isinstance(value, int):
             number = value
         else:
             text = str(value).strip()
             if not text.isdigit():
-                self.fail(f"{value!r} is not a whole number of milliseconds (e.g. 10000)", param, ctx)
+                self.fail(
+                    f"{value!r} is not a whole number of milliseconds (e.g. 10000)", param, ctx
+                )
             number = int(text)
         if number < 0:
             self.fail("must not be negative", param, ctx)

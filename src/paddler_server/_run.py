@@ -192,7 +192,6 @@ async def serve_balancer(
     """Open the state store, start the Balancer and serve its apps until ``shutdown``."""
     from paddler.balancer import Balancer, StateStoreError, open_state_store
     from paddler.metrics import BalancerMetrics
-
     from paddler_server.serve import serve_apps
 
     try:

@@ -36,7 +36,9 @@ class ProducerStream(ASGIStreamingResponse):
         shutdown: anyio.Event | None = None,
         on_shutdown: Callable[[], bytes | None] | None = None,
     ) -> None:
-        super().__init__(iterator=(), media_type=media_type, headers=headers, status_code=status_code)
+        super().__init__(
+            iterator=(), media_type=media_type, headers=headers, status_code=status_code
+        )
         self._producer = producer
         self._shutdown = shutdown
         self._on_shutdown = on_shutdown

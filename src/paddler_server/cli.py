@@ -211,28 +211,45 @@ def agent(management_addr: Address, slots: int, name: str | None, log_level: str
     from paddler_server._run import AgentOptions, run_agent, run_until_signal
 
     configure_logging(log_level)
-    run_until_signal(run_agent, AgentOptions(management_addr=management_addr, slots=slots, name=name))
+    run_until_signal(
+        run_agent, AgentOptions(management_addr=management_addr, slots=slots, name=name)
+    )
 
 
 @cli.command()
 @click.option(
-    "--inference-addr", type=ADDRESS, default="127.0.0.1:8061", show_default=True,
+    "--inference-addr",
+    type=ADDRESS,
+    default="127.0.0.1:8061",
+    show_default=True,
     help="Where the inference API listens.",
 )
 @click.option(
-    "--management-addr", type=ADDRESS, default="127.0.0.1:8060", show_default=True,
+    "--management-addr",
+    type=ADDRESS,
+    default="127.0.0.1:8060",
+    show_default=True,
     help="Where the management API listens (more agents may join here).",
 )
 @click.option(
-    "--web-admin-panel-addr", type=ADDRESS, default="127.0.0.1:8062", show_default=True,
+    "--web-admin-panel-addr",
+    type=ADDRESS,
+    default="127.0.0.1:8062",
+    show_default=True,
     help="Where the web admin panel listens.",
 )
 @click.option(
-    "--compat-openai-addr", type=ADDRESS, default="127.0.0.1:8063", show_default=True,
+    "--compat-openai-addr",
+    type=ADDRESS,
+    default="127.0.0.1:8063",
+    show_default=True,
     help="Where the OpenAI-compatible API listens.",
 )
 @click.option(
-    "--slots", type=click.IntRange(min=1), default=2, show_default=True,
+    "--slots",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
     help="Slots of the local agent.",
 )
 @log_level_option("warning")

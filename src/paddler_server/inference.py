@@ -7,6 +7,7 @@ lines: ``Response`` envelopes, then one terminal item or one ``Error`` envelope.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +16,7 @@ from litestar import Controller, Litestar, Request, WebSocket, post, websocket
 from litestar.datastructures import State
 from litestar.response.base import ASGIResponse
 
-from paddler.balancer import Balancer
-from paddler.errors import GenerationDisabled, InvalidRequest, NoAgents, StateNotSet
+from paddler.errors import GenerationDisabled, NoAgents, PaddlerError, StateNotSet
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
@@ -26,23 +26,33 @@ from paddler.wire import (
     InferenceClientMessage,
     converter,
 )
-from paddler_server._http import cors_config, dependencies, exception_handlers, health, read_wire
+from paddler_server._http import (
+    BalancerDep,
+    ShutdownDep,
+    cors_config,
+    dependencies,
+    exception_handlers,
+    health,
+    read_wire,
+)
 from paddler_server._inference_socket import InferenceSocketSession, check_tools
 from paddler_server._streaming import Emit, ProducerStream
 
 __all__ = ["create_inference_app", "generation_disabled", "ndjson_stream"]
 
+logger = logging.getLogger("paddler_server.inference")
+
 #: Request bodies may carry images as data URIs; same limit as the WebSocket.
 MAX_BODY_BYTES = 50 * 1024 * 1024
 NDJSON_HEADERS = {"cache-control": "no-cache"}
 SHUTDOWN_DESCRIPTION = "Balancer is shutting down"
+INTERNAL = "Failed to generate response"
 DISABLED_DESCRIPTION = "Token generation is disabled while the cluster is configured for embeddings"
 
 
-def generation_disabled(balancer: Balancer) -> bool:
+def generation_disabled(balancer: BalancerDep) -> bool:
     """Whether the cluster is in embeddings mode (token generation switched off)."""
-    state = balancer.applicable_state
-    return state is not None and bool(state.inference_parameters.enable_embeddings)
+    return not balancer.generation_enabled
 
 
 def _headers(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -71,9 +81,12 @@ def ndjson_stream(
                         if isinstance(item_id, str):
                             seen["id"] = item_id
                     await emit(_line(item))
-        except (GenerationDisabled, InvalidRequest, NoAgents, StateNotSet) as exc:
+        except PaddlerError as exc:
             # Raised after the headers went out: report inside the stream.
             await emit(_line(_error(seen.get("id", request_id_hint or ""), exc.code, str(exc))))
+        except Exception:
+            logger.exception("inference stream failed")
+            await emit(_line(_error(seen.get("id", request_id_hint or ""), 500, INTERNAL)))
 
     def on_shutdown() -> bytes:
         return _line(_error(seen.get("id", request_id_hint or ""), 503, SHUTDOWN_DESCRIPTION))
@@ -102,33 +115,39 @@ class InferenceController(Controller):
 
     @post("/continue_from_conversation_history", status_code=200)
     async def continue_from_conversation_history(
-        self, request: Request[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+        self, request: Request[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
     ) -> ASGIResponse:
         params = read_wire(await request.body(), ContinueFromConversationHistoryParams)
         check_tools(params.tools)
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
-        return ndjson_stream(balancer.generate(params, headers=_headers(request)), shutdown=shutdown)
+        return ndjson_stream(
+            balancer.generate(params, headers=_headers(request)), shutdown=shutdown
+        )
 
     @post("/continue_from_raw_prompt", status_code=200)
     async def continue_from_raw_prompt(
-        self, request: Request[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+        self, request: Request[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
     ) -> ASGIResponse:
         params = read_wire(await request.body(), ContinueFromRawPromptParams)
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
-        return ndjson_stream(balancer.generate(params, headers=_headers(request)), shutdown=shutdown)
+        return ndjson_stream(
+            balancer.generate(params, headers=_headers(request)), shutdown=shutdown
+        )
 
     @post("/generate_embedding_batch", status_code=200)
     async def generate_embedding_batch(
-        self, request: Request[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+        self, request: Request[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
     ) -> ASGIResponse:
         params = read_wire(await request.body(), GenerateEmbeddingBatchParams)
         state = balancer.applicable_state
         if state is None:
             raise StateNotSet("Balancer applicable state is not yet set")
         if not state.inference_parameters.enable_embeddings:
-            raise GenerationDisabled("Embedding generation is not enabled in the inference parameters")
+            raise GenerationDisabled(
+                "Embedding generation is not enabled in the inference parameters"
+            )
         if not balancer.agents_snapshot().agents:
             raise NoAgents("No agents are currently connected")
         return ndjson_stream(balancer.embed(params, headers=_headers(request)), shutdown=shutdown)
@@ -136,7 +155,7 @@ class InferenceController(Controller):
 
 @websocket("/api/v1/inference_socket")
 async def inference_socket(
-    socket: WebSocket[Any, Any, Any], balancer: Balancer, shutdown: anyio.Event | None
+    socket: WebSocket[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
 ) -> None:
     """Multiplexed generation over one WebSocket (spec §2.2); see ``InferenceSocketSession``."""
     await socket.accept()
@@ -144,7 +163,7 @@ async def inference_socket(
 
 
 def create_inference_app(
-    balancer: Balancer,
+    balancer: BalancerDep,
     *,
     cors_origins: Sequence[str] = (),
     shutdown: anyio.Event | None = None,

@@ -8,18 +8,30 @@ shared table in ``_http``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from litestar import Controller, Litestar, MediaType, Request, Response, WebSocket, get, put, websocket
+from litestar import (
+    Controller,
+    Litestar,
+    MediaType,
+    Request,
+    Response,
+    WebSocket,
+    get,
+    put,
+    websocket,
+)
+from litestar.params import Dependency
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from paddler.balancer import Balancer
 from paddler.metrics import BalancerMetrics
 from paddler.wire import BalancerDesiredState, converter
 from paddler_server._agent_socket import serve_agent_socket
 from paddler_server._http import (
+    BalancerDep,
+    ShutdownDep,
     cors_config,
     dependencies,
     exception_handlers,
@@ -31,6 +43,8 @@ from paddler_server._sse import snapshot_stream
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "create_management_app"]
 
+MetricsDep = Annotated[BalancerMetrics, Dependency(skip_validation=True)]
+
 #: Content type of ``/metrics`` (spec §7).
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8; escaping=values"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -40,19 +54,21 @@ class AgentsController(Controller):
     path = "/api/v1"
 
     @get("/agents")
-    async def agents(self, balancer: Balancer) -> Response[bytes]:
+    async def agents(self, balancer: BalancerDep) -> Response[bytes]:
         return wire_response(balancer.agents_snapshot())
 
     @get("/agents/stream")
-    async def agents_stream(self, balancer: Balancer, shutdown: anyio.Event | None) -> ASGIResponse:
-        return snapshot_stream(balancer.agents_snapshot, balancer.subscribe_agents, shutdown=shutdown)
+    async def agents_stream(self, balancer: BalancerDep, shutdown: ShutdownDep) -> ASGIResponse:
+        return snapshot_stream(
+            balancer.agents_snapshot, balancer.subscribe_agents, shutdown=shutdown
+        )
 
     @get("/agent/{agent_id:str}/chat_template_override")
-    async def chat_template_override(self, agent_id: str, balancer: Balancer) -> Response[bytes]:
+    async def chat_template_override(self, agent_id: str, balancer: BalancerDep) -> Response[bytes]:
         return _optional(await balancer.get_chat_template_override(agent_id))
 
     @get("/agent/{agent_id:str}/model_metadata")
-    async def model_metadata(self, agent_id: str, balancer: Balancer) -> Response[bytes]:
+    async def model_metadata(self, agent_id: str, balancer: BalancerDep) -> Response[bytes]:
         return _optional(await balancer.get_model_metadata(agent_id))
 
 
@@ -60,12 +76,12 @@ class BufferedRequestsController(Controller):
     path = "/api/v1/buffered_requests"
 
     @get("/")
-    async def buffered_requests(self, balancer: Balancer) -> Response[bytes]:
+    async def buffered_requests(self, balancer: BalancerDep) -> Response[bytes]:
         return wire_response(balancer.buffered_requests_snapshot())
 
     @get("/stream")
     async def buffered_requests_stream(
-        self, balancer: Balancer, shutdown: anyio.Event | None
+        self, balancer: BalancerDep, shutdown: ShutdownDep
     ) -> ASGIResponse:
         return snapshot_stream(
             balancer.buffered_requests_snapshot,
@@ -78,31 +94,34 @@ class DesiredStateController(Controller):
     path = "/api/v1"
 
     @get("/balancer_desired_state")
-    async def get_desired_state(self, balancer: Balancer) -> Response[bytes]:
+    async def get_desired_state(self, balancer: BalancerDep) -> Response[bytes]:
         return wire_response(await balancer.get_desired_state(), BalancerDesiredState)
 
     @put("/balancer_desired_state", status_code=HTTP_204_NO_CONTENT)
-    async def put_desired_state(self, request: Request[Any, Any, Any], balancer: Balancer) -> None:
+    async def put_desired_state(
+        self, request: Request[Any, Any, Any], balancer: BalancerDep
+    ) -> None:
         state = read_wire(await request.body(), BalancerDesiredState)
         await balancer.set_desired_state(state)  # validates first: InvalidRequest -> 400
 
     @get("/balancer_applicable_state")
-    async def applicable_state(self, balancer: Balancer) -> Response[bytes]:
+    async def applicable_state(self, balancer: BalancerDep) -> Response[bytes]:
         return _optional(balancer.applicable_state)
 
 
 @get("/metrics", media_type=PROMETHEUS_CONTENT_TYPE)
-async def metrics_endpoint(balancer: Balancer, metrics: BalancerMetrics) -> Response[bytes]:
+async def metrics_endpoint(balancer: BalancerDep, metrics: MetricsDep) -> Response[bytes]:
     body = metrics.render(balancer.statistics(), balancer.agents_snapshot())
-    return Response(body, media_type=PROMETHEUS_CONTENT_TYPE)
+    # An explicit header: Litestar would append a second charset to a text/ media type.
+    return Response(body, headers={"content-type": PROMETHEUS_CONTENT_TYPE})
 
 
 @websocket("/api/v1/agent_socket/{agent_id:str}")
 async def agent_socket(
     socket: WebSocket[Any, Any, Any],
     agent_id: str,
-    balancer: Balancer,
-    shutdown: anyio.Event | None,
+    balancer: BalancerDep,
+    shutdown: ShutdownDep,
 ) -> None:
     """An agent's control socket (spec §3), glued to ``balancer.serve_agent``."""
     await serve_agent_socket(socket, agent_id, balancer, shutdown=shutdown)
@@ -115,7 +134,7 @@ def _optional(value: Any) -> Response[bytes]:
 
 
 def create_management_app(
-    balancer: Balancer,
+    balancer: BalancerDep,
     *,
     cors_origins: Sequence[str] = (),
     metrics: BalancerMetrics,

@@ -137,21 +137,34 @@ class Cluster:
     def start_balancer(self, *extra: str) -> Process:
         args = [
             "balancer",
-            "--inference-addr", f"127.0.0.1:{self.inference_port}",
-            "--management-addr", f"127.0.0.1:{self.management_port}",
+            "--inference-addr",
+            f"127.0.0.1:{self.inference_port}",
+            "--management-addr",
+            f"127.0.0.1:{self.management_port}",
         ]
         for flag, value in self.balancer_flags.items():
             args += [f"--{flag.replace('_', '-')}", str(value)]
         args += list(extra)
         log = self.tmp / f"balancer-{len(list(self.tmp.glob('balancer-*')))}.log"
         self.balancer = Process(args, log)
-        wait_until(lambda: self._healthy(self.management_url) and self._healthy(self.inference_url),
-                   STARTUP_TIMEOUT, "balancer did not become healthy", self.balancer)
+        wait_until(
+            lambda: self._healthy(self.management_url) and self._healthy(self.inference_url),
+            STARTUP_TIMEOUT,
+            "balancer did not become healthy",
+            self.balancer,
+        )
         return self.balancer
 
     def start_agent(self, name: str, slots: int = 1) -> Process:
-        args = ["agent", "--management-addr", f"127.0.0.1:{self.management_port}",
-                "--slots", str(slots), "--name", name]
+        args = [
+            "agent",
+            "--management-addr",
+            f"127.0.0.1:{self.management_port}",
+            "--slots",
+            str(slots),
+            "--name",
+            name,
+        ]
         process = Process(args, self.tmp / f"agent-{name}.log")
         self.agents[name] = process
         return process
@@ -170,18 +183,24 @@ class Cluster:
         assert response.status_code == 204, response.text
 
     def agents_snapshot(self) -> list[dict[str, Any]]:
-        agents: list[dict[str, Any]] = self.http.get(f"{self.management_url}/api/v1/agents").json()["agents"]
+        agents: list[dict[str, Any]] = self.http.get(f"{self.management_url}/api/v1/agents").json()[
+            "agents"
+        ]
         return agents
 
-    def wait_agents(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float,
-                    what: str) -> list[dict[str, Any]]:
+    def wait_agents(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float, what: str
+    ) -> list[dict[str, Any]]:
         """Watch the agents SSE stream until ``predicate(agents)`` holds."""
         deadline = time.monotonic() + timeout
         last: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             try:
-                with self.http.stream("GET", f"{self.management_url}/api/v1/agents/stream",
-                                      timeout=httpx.Timeout(5.0, read=12.0)) as response:
+                with self.http.stream(
+                    "GET",
+                    f"{self.management_url}/api/v1/agents/stream",
+                    timeout=httpx.Timeout(5.0, read=12.0),
+                ) as response:
                     for line in response.iter_lines():
                         if not line.startswith("data:"):
                             if time.monotonic() > deadline:
@@ -198,15 +217,25 @@ class Cluster:
                 time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}; last agents: {last}\n{self.logs()}")
 
-    def wait_ready(self, count: int, slots: int | None = None, timeout: float = MODEL_TIMEOUT) -> list[dict[str, Any]]:
+    def wait_ready(
+        self, count: int, slots: int | None = None, timeout: float = MODEL_TIMEOUT
+    ) -> list[dict[str, Any]]:
         def ready(agents: list[dict[str, Any]]) -> bool:
-            loaded = [a for a in agents if a["slots_total"] > 0 and (slots is None or a["slots_total"] == slots)]
+            loaded = [
+                a
+                for a in agents
+                if a["slots_total"] > 0 and (slots is None or a["slots_total"] == slots)
+            ]
             return len(loaded) >= count
+
         return self.wait_agents(ready, timeout, f"{count} agents with slots")
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        self.wait_agents(lambda agents: all(a["slots_processing"] == 0 for a in agents), timeout,
-                         "every slot to be free")
+        self.wait_agents(
+            lambda agents: all(a["slots_processing"] == 0 for a in agents),
+            timeout,
+            "every slot to be free",
+        )
 
     def logs(self) -> str:
         parts = []
@@ -224,8 +253,9 @@ class Cluster:
         self.http.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
-               process: Process | None = None) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, message: str, process: Process | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -237,8 +267,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: str,
 
 
 @contextmanager
-def running_cluster(tmp: Path, model_path: Path, *, agents: Sequence[tuple[str, int]],
-                    **balancer_flags: Any) -> Iterator[Cluster]:
+def running_cluster(
+    tmp: Path, model_path: Path, *, agents: Sequence[tuple[str, int]], **balancer_flags: Any
+) -> Iterator[Cluster]:
     """A balancer plus agents ``(name, slots)``, with the demo model loaded on all of them."""
     cluster = Cluster(tmp, model_path, **balancer_flags)
     try:

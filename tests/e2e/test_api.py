@@ -33,6 +33,7 @@ from websockets.asyncio.client import connect
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 PANEL_ORIGIN = "http://panel.example:9000"
+RECEIVE_TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +62,16 @@ def ws_request(request_id: str, max_tokens: int = 12, **extra: Any) -> str:
         {
             "Request": {
                 "id": request_id,
-                "request": {"ContinueFromConversationHistory": conversation(max_tokens=max_tokens, **extra)},
+                "request": {
+                    "ContinueFromConversationHistory": conversation(max_tokens=max_tokens, **extra)
+                },
             }
         }
     )
 
 
-async def receive_json(socket: Any, timeout: float = 60.0) -> dict[str, Any]:
-    with anyio.fail_after(timeout):
+async def receive_json(socket: Any) -> dict[str, Any]:
+    with anyio.fail_after(RECEIVE_TIMEOUT):
         return dict(json.loads(await socket.recv()))
 
 
@@ -76,9 +79,10 @@ async def read_until_terminal(socket: Any, request_id: str) -> list[dict[str, An
     lines: list[dict[str, Any]] = []
     while True:
         message = await receive_json(socket)
-        if message.get("Response", {}).get("request_id") == request_id or message.get(
-            "Error", {}
-        ).get("request_id") == request_id:
+        if (
+            message.get("Response", {}).get("request_id") == request_id
+            or message.get("Error", {}).get("request_id") == request_id
+        ):
             lines.append(message)
             if is_done(message) or "Error" in message:
                 return lines
@@ -94,7 +98,8 @@ async def test_health_of_both_services(cluster: Cluster) -> None:
         assert await inference.get_health() == "OK"
     async with ClientManagement(cluster.management_url) as management:
         assert await management.get_health() == "OK"
-    response = httpx.get(f"{cluster.management_url}/health")
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{cluster.management_url}/health")
     assert response.headers["content-type"].startswith("text/plain")
 
 
@@ -102,7 +107,9 @@ async def test_health_of_both_services(cluster: Cluster) -> None:
 async def test_conversation_over_ndjson_with_paddler_client(cluster: Cluster) -> None:
     """paddler-client's HTTP call streams tokens from the named agent and ends with Done."""
     async with ClientInference(cluster.inference_url) as client:
-        messages = [m async for m in client.post_continue_from_conversation_history(client_params())]
+        messages = [
+            m async for m in client.post_continue_from_conversation_history(client_params())
+        ]
     assert messages[-1].is_done
     assert any(m.is_token and m.token for m in messages)
     assert {m.generated_by for m in messages} == {"alpha"}
@@ -111,8 +118,13 @@ async def test_conversation_over_ndjson_with_paddler_client(cluster: Cluster) ->
 
 def test_raw_prompt_over_ndjson(cluster: Cluster) -> None:
     """A raw prompt streams NDJSON (application/json, no-cache) ending with a Done line."""
-    body = {"raw_prompt": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", "max_tokens": 8}
-    response = cluster.http.post(f"{cluster.inference_url}/api/v1/continue_from_raw_prompt", json=body)
+    body = {
+        "raw_prompt": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        "max_tokens": 8,
+    }
+    response = cluster.http.post(
+        f"{cluster.inference_url}/api/v1/continue_from_raw_prompt", json=body
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["cache-control"] == "no-cache"
@@ -164,8 +176,11 @@ def test_tool_with_required_name_missing_from_properties_is_400(cluster: Cluster
         "function": {
             "name": "get_weather",
             "description": "Weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                           "required": ["country"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["country"],
+            },
         },
     }
     response = cluster.http.post(
@@ -179,7 +194,9 @@ def test_tool_with_required_name_missing_from_properties_is_400(cluster: Cluster
 def test_embeddings_when_not_enabled_is_501(cluster: Cluster) -> None:
     """An embedding batch on a generation cluster is 501 with Paddler's message."""
     body = {"input_batch": [{"id": "d1", "content": "hello"}], "normalization_method": "L2"}
-    response = cluster.http.post(f"{cluster.inference_url}/api/v1/generate_embedding_batch", json=body)
+    response = cluster.http.post(
+        f"{cluster.inference_url}/api/v1/generate_embedding_batch", json=body
+    )
     assert response.status_code == 501
     assert "not enabled" in response.json()["error"]["description"]
 
@@ -238,9 +255,10 @@ async def test_duplicate_request_id_on_one_connection_is_400(cluster: Cluster) -
 @pytest.mark.anyio
 async def test_request_ids_are_per_connection(cluster: Cluster) -> None:
     """Two sockets using the same request id each get their own complete answer."""
-    async with connect(cluster.inference_socket_url) as first, connect(
-        cluster.inference_socket_url
-    ) as second:
+    async with (
+        connect(cluster.inference_socket_url) as first,
+        connect(cluster.inference_socket_url) as second,
+    ):
         await first.send(ws_request("same"))
         await second.send(ws_request("same"))
         one = await read_until_terminal(first, "same")
@@ -253,8 +271,15 @@ async def test_request_ids_are_per_connection(cluster: Cluster) -> None:
 async def test_stop_responding_to_ends_with_done_and_frees_the_slot(cluster: Cluster) -> None:
     """StopRespondingTo ends the request with a terminal Done carrying usage so far."""
     async with connect(cluster.inference_socket_url) as socket:
-        await socket.send(ws_request("long", max_tokens=2000, conversation_history=[
-            {"role": "user", "content": "Write a very long story about a lighthouse."}]))
+        await socket.send(
+            ws_request(
+                "long",
+                max_tokens=2000,
+                conversation_history=[
+                    {"role": "user", "content": "Write a very long story about a lighthouse."}
+                ],
+            )
+        )
         first = await receive_json(socket)
         assert "Response" in first
         await socket.send(json.dumps({"Notification": {"StopRespondingTo": "long"}}))
@@ -319,7 +344,9 @@ async def test_desired_state_round_trip_and_applicable_state(cluster: Cluster) -
     assert state.inference_parameters.temperature == 0.0
     raw = cluster.http.get(f"{cluster.management_url}/api/v1/balancer_desired_state").json()
     assert raw == desired_state(cluster.model_path)
-    applicable = cluster.http.get(f"{cluster.management_url}/api/v1/balancer_applicable_state").json()
+    applicable = cluster.http.get(
+        f"{cluster.management_url}/api/v1/balancer_applicable_state"
+    ).json()
     assert applicable["model"] == {"LocalToAgent": str(cluster.model_path)}
 
 
@@ -374,8 +401,11 @@ def test_metrics_in_prometheus_format(cluster: Cluster) -> None:
 def test_cors_allows_configured_origin_only(cluster: Cluster, service: str) -> None:
     """CORS preflight answers the configured origin and refuses others."""
     url = cluster.inference_url if service == "inference" else cluster.management_url
-    headers = {"origin": PANEL_ORIGIN, "access-control-request-method": "PUT",
-               "access-control-request-headers": "content-type"}
+    headers = {
+        "origin": PANEL_ORIGIN,
+        "access-control-request-method": "PUT",
+        "access-control-request-headers": "content-type",
+    }
     allowed = cluster.http.options(f"{url}/health", headers=headers)
     assert allowed.headers.get("access-control-allow-origin") == PANEL_ORIGIN
     assert allowed.headers.get("access-control-max-age") == "3600"
@@ -394,19 +424,25 @@ async def test_embeddings_mode_flips_generation_off_and_on(cluster: Cluster) -> 
         assert response.status_code == 204
         assert await receive_json(socket) == {"Notification": "TokenGenerationDisabled"}
         http = cluster.http.post(
-            f"{cluster.inference_url}/api/v1/continue_from_conversation_history", json=conversation()
+            f"{cluster.inference_url}/api/v1/continue_from_conversation_history",
+            json=conversation(),
         )
         assert http.status_code == 501
         await socket.send(ws_request("while-disabled"))
         refused = await receive_json(socket)
         assert "TokenGenerationDisabled" in refused["Response"]["response"]["GeneratedToken"]
         cluster.wait_ready(1)
-        body = {"input_batch": [{"id": f"d{i}", "content": f"text {i}"} for i in range(3)],
-                "normalization_method": "L2"}
-        lines = ndjson(cluster.http.post(
-            f"{cluster.inference_url}/api/v1/generate_embedding_batch", json=body))
-        ids = {line["Response"]["response"]["Embedding"]["Embedding"]["source_document_id"]
-               for line in lines[:-1]}
+        body = {
+            "input_batch": [{"id": f"d{i}", "content": f"text {i}"} for i in range(3)],
+            "normalization_method": "L2",
+        }
+        lines = ndjson(
+            cluster.http.post(f"{cluster.inference_url}/api/v1/generate_embedding_batch", json=body)
+        )
+        ids = {
+            line["Response"]["response"]["Embedding"]["Embedding"]["source_document_id"]
+            for line in lines[:-1]
+        }
         assert ids == {"d0", "d1", "d2"}
         assert lines[-1]["Response"]["response"] == {"Embedding": "Done"}
         assert cluster.put_state(desired_state(cluster.model_path)).status_code == 204

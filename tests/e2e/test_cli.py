@@ -110,8 +110,10 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             other = free.getsockname()[1]
         result = paddler(
             "balancer",
-            "--inference-addr", f"127.0.0.1:{port}",
-            "--management-addr", f"127.0.0.1:{other}",
+            "--inference-addr",
+            f"127.0.0.1:{port}",
+            "--management-addr",
+            f"127.0.0.1:{other}",
         )
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr

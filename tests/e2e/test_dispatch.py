@@ -62,11 +62,15 @@ async def holding(cluster: Cluster, count: int) -> AsyncIterator[list[str]]:
 
 def wait_buffered(cluster: Cluster, count: int) -> None:
     with cluster.http.stream(
-        "GET", f"{cluster.management_url}/api/v1/buffered_requests/stream",
+        "GET",
+        f"{cluster.management_url}/api/v1/buffered_requests/stream",
         timeout=httpx.Timeout(5.0, read=30.0),
     ) as response:
         for line in response.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:])["buffered_requests_current"] == count:
+            if (
+                line.startswith("data:")
+                and json.loads(line[5:])["buffered_requests_current"] == count
+            ):
                 return
     raise AssertionError(f"never saw {count} buffered requests")
 
@@ -88,7 +92,8 @@ async def test_overflow_is_503_and_buffer_timeout_is_504(cluster: Cluster) -> No
         def post(name: str) -> None:
             response = httpx.post(
                 f"{cluster.inference_url}/api/v1/continue_from_conversation_history",
-                json=conversation(), timeout=30.0,
+                json=conversation(),
+                timeout=30.0,
             )
             results[name] = ndjson(response)
 

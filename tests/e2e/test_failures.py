@@ -34,7 +34,9 @@ def holder_body() -> dict[str, Any]:
 def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("failures")
     with running_cluster(
-        tmp, model_path, agents=[("steady", 1), ("victim", 1)],
+        tmp,
+        model_path,
+        agents=[("steady", 1), ("victim", 1)],
         state_database=f"file://{tmp / 'state.json'}",
     ) as cluster:
         yield cluster
@@ -73,8 +75,9 @@ def test_killed_agent_fails_its_stream_and_leaves_the_pool(cluster: Cluster) -> 
     cluster.agents["victim"].kill()
     by_agent["victim"].join(30)
     assert by_agent["victim"].lines[-1]["Error"]["error"]["code"] == 502
-    agents = cluster.wait_agents(lambda agents: [a["name"] for a in agents] == ["steady"], 15,
-                                 "the killed agent to leave")
+    agents = cluster.wait_agents(
+        lambda agents: [a["name"] for a in agents] == ["steady"], 15, "the killed agent to leave"
+    )
     assert by_agent["steady"].is_alive(), "the other agent's stream must be unaffected"
     STEADY_ID["id"] = agents[0]["id"]  # the next tests keep this stream and check the id
 
@@ -133,7 +136,8 @@ def test_scale_from_zero(tmp_path: Path, model_path: Path) -> None:
         def post() -> None:
             result["response"] = httpx.post(
                 f"{cluster.inference_url}/api/v1/continue_from_conversation_history",
-                json=conversation(max_tokens=4), timeout=90.0,
+                json=conversation(max_tokens=4),
+                timeout=90.0,
             )
 
         waiting = threading.Thread(target=post)
@@ -150,7 +154,8 @@ def test_scale_from_zero(tmp_path: Path, model_path: Path) -> None:
 
 def wait_buffered_one(cluster: Cluster) -> None:
     with cluster.http.stream(
-        "GET", f"{cluster.management_url}/api/v1/buffered_requests/stream",
+        "GET",
+        f"{cluster.management_url}/api/v1/buffered_requests/stream",
         timeout=httpx.Timeout(5.0, read=30.0),
     ) as response:
         for line in response.iter_lines():

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from paddler_session_affinity import SessionAffinity
 
 from paddler.balancer._selection import AgentCandidate, RequestInfo
 from paddler.plugins import get_plugin_manager
-from paddler_session_affinity import SessionAffinity
 
 
 def candidate(agent_id: str, *, total: int = 1, busy: int = 0) -> AgentCandidate:
