@@ -229,8 +229,8 @@ def _progress_tqdm(
 def _hf_error(exc: BaseException, label: str) -> ModelSourceError:
     """Map a ``huggingface_hub`` failure (or the HTTP error behind it) to its issue."""
     from huggingface_hub.errors import (
-        EntryNotFoundError,
         GatedRepoError,
+        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -243,7 +243,8 @@ def _hf_error(exc: BaseException, label: str) -> ModelSourceError:
                 f"Hugging Face repository of {label} is gated; set HF_TOKEN to an account "
                 f"that has accepted its terms ({error})",
             )
-        if isinstance(error, RepositoryNotFoundError | EntryNotFoundError | RevisionNotFoundError):
+        missing = RepositoryNotFoundError | RemoteEntryNotFoundError | RevisionNotFoundError
+        if isinstance(error, missing):  # not LocalEntryNotFoundError: that only says "not cached"
             status = _status_of(error)
             if status in (401, 403):
                 break  # the hub hides private repos behind 401; treat as permissions below
@@ -264,9 +265,6 @@ def _hf_error(exc: BaseException, label: str) -> ModelSourceError:
             f"{label} does not exist on Hugging Face (HTTP 404)",
             retryable=False,
         )
-    for error in chain:
-        if isinstance(error, OSError) and error.errno is not None:
-            return os_error_issue(error, label)
     if any(s >= 500 for s in statuses):
         return ModelSourceError(
             DownloadServerErrored(model_path=label),
@@ -277,6 +275,9 @@ def _hf_error(exc: BaseException, label: str) -> ModelSourceError:
             DownloadServerRejectedRequest(model_path=label),
             f"Hugging Face answered HTTP {statuses[0]} for {label}",
         )
+    for error in chain:
+        if isinstance(error, OSError) and error.errno is not None:  # the disk, not HTTP
+            return os_error_issue(error, label)
     return ModelSourceError(
         DownloadServerIsUnreachable(model_path=label),
         f"cannot download {label} from Hugging Face: {exc}",
