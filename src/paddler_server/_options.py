@@ -41,7 +41,7 @@ def parse_address(text: str) -> Address:
     return Address(host=host, port=int(port_text), original=value)
 
 
-class AddressType(click.ParamType):
+class AddressType(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+ stubs
     name = "HOST:PORT"
 
     def convert(
@@ -55,7 +55,7 @@ class AddressType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class MillisecondsType(click.ParamType):
+class MillisecondsType(click.ParamType):  # type: ignore[type-arg]
     """A non-negative integer number of milliseconds."""
 
     name = "MILLISECONDS"

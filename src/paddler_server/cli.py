@@ -7,8 +7,9 @@ runners live in ``_run`` and ``_demo``.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import click
 
@@ -25,7 +26,7 @@ def _version() -> str:
         return "0.0.0+local"
 
 
-def log_level_option(default: str) -> click.decorators.FC:  # type: ignore[name-defined]
+def log_level_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--log-level",
         type=click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -292,4 +293,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -117,3 +117,66 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.model
+def test_demo_prints_a_curl_command_that_works(tmp_path: Path) -> None:
+    """``paddler demo`` starts everything, prints the addresses and a request that works."""
+    import re
+    import shlex
+    import signal
+    import time
+
+    import httpx
+    from e2e_cluster import free_port
+
+    ports = {name: free_port() for name in ("inference", "management", "panel", "openai")}
+    log = (tmp_path / "demo.log").open("w+")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paddler_server.cli",
+            "demo",
+            "--inference-addr",
+            f"127.0.0.1:{ports['inference']}",
+            "--management-addr",
+            f"127.0.0.1:{ports['management']}",
+            "--web-admin-panel-addr",
+            f"127.0.0.1:{ports['panel']}",
+            "--compat-openai-addr",
+            f"127.0.0.1:{ports['openai']}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None, (tmp_path / "demo.log").read_text()
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            if line.startswith("  paddler agent"):
+                break
+        text = "".join(printed)
+        assert f"http://127.0.0.1:{ports['panel']}" in text
+        command = text[text.index("curl") :].split("\n\n")[0].replace("\\\n", " ")
+        words = shlex.split(command)
+        url = next(word for word in words if word.startswith("http://"))
+        body = words[words.index("-d") + 1]
+        response = httpx.post(
+            url, content=body, headers={"content-type": "application/json"}, timeout=60
+        )
+        assert response.status_code == 200
+        assert re.search(r'"Done"', response.text), response.text
+        panel = httpx.get(f"http://127.0.0.1:{ports['panel']}/", timeout=10)
+        assert panel.status_code == 200
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        assert time.monotonic() - started < 5.0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
