@@ -122,6 +122,7 @@ class LlamaEngine:
         template: ChatTemplate | None,
         metadata: dict[str, str],
         token: anyio.lowlevel.EventLoopToken,
+        prompt_cache: bool = True,
     ) -> None:
         self.parameters = parameters
         self.metadata = metadata
@@ -144,6 +145,7 @@ class LlamaEngine:
             embeddings_enabled=parameters.enable_embeddings,
             pooling=parameters.pooling_type,
             deliver=self._deliver_from_thread,
+            prompt_cache=prompt_cache,
         )
         self._thread = threading.Thread(
             target=self._scheduler.run_blocking, name="paddler-scheduler", daemon=True
@@ -160,8 +162,12 @@ class LlamaEngine:
         slots: int,
         chat_template_override: str | None = None,
         on_progress: Callable[[float], None] | None = None,
+        prompt_cache: bool = True,
     ) -> LlamaEngine:
-        """Load on a worker thread; cancelling the caller's scope aborts the load."""
+        """Load on a worker thread; cancelling the caller's scope aborts the load.
+
+        `prompt_cache=False` clears a slot's KV for every request, as Paddler does.
+        """
         token = anyio.lowlevel.current_token()
         cancelled = threading.Event()
         last = [-1.0]
@@ -183,6 +189,7 @@ class LlamaEngine:
                 progress=progress,
                 cancelled=cancelled,
                 token=token,
+                prompt_cache=prompt_cache,
             )
 
         finished = False
@@ -332,6 +339,7 @@ def _load_blocking(
     progress: Callable[[float], bool],
     cancelled: threading.Event,
     token: anyio.lowlevel.EventLoopToken,
+    prompt_cache: bool,
 ) -> LlamaEngine | None:
     """The whole load on a worker thread; None when it was cancelled."""
     if not path.is_file():
@@ -387,6 +395,7 @@ def _load_blocking(
         template=template,
         metadata=metadata,
         token=token,
+        prompt_cache=prompt_cache,
     )
 
 

@@ -92,6 +92,7 @@ class Scheduler:
         embeddings_enabled: bool,
         pooling: PoolingType,
         deliver: Callable[[Outbox], None],
+        prompt_cache: bool = True,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -101,6 +102,7 @@ class Scheduler:
         self._embeddings_enabled = embeddings_enabled
         self._pooling = pooling
         self._deliver = deliver
+        self._prompt_cache = prompt_cache
         self._batch = Batch(ctx.n_batch)
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -122,15 +124,23 @@ class Scheduler:
                 self._take_commands(block=not any(s.busy for s in self.slots))
                 if self._stop.is_set():
                     break
-                if any(s.busy for s in self.slots):
-                    try:
-                        self.step()
-                    except Exception as exc:  # never leave a slot counted as busy
-                        logger.exception("scheduler step failed")
-                        for slot in self.slots:
-                            if slot.request is not None:
-                                self._release(slot, SamplerError(str(exc)), drop_cache=True)
+                if not any(s.busy for s in self.slots):
+                    self._flush()
+                    continue
+                started = time.perf_counter()
+                try:
+                    decode_seconds = self.step()
+                except Exception as exc:  # never leave a slot counted as busy
+                    logger.exception("scheduler step failed")
+                    decode_seconds = None
+                    for slot in self.slots:
+                        if slot.request is not None:
+                            self._release(slot, SamplerError(str(exc)), drop_cache=True)
                 self._flush()
+                if decode_seconds is not None:  # a whole step: batch, decode, sample, deliver
+                    self.counters.steps += 1
+                    self.counters.decode_seconds += decode_seconds
+                    self.counters.step_seconds += time.perf_counter() - started
         except Exception:
             logger.exception("scheduler crashed")
             raise
@@ -197,7 +207,8 @@ class Scheduler:
             self._outbox.append((request.id, request.outputs, True))
             return
         slot, prefix = picked
-        reuse = min(prefix, len(request.prompt) - 1)  # always decode the last prompt token
+        # always decode the last prompt token: its logits start the generation
+        reuse = min(prefix, len(request.prompt) - 1) if self._prompt_cache else 0
         if reuse < len(slot.cached):
             self.ctx.seq_remove(slot.seq_id, reuse)
             del slot.cached[reuse:]
@@ -256,8 +267,8 @@ class Scheduler:
         self._outbox.append((command.request_id, [terminal], True))
 
     # -- one step --------------------------------------------------------------------------
-    def step(self) -> None:
-        started = time.perf_counter()
+    def step(self) -> float | None:
+        """One batch; returns the seconds spent in `llama_decode` (None if nothing decoded)."""
         batch = self._batch
         batch.clear()
         generating = sum(1 for s in self.slots if s.state is SlotState.GENERATING)
@@ -279,7 +290,7 @@ class Scheduler:
                 entries.append((slot, tokens, index if last else -1))
                 budget -= len(tokens)
         if not entries:
-            return
+            return None
         decode_started = time.perf_counter()
         rc = self.ctx.decode(batch)
         decode_seconds = time.perf_counter() - decode_started
@@ -288,16 +299,14 @@ class Scheduler:
             logger.info("KV cache full: evicting %r", victim)
             self.counters.evictions += 1
             self._release(victim, SamplerError(EVICTED), drop_cache=True)
-            return
+            return None
         if rc != 0:
             logger.error("llama_decode failed with status %d", rc)
             for slot, _, _ in entries:
                 self._release(slot, SamplerError(f"llama_decode failed ({rc})"), drop_cache=True)
-            return
+            return None
         self._commit_and_sample(entries, batch.n_outputs)
-        self.counters.steps += 1
-        self.counters.decode_seconds += decode_seconds
-        self.counters.step_seconds += time.perf_counter() - started
+        return decode_seconds
 
     def _commit_and_sample(
         self, entries: list[tuple[Slot, list[int], int]], n_outputs: int
