@@ -73,6 +73,7 @@ class ResultStream(Generic[T]):
         self._engine = engine
         self._request_id = request_id
         self._receive: MemoryObjectReceiveStream[T] = receive
+        self._ended = False
 
     def __aiter__(self) -> ResultStream[T]:
         return self
@@ -81,6 +82,7 @@ class ResultStream(Generic[T]):
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._ended = True
             self._receive.close()
             raise StopAsyncIteration from None
 
@@ -90,9 +92,19 @@ class ResultStream(Generic[T]):
         await anyio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
-        self._engine._cancel(self._request_id)
-        self._receive.close()
+        self._close()
         await anyio.lowlevel.checkpoint()
+
+    def _close(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._engine._cancel(self._request_id)
+        self._receive.close()
+
+    def __del__(self) -> None:
+        # A consumer that drops the stream without closing it still frees the slot.
+        if not getattr(self, "_ended", True):
+            self._close()
 
     async def __aenter__(self) -> ResultStream[T]:
         return self
@@ -315,6 +327,11 @@ class LlamaEngine:
         for send in self._streams.values():
             send.close()
         self._streams.clear()
+        for slot in self._scheduler.slots:
+            if slot.request is not None:
+                slot.request.sampler.free()
+        for event in self._idle_waiters:
+            event.set()
         self._ctx.free()
         self._model.free()
 

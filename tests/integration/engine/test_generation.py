@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -93,6 +94,17 @@ async def test_abandoned_stream_frees_the_slot(engine: LlamaEngine) -> None:
     assert engine.statistics().slots_busy == 0
 
 
+async def test_dropped_stream_frees_the_slot(engine: LlamaEngine) -> None:
+    """A consumer that just drops its stream (no close) cancels its request too."""
+    stream = engine.generate(chat(("user", "Count from one to a thousand."), max_tokens=2000))
+    async for _ in stream:
+        break
+    del stream
+    gc.collect()
+    with anyio.fail_after(10):
+        await engine.wait_idle()
+
+
 async def test_multi_turn_conversation_reuses_the_cache(engine: LlamaEngine) -> None:
     """The second turn's prompt extends the first: most of it comes from the slot's KV cache."""
     first_turn = chat(("system", "You are terse."), ("user", "Say hello to Ada."))
@@ -118,9 +130,13 @@ async def test_output_with_and_without_cache_reuse_is_identical(model_path: Path
     async with await LlamaEngine.load(model_path, params, slots=1) as engine:
         cold = await collect(engine.generate(prompt))
         warm = await collect(engine.generate(prompt))
+    async with await LlamaEngine.load(model_path, params, slots=1, prompt_cache=False) as engine:
+        await collect(engine.generate(prompt))
+        uncached = await collect(engine.generate(prompt))
     assert done(cold).usage.cached_prompt_tokens == 0
     assert done(warm).usage.cached_prompt_tokens == done(warm).usage.prompt_tokens - 1
-    assert content(warm) == content(cold)
+    assert done(uncached).usage.cached_prompt_tokens == 0
+    assert content(warm) == content(cold) == content(uncached)
 
 
 async def test_stop_string_ends_generation_without_emitting_it(engine: LlamaEngine) -> None:
