@@ -63,7 +63,7 @@ class StatsdReporter:
                 try:
                     await sock.send(statsd_datagram(source(), prefix=self.prefix))
                     failing = False
-                except OSError as exc:  # e.g. ICMP port unreachable from an earlier packet
+                except (OSError, anyio.BrokenResourceError) as exc:  # ICMP port unreachable
                     if not failing:
                         logger.warning("StatsD send to %s:%s failed: %s", self.host, self.port, exc)
                     failing = True

@@ -236,3 +236,22 @@ async def test_two_resolves_of_one_url_download_once(file_server, cache_dir, mod
     assert len(file_server.seen("/shared.gguf")) == 1
     assert paths[0] == paths[1]
     assert paths[0] is not None and paths[0].read_bytes() == model_bytes
+
+
+async def test_progress_bar_is_drawn_on_stderr_during_a_download(
+    file_server, cache_dir, model_bytes, capfd
+):
+    """With the bar on, stderr shows the file name and size; a cache hit draws nothing."""
+    url = file_server.add("/bar.gguf", Route(body=model_bytes))
+
+    await resolve_model(
+        UrlModel(url=url), on_progress=lambda _: None, cache_dir=cache_dir, progress_bar=True
+    )
+    drawn = capfd.readouterr().err
+    await resolve_model(
+        UrlModel(url=url), on_progress=lambda _: None, cache_dir=cache_dir, progress_bar=True
+    )
+
+    assert "bar.gguf" in drawn
+    assert "1.0 MB" in drawn
+    assert capfd.readouterr().err == ""
