@@ -1,12 +1,6 @@
 """The agent's llama.cpp engine: slots, continuous batching, prompt cache, anyio face."""
 
-from paddler.engine._engine import (
-    EmbeddingStream,
-    EngineStatistics,
-    GenerationStream,
-    LlamaEngine,
-    ResultStream,
-)
+from paddler.engine._engine import LlamaEngine
 from paddler.engine._errors import (
     ChatTemplateDoesNotCompile,
     ModelCannotBeLoaded,
@@ -16,6 +10,12 @@ from paddler.engine._errors import (
 )
 from paddler.engine._sampling import SamplingOverrides
 from paddler.engine._slot import Slot, SlotState
+from paddler.engine._stream import (
+    EmbeddingStream,
+    EngineStatistics,
+    GenerationStream,
+    ResultStream,
+)
 
 __all__ = [
     "ChatTemplateDoesNotCompile",

@@ -9,116 +9,26 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from paddler.engine._errors import (
-    ModelCannotBeLoaded,
-    SlotCannotStart,
-    UnableToFindChatTemplate,
-)
-from paddler.engine._llama import Batch, LlamaContext, LlamaError, LlamaModel
+from paddler.engine._errors import SlotCannotStart
+from paddler.engine._llama import LlamaContext, LlamaModel
+from paddler.engine._loading import LoadedModel, load_blocking
 from paddler.engine._prepare import GenerationParams, PrepareContext
 from paddler.engine._sampling import SamplingOverrides
 from paddler.engine._scheduler import Cancel, Embed, Outbox, Result, Scheduler, Submit
+from paddler.engine._stream import EmbeddingStream, EngineStatistics, GenerationStream, ResultStream
 from paddler.engine._template import ChatTemplate
-from paddler.wire import (
-    EmbeddingResult,
-    GeneratedTokenResult,
-    GenerateEmbeddingBatchParams,
-    InferenceParameters,
-)
+from paddler.wire import GenerateEmbeddingBatchParams, InferenceParameters
 
 logger = logging.getLogger("paddler.engine")
 
 STREAM_BUFFER = 8192
-T = TypeVar("T")
-
-
-@attrs.frozen
-class EngineStatistics:
-    """A snapshot of the engine's counters (cumulative since load)."""
-
-    slots_total: int
-    slots_busy: int
-    requests_completed: int
-    tokens_generated: int
-    prompt_tokens: int
-    cached_prompt_tokens: int
-    evictions: int
-    steps: int
-    step_seconds: float
-    decode_seconds: float
-
-    @property
-    def python_share(self) -> float:
-        """Share of step time spent outside `llama_decode` (Python and sampling)."""
-        if self.step_seconds <= 0:
-            return 0.0
-        return 1.0 - self.decode_seconds / self.step_seconds
-
-
-class ResultStream(Generic[T]):
-    """Results of one request; the last one is terminal. Closing it early cancels the request."""
-
-    def __init__(
-        self, engine: LlamaEngine, request_id: int, receive: MemoryObjectReceiveStream[T]
-    ) -> None:
-        self._engine = engine
-        self._request_id = request_id
-        self._receive: MemoryObjectReceiveStream[T] = receive
-        self._ended = False
-
-    def __aiter__(self) -> ResultStream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._ended = True
-            self._receive.close()
-            raise StopAsyncIteration from None
-
-    async def cancel(self) -> None:
-        """Ask the engine to stop; the stream then ends with `Done` and the usage so far."""
-        self._engine._cancel(self._request_id)
-        await anyio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
-        self._close()
-        await anyio.lowlevel.checkpoint()
-
-    def _close(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._engine._cancel(self._request_id)
-        self._receive.close()
-
-    def __del__(self) -> None:
-        # A consumer that drops the stream without closing it still frees the slot.
-        if not getattr(self, "_ended", True):
-            self._close()
-
-    async def __aenter__(self) -> ResultStream[T]:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
-GenerationStream = ResultStream[GeneratedTokenResult]
-EmbeddingStream = ResultStream[EmbeddingResult]
-
-
-def default_threads() -> int:
-    return max(2, (os.cpu_count() or 2) // 2)
 
 
 class LlamaEngine:
@@ -193,13 +103,25 @@ class LlamaEngine:
             return not cancelled.is_set()
 
         def work() -> LlamaEngine | None:
-            return _load_blocking(
+            if slots < 1 or slots > parameters.n_batch:
+                raise SlotCannotStart(f"slots must be between 1 and n_batch, got {slots}")
+            loaded: LoadedModel | None = load_blocking(
                 Path(model_path),
                 parameters,
                 slots=slots,
                 template_override=chat_template_override,
                 progress=progress,
                 cancelled=cancelled,
+            )
+            if loaded is None:
+                return None
+            return cls(
+                model=loaded.model,
+                ctx=loaded.ctx,
+                parameters=parameters,
+                slots=slots,
+                template=loaded.template,
+                metadata=loaded.metadata,
                 token=token,
                 prompt_cache=prompt_cache,
             )
@@ -240,12 +162,12 @@ class LlamaEngine:
         """Start a generation request; iterate the returned stream for its results."""
         request_id, receive = self._open()
         self._scheduler.send(Submit(request_id, params, overrides))
-        return ResultStream(self, request_id, receive)  # type: ignore[arg-type]
+        return ResultStream(request_id, receive, self._cancel)  # type: ignore[arg-type]
 
     def embed(self, params: GenerateEmbeddingBatchParams) -> EmbeddingStream:
         request_id, receive = self._open()
         self._scheduler.send(Embed(request_id, params))
-        return ResultStream(self, request_id, receive)  # type: ignore[arg-type]
+        return ResultStream(request_id, receive, self._cancel)  # type: ignore[arg-type]
 
     def _open(self) -> tuple[int, MemoryObjectReceiveStream[Result]]:
         if self._closed:
@@ -345,89 +267,3 @@ class LlamaEngine:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def _load_blocking(
-    path: Path,
-    parameters: InferenceParameters,
-    *,
-    slots: int,
-    template_override: str | None,
-    progress: Callable[[float], bool],
-    cancelled: threading.Event,
-    token: anyio.lowlevel.EventLoopToken,
-    prompt_cache: bool,
-) -> LlamaEngine | None:
-    """The whole load on a worker thread; None when it was cancelled."""
-    if not path.is_file():
-        raise ModelCannotBeLoaded(f"model file does not exist: {path}")
-    try:
-        model = LlamaModel.load(path, n_gpu_layers=parameters.n_gpu_layers, on_progress=progress)
-    except LlamaError as exc:
-        if cancelled.is_set():
-            return None
-        raise ModelCannotBeLoaded(str(exc)) from exc
-    try:
-        metadata = model.metadata()
-        template: ChatTemplate | None = None
-        source = template_override or metadata.get("tokenizer.chat_template")
-        if template_override is not None or not parameters.enable_embeddings:
-            if not source:
-                raise UnableToFindChatTemplate(f"{path} has no chat template and none was given")
-            template = ChatTemplate(
-                source,
-                bos_token=model.token_text(model.bos),
-                eos_token=model.token_text(model.eos),
-            )
-        if cancelled.is_set():
-            model.free()
-            return None
-        try:
-            ctx = LlamaContext(
-                model,
-                n_ctx=parameters.context_size,
-                n_batch=parameters.n_batch,
-                n_seq_max=slots,
-                n_threads=default_threads(),
-                type_k=parameters.k_cache_dtype.value,
-                type_v=parameters.v_cache_dtype.value,
-                embeddings=parameters.enable_embeddings,
-                pooling=parameters.pooling_type.value,
-            )
-        except (LlamaError, ValueError, KeyError) as exc:
-            raise SlotCannotStart(str(exc)) from exc
-        _warm_up(model, ctx, slots)
-        if cancelled.is_set():
-            ctx.free()
-            model.free()
-            return None
-    except BaseException:
-        model.free()
-        raise
-    return LlamaEngine(
-        model=model,
-        ctx=ctx,
-        parameters=parameters,
-        slots=slots,
-        template=template,
-        metadata=metadata,
-        token=token,
-        prompt_cache=prompt_cache,
-    )
-
-
-def _warm_up(model: LlamaModel, ctx: LlamaContext, slots: int) -> None:
-    """Decode a few BOS tokens per slot so the first request does not pay for graph setup."""
-    batch = Batch(max(4 * slots, 4))
-    try:
-        bos = model.bos if model.bos >= 0 else 0
-        for seq_id in range(slots):
-            if batch.n_tokens + 4 > min(batch.capacity, ctx.n_batch):
-                break
-            batch.add([bos] * 4, 0, seq_id, output_last=True)
-        rc = ctx.decode(batch)
-        if rc != 0:
-            raise SlotCannotStart(f"warm-up decode failed with status {rc}")
-    finally:
-        batch.free()
-        ctx.clear()

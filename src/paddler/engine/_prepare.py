@@ -23,7 +23,9 @@ from paddler.wire import (
     ContinueFromRawPromptParams,
     GeneratedTokenResult,
     GrammarIncompatibleWithThinking,
+    ImageUrlPart,
     InferenceParameters,
+    MultimodalNotSupported,
     ToolSchemaInvalid,
 )
 
@@ -74,6 +76,15 @@ def prepare(
             return ToolSchemaInvalid(str(exc))
         if params.parse_tool_calls and params.tools:
             validators = compiled
+        if any(
+            isinstance(part, ImageUrlPart)
+            for m in params.conversation_history
+            if not isinstance(m.content, str)
+            for part in m.content
+        ):
+            return MultimodalNotSupported(
+                "This agent has no multimodal projection loaded; images are not supported"
+            )
         if ctx.template is None:
             return ChatTemplateError("No chat template is loaded (embeddings mode)")
         messages = [message_to_template(m.role, m.content) for m in params.conversation_history]

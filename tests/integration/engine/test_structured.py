@@ -10,17 +10,27 @@ import attrs
 import pytest
 from engine_test_helpers import chat, collect, content, done
 
-from paddler.engine import ChatTemplateDoesNotCompile, LlamaEngine, ModelCannotBeLoaded
+from paddler.engine import (
+    ChatTemplateDoesNotCompile,
+    LlamaEngine,
+    ModelCannotBeLoaded,
+    SlotCannotStart,
+)
 from paddler.wire import (
     ChatTemplateError,
     ContinueFromRawPromptParams,
+    ConversationMessage,
     Function,
     GbnfGrammar,
     GrammarIncompatibleWithThinking,
     GrammarSyntaxError,
+    ImageUrl,
+    ImageUrlPart,
     InferenceParameters,
     JsonSchemaGrammar,
+    MultimodalNotSupported,
     ReasoningToken,
+    TextPart,
     Tool,
     ToolCallParsed,
     ToolCallToken,
@@ -218,3 +228,19 @@ async def test_think_markers_make_reasoning_tokens(engine: LlamaEngine) -> None:
     assert usage.reasoning_tokens > 0
     assert usage.content_tokens > 0
     assert usage.tool_call_tokens == 0
+
+
+async def test_images_without_a_projection_are_not_supported(engine: LlamaEngine) -> None:
+    image = ImageUrlPart(image_url=ImageUrl(url="data:image/png;base64,iVBORw0KGgo="))
+    message = ConversationMessage(role="user", content=(TextPart(text="What is this?"), image))
+    params = attrs.evolve(chat(("user", "x")), conversation_history=(message,))
+    results = await collect(engine.generate(params))
+    assert len(results) == 1
+    assert isinstance(results[0], MultimodalNotSupported)
+    await still_serving(engine)
+
+
+async def test_more_slots_than_batch_tokens_cannot_start(model_path: Path) -> None:
+    params = attrs.evolve(InferenceParameters.deterministic(), n_batch=4)
+    with pytest.raises(SlotCannotStart):
+        await LlamaEngine.load(model_path, params, slots=8)

@@ -1,0 +1,102 @@
+"""Loading on a worker thread: model, metadata, chat template, context, warm-up (spec §6.1)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from paddler.engine._errors import ModelCannotBeLoaded, SlotCannotStart, UnableToFindChatTemplate
+from paddler.engine._llama import Batch, LlamaContext, LlamaError, LlamaModel
+from paddler.engine._template import ChatTemplate
+from paddler.wire import InferenceParameters
+
+
+def default_threads() -> int:
+    return max(2, (os.cpu_count() or 2) // 2)
+
+
+@attrs.frozen
+class LoadedModel:
+    model: LlamaModel
+    ctx: LlamaContext
+    template: ChatTemplate | None
+    metadata: dict[str, str]
+
+
+def load_blocking(
+    path: Path,
+    parameters: InferenceParameters,
+    *,
+    slots: int,
+    template_override: str | None,
+    progress: Callable[[float], bool],
+    cancelled: threading.Event,
+) -> LoadedModel | None:
+    """The whole load on a worker thread; None when it was cancelled."""
+    if not path.is_file():
+        raise ModelCannotBeLoaded(f"model file does not exist: {path}")
+    try:
+        model = LlamaModel.load(path, n_gpu_layers=parameters.n_gpu_layers, on_progress=progress)
+    except LlamaError as exc:
+        if cancelled.is_set():
+            return None
+        raise ModelCannotBeLoaded(str(exc)) from exc
+    try:
+        metadata = model.metadata()
+        template: ChatTemplate | None = None
+        source = template_override or metadata.get("tokenizer.chat_template")
+        if template_override is not None or not parameters.enable_embeddings:
+            if not source:
+                raise UnableToFindChatTemplate(f"{path} has no chat template and none was given")
+            template = ChatTemplate(
+                source,
+                bos_token=model.token_text(model.bos),
+                eos_token=model.token_text(model.eos),
+            )
+        if cancelled.is_set():
+            model.free()
+            return None
+        try:
+            ctx = LlamaContext(
+                model,
+                n_ctx=parameters.context_size,
+                n_batch=parameters.n_batch,
+                n_seq_max=slots,
+                n_threads=default_threads(),
+                type_k=parameters.k_cache_dtype.value,
+                type_v=parameters.v_cache_dtype.value,
+                embeddings=parameters.enable_embeddings,
+                pooling=parameters.pooling_type.value,
+            )
+        except (LlamaError, ValueError, KeyError) as exc:
+            raise SlotCannotStart(str(exc)) from exc
+        _warm_up(model, ctx, slots)
+        if cancelled.is_set():
+            ctx.free()
+            model.free()
+            return None
+    except BaseException:
+        model.free()
+        raise
+    return LoadedModel(model=model, ctx=ctx, template=template, metadata=metadata)
+
+
+def _warm_up(model: LlamaModel, ctx: LlamaContext, slots: int) -> None:
+    """Decode a few BOS tokens per slot so the first request does not pay for graph setup."""
+    batch = Batch(max(4 * slots, 4))
+    try:
+        bos = model.bos if model.bos >= 0 else 0
+        for seq_id in range(slots):
+            if batch.n_tokens + 4 > min(batch.capacity, ctx.n_batch):
+                break
+            batch.add([bos] * 4, 0, seq_id, output_last=True)
+        rc = ctx.decode(batch)
+        if rc != 0:
+            raise SlotCannotStart(f"warm-up decode failed with status {rc}")
+    finally:
+        batch.free()
+        ctx.clear()
