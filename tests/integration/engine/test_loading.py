@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from paddler.engine import LlamaEngine
-from paddler.wire import InferenceParameters
+from paddler.wire import ContinueFromRawPromptParams, Done, InferenceParameters
 
 pytestmark = [pytest.mark.model, pytest.mark.anyio]
 
@@ -42,3 +42,15 @@ async def test_load_can_be_cancelled(model_path: Path) -> None:
         pytest.fail("load returned although it was cancelled")
     assert scope.cancelled_caught
     assert seen and seen[-1] < 1.0
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_engine_works_on_trio(model_path: Path, anyio_backend: str) -> None:
+    """The engine only uses anyio: load, generate and close on trio too."""
+    params = ContinueFromRawPromptParams(raw_prompt="1, 2, 3,", max_tokens=5)
+    async with await LlamaEngine.load(
+        model_path, InferenceParameters.deterministic(), slots=1
+    ) as engine:
+        results = [r async for r in engine.generate(params)]
+    assert isinstance(results[-1], Done)
+    assert results[-1].usage.content_tokens == 5
