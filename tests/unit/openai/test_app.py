@@ -1,0 +1,185 @@
+"""The OpenAI app over a scripted balancer: what the SDK parses for each kind of result.
+
+The real model cannot think or fail on demand, so reasoning, errors mid-stream and status
+mapping are checked here with a balancer double that replays wire messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from litestar.testing import TestClient
+from openai import OpenAI
+
+from paddler.errors import BufferFull
+from paddler.wire import (
+    AgentControllerPoolSnapshot,
+    ContentToken,
+    Done,
+    ErrorBody,
+    ErrorEnvelope,
+    GrammarSyntaxError,
+    ParsedToolCall,
+    ReasoningToken,
+    ResponseEnvelope,
+    TokenGenerationDisabled,
+    TokenUsage,
+    ToolCallParsed,
+    ValidJson,
+)
+from paddler_server.openai import create_openai_app
+
+USAGE = TokenUsage(
+    prompt_tokens=5,
+    cached_prompt_tokens=2,
+    input_image_tokens=0,
+    input_audio_tokens=0,
+    content_tokens=2,
+    reasoning_tokens=1,
+    tool_call_tokens=4,
+    undeterminable_tokens=0,
+)
+
+
+def envelope(result: Any) -> ResponseEnvelope:
+    return ResponseEnvelope(generated_by="a", request_id="r", response=result)
+
+
+class Replay:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = list(items)
+
+    async def __aenter__(self) -> Replay:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __aiter__(self) -> Replay:
+        return self
+
+    async def __anext__(self) -> Any:
+        if not self.items:
+            raise StopAsyncIteration
+        item = self.items.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+class ScriptedBalancer:
+    """Replays ``script`` for every generation; records what it was asked."""
+
+    applicable_state = None
+
+    def __init__(self) -> None:
+        self.script: list[Any] = []
+        self.calls: list[tuple[Any, Any]] = []
+
+    def generate(self, params: Any, *, overrides: Any = None) -> Replay:
+        self.calls.append((params, overrides))
+        return Replay(self.script)
+
+    def agents_snapshot(self) -> AgentControllerPoolSnapshot:
+        return AgentControllerPoolSnapshot(agents=())
+
+
+@pytest.fixture
+def balancer() -> ScriptedBalancer:
+    return ScriptedBalancer()
+
+
+@pytest.fixture
+def sdk(balancer: ScriptedBalancer) -> Iterator[OpenAI]:
+    with TestClient(create_openai_app(balancer)) as http:
+        yield OpenAI(
+            base_url="http://testserver.local/v1", api_key="x", http_client=http, max_retries=0
+        )
+
+
+HI: Any = [{"role": "user", "content": "hi"}]
+
+
+def test_reasoning_and_tool_calls_in_a_whole_answer(
+    sdk: OpenAI, balancer: ScriptedBalancer
+) -> None:
+    call = ParsedToolCall(id="call_1", name="f", arguments=ValidJson({"a": 1}))
+    balancer.script = [
+        envelope(ReasoningToken("think")),
+        envelope(ContentToken("Hi")),
+        envelope(ToolCallParsed((call,))),
+        envelope(Done(USAGE)),
+    ]
+    answer = sdk.chat.completions.create(model="m", messages=HI)
+    message = answer.choices[0].message
+    assert message.reasoning_content == "think"  # type: ignore[attr-defined]
+    assert message.content == "Hi"
+    assert message.tool_calls is not None and message.tool_calls[0].id == "call_1"
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == 7
+    assert answer.usage.prompt_tokens_details is not None
+    assert answer.usage.prompt_tokens_details.cached_tokens == 2
+    assert answer.usage.completion_tokens_details is not None
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 1
+
+
+def test_reasoning_streams_as_reasoning_content(sdk: OpenAI, balancer: ScriptedBalancer) -> None:
+    balancer.script = [
+        envelope(ReasoningToken("th")),
+        envelope(ContentToken("Hi")),
+        envelope(Done(USAGE)),
+    ]
+    chunks = list(sdk.chat.completions.create(model="m", messages=HI, stream=True))
+    deltas = [c.choices[0].delta for c in chunks]
+    assert [getattr(d, "reasoning_content", None) for d in deltas][1] == "th"
+    assert deltas[2].content == "Hi"
+
+
+def test_an_error_before_output_is_an_http_status(sdk: OpenAI, balancer: ScriptedBalancer) -> None:
+    balancer.script = [ErrorEnvelope(request_id="r", error=ErrorBody(504, "timed out"))]
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.chat.completions.create(model="m", messages=HI, stream=True)
+    assert info.value.status_code == 504
+    balancer.script = [BufferFull("Buffered requests overflow")]
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.chat.completions.create(model="m", messages=HI)
+    assert info.value.status_code == 503
+    assert info.value.response.headers["retry-after"] == "1"
+    balancer.script = [envelope(TokenGenerationDisabled("embeddings mode"))]
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.chat.completions.create(model="m", messages=HI)
+    assert info.value.status_code == 501
+    balancer.script = [envelope(GrammarSyntaxError("bad"))]
+    with pytest.raises(openai.BadRequestError):
+        sdk.chat.completions.create(model="m", messages=HI)
+
+
+def test_an_error_mid_stream_is_in_band(sdk: OpenAI, balancer: ScriptedBalancer) -> None:
+    balancer.script = [
+        envelope(ContentToken("Hi")),
+        ErrorEnvelope(request_id="r", error=ErrorBody(502, "agent gone")),
+    ]
+    with pytest.raises(openai.APIError) as info:
+        list(sdk.chat.completions.create(model="m", messages=HI, stream=True))
+    assert "agent gone" in str(info.value)
+
+
+def test_responses_failed_event_mid_stream(sdk: OpenAI, balancer: ScriptedBalancer) -> None:
+    balancer.script = [
+        envelope(ContentToken("Hi")),
+        ErrorEnvelope(request_id="r", error=ErrorBody(502, "agent gone")),
+    ]
+    events = list(sdk.responses.create(model="m", input="hi", stream=True))
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.error is not None  # type: ignore[union-attr]
+
+
+def test_overrides_reach_the_balancer(sdk: OpenAI, balancer: ScriptedBalancer) -> None:
+    balancer.script = [envelope(Done(USAGE))]
+    sdk.chat.completions.create(model="m", messages=HI, temperature=0.2, seed=5, stop=["x"])
+    _, overrides = balancer.calls[-1]
+    assert (overrides.temperature, overrides.seed, overrides.stop) == (0.2, 5, ("x",))
