@@ -26,6 +26,7 @@ class Route:
     ignore_range: bool = False
     wrong_content_range: bool = False  # answer a Range request with a 206 from byte 0 (once)
     hold: threading.Event | None = None  # wait for this before sending the body
+    stall_after: int | None = None  # send this many body bytes, then wait for ``hold`` (once)
     hugging_face: bool = False  # add the hub's metadata headers
 
 
@@ -138,9 +139,16 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if not send_body:
                 return
+            payload = body[start:]
+            if route.stall_after is not None and route.hold is not None:
+                cut, route.stall_after = route.stall_after, None
+                self.wfile.write(payload[:cut])
+                self.wfile.flush()
+                route.hold.wait(30)
+                self.close_connection = True
+                return
             if route.hold is not None:
                 route.hold.wait(30)
-            payload = body[start:]
             if route.drop_after is not None:
                 cut, route.drop_after = route.drop_after, None
                 self.wfile.write(payload[:cut])

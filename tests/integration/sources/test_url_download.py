@@ -255,3 +255,38 @@ async def test_progress_bar_is_drawn_on_stderr_during_a_download(
     assert "bar.gguf" in drawn
     assert "1.0 MB" in drawn
     assert capfd.readouterr().err == ""
+
+
+async def test_cancelled_download_keeps_its_bytes_and_frees_the_lock(
+    file_server, cache_dir, model_bytes
+):
+    """A resolve cancelled mid-file (the desired state changed) leaves a resumable partial."""
+    hold = threading.Event()
+    cut = 300_000
+    url = file_server.add("/cancel.gguf", Route(body=model_bytes, stall_after=cut, hold=hold))
+    some_bytes = anyio.Event()
+
+    def on_progress(progress: DownloadProgress) -> None:
+        if progress.current > 0:
+            some_bytes.set()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: resolve_model(
+                    UrlModel(url=url),
+                    on_progress=on_progress,
+                    cache_dir=cache_dir,
+                    progress_bar=False,
+                )
+            )
+            await some_bytes.wait()
+            tg.cancel_scope.cancel()
+    hold.set()
+
+    kept = url_cache_paths(url, cache_dir).partial.stat().st_size
+    assert 0 < kept <= cut  # every byte read before the cancellation, whole
+    with anyio.fail_after(20):  # the lock is free: this does not wait
+        path = await resolve(url, cache_dir)
+    assert file_server.seen("/cancel.gguf")[1].headers["Range"] == f"bytes={kept}-"
+    assert path.read_bytes() == model_bytes
