@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -220,7 +221,10 @@ class InferenceClient:
                             if isinstance(message, ErrorEnvelope) or is_final(message):
                                 return
             except ClientError as exc:
-                send.send_nowait(exc)
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    send.send_nowait(exc)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the reader abandoned the stream; closing the response stops the request
             finally:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()

@@ -8,6 +8,7 @@ opens a new connection, and notification watchers get one re-established within 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -138,7 +139,8 @@ class InferenceSocket:
                 self._ws = None
             routes, self._routes = self._routes, {}
             for request_id, route in routes.items():
-                route.send_nowait(ConnectionDropped(request_id, reason or "socket closed"))
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    route.send_nowait(ConnectionDropped(request_id, reason or "socket closed"))
                 route.close()
             if self._watchers and not self._closed:
                 self._tg.start_soon(self._reconnect)
@@ -148,7 +150,11 @@ class InferenceSocket:
             route = self._routes.get(message.request_id)
             if route is None:
                 return  # a request we stopped; its trailing messages are dropped
-            route.send_nowait(message)
+            try:
+                route.send_nowait(message)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._routes.pop(message.request_id, None)  # its reader has gone away
+                return
             if isinstance(message, ErrorEnvelope) or is_final(message):
                 self._routes.pop(message.request_id, None)
                 route.close()
