@@ -84,7 +84,8 @@ function slotMeter(agent) {
     h("span", { class: "slot-dots", "aria-hidden": "true" }, dots),
     h("span", { class: "slot-text", dataset: { role: "slots" } },
       `${agent.slots_processing} busy / ${agent.slots_total} total`,
-      h("span", { class: "muted" }, ` (desired ${agent.desired_slots_total})`)));
+      h("span", { class: "muted" }, ` (desired ${agent.desired_slots_total})`)),
+    h("span", { class: "agent-tps muted", dataset: { role: "agent-tps" } }));
 }
 
 function basename(path) { return path.split(/[\\/]/).at(-1); }

@@ -5,7 +5,7 @@ import { browserAddr, config, getJson, getText, LiveStream } from "./api.js";
 import { LiveChart } from "./chart.js";
 import { copyButton, h, replace } from "./dom.js";
 import { describeModel } from "./desired_state.js";
-import { bufferedRequests, generatedTokens, parsePrometheus } from "./metrics.js";
+import { agentTokensPerSecond, bufferedRequests, generatedTokens, parsePrometheus } from "./metrics.js";
 
 const METRICS_PERIOD_MS = 2000;
 
@@ -89,7 +89,7 @@ export function mountDashboard(view) {
       stat("Buffered requests", "buffered", `of at most ${config.maxBufferedRequests}`),
       stat("Agents", "agent-count"),
       stat("Slots busy / total", "slot-totals"),
-      stat("Generated tokens/s", "tokens-per-second", "over the last 2 s")),
+      stat("Generated tokens/s", "tokens-per-second", "whole cluster, from /metrics")),
     h("div", { class: "columns" },
       h("div", { class: "main-column" },
         h("section", { class: "card" },
@@ -108,11 +108,22 @@ export function mountDashboard(view) {
   let lastAgentsKey = "";
   const refreshSummary = modelSummary(summary);
 
+  let agentRates = new Map();
+  const showAgentRates = (rates) => {
+    agentRates = rates;
+    for (const card of agentsList.querySelectorAll("article.agent")) {
+      const rate = rates.get(card.dataset.agentId);
+      const el = card.querySelector("[data-role=agent-tps]");
+      if (el) el.textContent = rate === undefined ? "" : `${rate.toFixed(1)} tokens/s`;
+    }
+  };
+
   const stateText = (state) => ({ live: "", connecting: "connecting…", disconnected: "disconnected — retrying" }[state]);
   new LiveStream("/api/v1/agents/stream", (snapshot) => {
     const agents = snapshot.agents ?? [];
     agentsList.removeAttribute("aria-busy");
     renderAgents(agentsList, agents);
+    showAgentRates(agentRates);
     set("agent-count", String(agents.length));
     const busy = agents.reduce((n, a) => n + a.slots_processing, 0);
     const total = agents.reduce((n, a) => n + a.slots_total, 0);
@@ -135,14 +146,21 @@ export function mountDashboard(view) {
     try {
       const samples = parsePrometheus(await getText("/metrics"));
       const total = generatedTokens(samples, config.statsdPrefix);
+      const perAgent = agentTokensPerSecond(samples, config.statsdPrefix);
       const now = performance.now();
-      if (total === null) {
+      showAgentRates(perAgent);
+      if (perAgent.size > 0) {
+        // Live per-agent rates (10 s window) are smoother than the counter, which
+        // grows only when requests finish.
+        tps = [...perAgent.values()].reduce((a, b) => a + b, 0);
+        chartNote.textContent = "";
+      } else if (total === null) {
         chartNote.textContent = "This balancer exports no generated-token counter on /metrics; only the queue is charted.";
       } else {
         chartNote.textContent = "";
         if (previous && total >= previous.total) tps = (total - previous.total) / ((now - previous.now) / 1000);
-        previous = { total, now };
       }
+      if (total !== null) previous = { total, now };
       if (buffered === null) buffered = bufferedRequests(samples, config.statsdPrefix);
     } catch (error) {
       chartNote.textContent = `Cannot read /metrics: ${error.message}`;

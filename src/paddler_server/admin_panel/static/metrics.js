@@ -39,3 +39,12 @@ export function bufferedRequests(samples, prefix) {
   const sample = samples.find((s) => s.name === `${prefix}requests_buffered`);
   return sample ? sample.value : null;
 }
+
+/** Per-agent generated tokens/s (the balancer's 10 s window), as Map(agent_id → value). */
+export function agentTokensPerSecond(samples, prefix) {
+  const rates = new Map();
+  for (const s of samples) {
+    if (s.name === `${prefix}agent_tokens_per_second` && s.labels.agent_id) rates.set(s.labels.agent_id, s.value);
+  }
+  return rates;
+}
