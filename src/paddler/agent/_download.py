@@ -166,9 +166,13 @@ async def _download_lock(
 ) -> AsyncIterator[None]:
     """Hold ``<hash>.lock``; while another process holds it, report its partial's growth."""
     lock = filelock.FileLock(paths.lock)
+    reported: int | None = None
     while not _try_acquire(lock, url):
-        logger.debug("waiting for another downloader of %s", url)
-        on_progress(DownloadProgress(filename, _size(paths.partial), None))
+        size = _size(paths.partial)
+        if size != reported:  # report growth only, not every poll
+            logger.debug("waiting for another downloader of %s (%d bytes so far)", url, size)
+            on_progress(DownloadProgress(filename, size, None))
+            reported = size
         await anyio.sleep(LOCK_POLL_SECONDS)
     try:
         yield
