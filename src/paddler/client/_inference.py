@@ -136,7 +136,9 @@ class InferenceClient:
         request_id = _new_request_id()
         send, receive = new_route()
         await socket.submit(request_id, params, send)
-        return InferenceStream(request_id, receive, socket.stop)
+        return InferenceStream(
+            request_id, receive, socket.stop, lambda rid: socket.stop(rid, keep_route=True)
+        )
 
     async def notifications(self) -> AsyncIterator[InferenceClientNotification]:
         """``TokenGenerationDisabled``/``Enabled`` as the cluster switches modes."""

@@ -100,10 +100,16 @@ class InferenceSocket:
             self._routes.pop(request_id, None)
             raise ConnectionDropped(request_id, str(exc)) from exc
 
-    def stop(self, request_id: str) -> None:
-        """Send ``StopRespondingTo`` (non-blocking; callable from ``__del__``)."""
-        if self._routes.pop(request_id, None) is None:
+    def stop(self, request_id: str, *, keep_route: bool = False) -> None:
+        """Send ``StopRespondingTo`` (non-blocking; callable from ``__del__``).
+
+        With ``keep_route`` the request's remaining messages (the agent's final ``Done``)
+        still reach its stream; otherwise they are dropped.
+        """
+        if request_id not in self._routes:
             return
+        if not keep_route:
+            del self._routes[request_id]
         text = converter.dumps(StopRespondingTo(request_id), InferenceServerMessage)
         try:
             self._outgoing_send.send_nowait(text)

@@ -68,10 +68,12 @@ class InferenceStream:
         request_id: str,
         receive: MemoryObjectReceiveStream[Routed],
         stop: Callable[[str], None],
+        request_stop: Callable[[str], None] | None = None,
     ) -> None:
         self.request_id = request_id
         self._receive = receive
         self._stop = stop
+        self._request_stop = request_stop
         self._finished = False
         self.usage: TokenUsage | None = None
 
@@ -117,10 +119,16 @@ class InferenceStream:
         return "".join(parts)
 
     async def cancel(self, *, grace: float = 5.0) -> TokenUsage | None:
-        """Stop generating and wait (up to ``grace`` s) for the agent's final ``Done``."""
+        """Stop generating and wait (up to ``grace`` s) for the agent's final ``Done``.
+
+        Returns the usage so far (``None`` for HTTP streams, which can only be closed).
+        """
         if self._finished:
             return self.usage
-        self._stop(self.request_id)
+        if self._request_stop is None:  # no graceful stop over HTTP: closing is the stop
+            self._abandon()
+            return None
+        self._request_stop(self.request_id)
         with anyio.move_on_after(grace):
             try:
                 async for _ in self:
