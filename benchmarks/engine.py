@@ -80,9 +80,8 @@ class Measured:
         return self.tokens / self.seconds
 
 
-def sequential_baseline(prompts: Sequence[str]) -> list[Measured]:
-    """Each request alone through the high-level `Llama` (one sequence, streaming)."""
-    llm = Llama(
+def baseline_model() -> Llama:
+    return Llama(
         str(model_path()),
         n_ctx=2048,
         n_batch=2048,
@@ -93,20 +92,24 @@ def sequential_baseline(prompts: Sequence[str]) -> list[Measured]:
         flash_attn=True,  # a quantised V cache needs it; the engine's AUTO picks it too
         verbose=False,
     )
-    out = []
+
+
+def sequential(llm: Llama, prompts: Sequence[str]) -> Measured:
+    """The requests one after another through the high-level `Llama` (streaming)."""
+    tokens = 0
+    ttfts = []
+    started_all = time.perf_counter()
     for prompt in prompts:
         started = time.perf_counter()
         first = None
-        tokens = 0
         for _ in llm.create_completion(
             prompt, max_tokens=NEW_TOKENS, temperature=0.0, top_k=1, repeat_penalty=1.0, stream=True
         ):
             tokens += 1
             if first is None:
                 first = time.perf_counter() - started
-        out.append(Measured(tokens, time.perf_counter() - started, first or 0.0))
-    llm.close()
-    return out
+        ttfts.append(first or 0.0)
+    return Measured(tokens, time.perf_counter() - started_all, sum(ttfts) / len(ttfts))
 
 
 async def run_concurrent(engine: LlamaEngine, prompts: Sequence[str]) -> Measured:
@@ -143,15 +146,31 @@ LONG_USER = (
 )
 
 
-async def chat_ttfts(
-    engine: LlamaEngine, replies: list[str] | None
-) -> tuple[list[float], list[str], int]:
-    """8 turns; each prompt extends the previous one. Returns TTFTs, replies, last prompt size."""
+async def first_token(
+    engine: LlamaEngine, params: ContinueFromConversationHistoryParams
+) -> tuple[float, str, int]:
+    """Time to the first result, the reply text and the prompt size of one turn."""
+    started = time.perf_counter()
+    first = None
+    text = []
+    prompt_tokens = 0
+    async for result in engine.generate(params):
+        if first is None:
+            first = time.perf_counter() - started
+        if isinstance(result, ContentToken):
+            text.append(result.text)
+        if isinstance(result, Done):
+            prompt_tokens = result.usage.prompt_tokens
+    return first or 0.0, "".join(text), prompt_tokens
+
+
+async def chat(cached: LlamaEngine, uncached: LlamaEngine) -> tuple[list[float], list[float], int]:
+    """8 turns, each prompt extending the previous one; both engines get each turn back to back."""
     history: list[ConversationMessage] = [
         ConversationMessage(role="system", content="You are a helpful gardening assistant.")
     ]
-    ttfts: list[float] = []
-    produced: list[str] = []
+    with_cache: list[float] = []
+    without_cache: list[float] = []
     prompt_tokens = 0
     for turn in range(8):
         history.append(ConversationMessage(role="user", content=LONG_USER.format(n=turn + 1)))
@@ -161,76 +180,71 @@ async def chat_ttfts(
             enable_thinking=False,
             max_tokens=40,
         )
-        started = time.perf_counter()
-        first = None
-        text = []
-        async for result in engine.generate(params):
-            if first is None:
-                first = time.perf_counter() - started
-            if isinstance(result, ContentToken):
-                text.append(result.text)
-            if isinstance(result, Done):
-                prompt_tokens = result.usage.prompt_tokens
-        ttfts.append(first or 0.0)
-        reply = replies[turn] if replies is not None else "".join(text)
-        produced.append(reply)
+        ttft, reply, prompt_tokens = await first_token(cached, params)
+        with_cache.append(ttft)
+        ttft, _, _ = await first_token(uncached, params)
+        without_cache.append(ttft)
         history.append(ConversationMessage(role="assistant", content=reply))
-    return ttfts, produced, prompt_tokens
+    return with_cache, without_cache, prompt_tokens
 
 
 async def main(slot_counts: Sequence[int], concurrencies: Sequence[int]) -> None:
     print(f"model: SmolLM2-135M-Instruct Q4_1, threads: {threads()}, cpus: {os.cpu_count()}")
-    print(f"load average at start: {os.getloadavg()[0]:.2f}\n")
-    n = max(concurrencies)
-    baseline = sequential_baseline([raw_prompt(i, 0) for i in range(n)])
-
-    def base(c: int) -> Measured:
-        part = baseline[:c]
-        return Measured(
-            sum(m.tokens for m in part), sum(m.seconds for m in part), sum(m.ttft for m in part) / c
-        )
-
-    rows: list[tuple[str, Measured, float]] = []
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    print("each engine figure is compared with the sequential run done right before and after it")
+    print("(the machine is shared, so back-to-back blocks keep the ratio fair)\n")
+    llm = baseline_model()
+    rows: list[tuple[str, Measured, Measured, float]] = []
     shares: list[tuple[str, float, float]] = []
     run = 1
     for slots in slot_counts:
         async with await LlamaEngine.load(model_path(), parameters(), slots=slots) as engine:
             await run_concurrent(engine, [raw_prompt(0, 999)])  # warm the code paths
+            sequential(llm, [raw_prompt(0, 999)])
             for c in concurrencies:
-                before = engine.statistics()
-                measured = await run_concurrent(engine, [raw_prompt(i, run) for i in range(c)])
-                after = engine.statistics()
+                prompts = [raw_prompt(i, run) for i in range(c)]
                 run += 1
-                ratio = measured.rate / base(c).rate
-                rows.append((f"engine {slots} slots, {c} concurrent", measured, ratio))
+                before_seq = sequential(llm, prompts)
+                before = engine.statistics()
+                measured = await run_concurrent(engine, prompts)
+                after = engine.statistics()
+                after_seq = sequential(llm, prompts)
+                base = Measured(
+                    before_seq.tokens + after_seq.tokens,
+                    before_seq.seconds + after_seq.seconds,
+                    (before_seq.ttft + after_seq.ttft) / 2,
+                )
+                rows.append(
+                    (f"{slots} slots, {c} concurrent", measured, base, measured.rate / base.rate)
+                )
                 step = after.step_seconds - before.step_seconds
                 decode = after.decode_seconds - before.decode_seconds
                 steps = after.steps - before.steps
                 shares.append((f"{slots} slots, {c} concurrent", 1 - decode / step, step / steps))
+    llm.close()
 
-    print(f"{'setup':<36} {'tokens':>7} {'seconds':>8} {'tok/s':>7} {'TTFT ms':>8} {'vs seq':>7}")
-    for c in concurrencies:
-        b = base(c)
+    print(
+        f"{'setup':<24} {'engine tok/s':>12} {'seq tok/s':>10} {'ratio':>6} "
+        f"{'engine TTFT ms':>15} {'seq TTFT ms':>12}"
+    )
+    for label, m, b, ratio in rows:
         print(
-            f"{f'sequential Llama, {c} requests':<36} {b.tokens:>7} {b.seconds:>8.2f} "
-            f"{b.rate:>7.1f} {b.ttft * 1000:>8.0f} {1.0:>7.2f}"
+            f"{label:<24} {m.rate:>12.1f} {b.rate:>10.1f} {ratio:>6.2f} "
+            f"{m.ttft * 1000:>15.0f} {b.ttft * 1000:>12.0f}"
         )
-    for label, m, ratio in rows:
-        print(
-            f"{label:<36} {m.tokens:>7} {m.seconds:>8.2f} {m.rate:>7.1f} "
-            f"{m.ttft * 1000:>8.0f} {ratio:>7.2f}"
-        )
+    print("(engine TTFT includes waiting for a free slot when requests outnumber slots)")
 
-    print(f"\n{'scheduler steps':<36} {'outside decode':>15} {'ms/step':>8}")
+    print(f"\n{'scheduler steps':<24} {'outside decode':>15} {'ms/step':>8}")
     for label, share, per_step in shares:
-        print(f"{label:<36} {share * 100:>14.1f}% {per_step * 1000:>8.1f}")
+        print(f"{label:<24} {share * 100:>14.1f}% {per_step * 1000:>8.1f}")
 
-    async with await LlamaEngine.load(model_path(), parameters(), slots=1) as engine:
-        cached, replies, last_prompt = await chat_ttfts(engine, None)
-    async with await LlamaEngine.load(
-        model_path(), parameters(), slots=1, prompt_cache=False
-    ) as engine:
-        uncached, _, _ = await chat_ttfts(engine, replies)
+    async with (
+        await LlamaEngine.load(model_path(), parameters(), slots=1) as with_cache,
+        await LlamaEngine.load(
+            model_path(), parameters(), slots=1, prompt_cache=False
+        ) as without_cache,
+    ):
+        cached, uncached, last_prompt = await chat(with_cache, without_cache)
     print(f"\n8-turn chat, {last_prompt} prompt tokens at the last turn (TTFT ms per turn)")
     print("with cache:    " + " ".join(f"{t * 1000:6.0f}" for t in cached))
     print("without cache: " + " ".join(f"{t * 1000:6.0f}" for t in uncached))
