@@ -43,7 +43,7 @@ class WebSocketObjectStream(ObjectStream[Any]):
                 self._closed = True
                 raise anyio.EndOfStream
             text = message.get("text")
-            if kind != "websocket.receive" or text is None:
+            if kind != "websocket.receive" or not isinstance(text, str):
                 continue
             try:
                 return converter.loads(text, AgentToBalancerMessage)

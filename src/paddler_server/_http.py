@@ -17,6 +17,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.params import Dependency
+from litestar.types import ExceptionHandlersMap
 
 from paddler.balancer import Balancer
 from paddler.errors import PaddlerError
@@ -125,7 +126,7 @@ def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) 
     return error_response(exc.status_code, str(exc.detail))
 
 
-def exception_handlers() -> dict[type[Exception], Any]:
+def exception_handlers() -> ExceptionHandlersMap:
     """The one table from exceptions to HTTP responses, shared by every app."""
     return {
         PaddlerError: _handle_paddler_error,

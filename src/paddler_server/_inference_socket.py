@@ -99,7 +99,7 @@ class InferenceSocketSession:
             if kind != "websocket.receive":
                 continue
             text = message.get("text")
-            if text is None:
+            if not isinstance(text, str):
                 continue  # binary frames are ignored (spec §2.2)
             await self._handle_text(text, tg)
 

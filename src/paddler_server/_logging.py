@@ -11,9 +11,10 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["KeyValueFormatter", "configure_logging"]
+__all__ = ["KeyValueFormatter", "configure_logging", "reapply_logging"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_configured_level: str | None = None
 
 
 def _quote(value: Any) -> str:
@@ -49,6 +50,8 @@ def configure_logging(level: str) -> None:
     underneath (uvicorn, litestar, websockets, httpx) only speak up at warning or above unless
     ``level`` is debug.
     """
+    global _configured_level
+    _configured_level = level
     numeric = logging.getLevelName(level.upper())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
@@ -58,3 +61,9 @@ def configure_logging(level: str) -> None:
     library_level = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "litestar", "websockets", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(library_level)
+
+
+def reapply_logging() -> None:
+    """Configure again after something else (a Litestar app's default config) changed it."""
+    if _configured_level is not None:
+        configure_logging(_configured_level)

@@ -18,6 +18,7 @@ import anyio
 import attrs
 import click
 
+from paddler_server._logging import reapply_logging
 from paddler_server._options import Address
 
 __all__ = [
@@ -168,6 +169,7 @@ def build_apps(
         )
         addr = options.web_admin_panel_addr
         apps.append((create_admin_panel_app(panel_config), addr.host, addr.port))
+    reapply_logging()  # apps built with Litestar's default logging config replace handlers
     return apps
 
 

@@ -392,9 +392,18 @@ def test_metrics_in_prometheus_format(cluster: Cluster) -> None:
     )
     text = response.text
     assert "# TYPE paddler_slots_total gauge" in text
-    assert "paddler_slots_total 2" in text
-    assert "paddler_slots_processing 0" in text
-    assert "paddler_requests_buffered 0" in text
+    values = {
+        name: float(value)
+        for name, value in (
+            line.split() for line in text.splitlines() if line.startswith("paddler_")
+        )
+        if name in ("paddler_slots_total", "paddler_slots_processing", "paddler_requests_buffered")
+    }
+    assert values == {
+        "paddler_slots_total": 2.0,
+        "paddler_slots_processing": 0.0,
+        "paddler_requests_buffered": 0.0,
+    }
 
 
 @pytest.mark.parametrize("service", ["inference", "management"])

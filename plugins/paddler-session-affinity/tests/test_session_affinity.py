@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from paddler_session_affinity import SessionAffinity
 
-from paddler.balancer._selection import AgentCandidate, RequestInfo
+from paddler.balancer import AgentCandidate, RequestInfo
 from paddler.plugins import get_plugin_manager
 
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from paddler.balancer._selection import AgentCandidate, RequestInfo
+from paddler.balancer import AgentCandidate, RequestInfo
 from paddler.hookspecs import hookimpl
 
 __all__ = ["DEFAULT_HEADER", "SessionAffinity", "plugin"]
