@@ -311,6 +311,12 @@ class Scheduler:
     def _commit_and_sample(
         self, entries: list[tuple[Slot, list[int], int]], n_outputs: int
     ) -> None:
+        if n_outputs == 0:  # only prompt chunks that do not end their prompt
+            for slot, tokens, _ in entries:
+                slot.cached.extend(tokens)
+                assert slot.request is not None
+                slot.request.ingested += len(tokens)
+            return
         logits = self.ctx.logits(n_outputs)
         sampled: list[tuple[Slot, int, int]] = []  # slot, batch index, output row
         row = 0

@@ -139,6 +139,22 @@ async def test_output_with_and_without_cache_reuse_is_identical(model_path: Path
     assert content(warm) == content(cold) == content(uncached)
 
 
+async def test_prompts_longer_than_n_batch_are_ingested_in_chunks(
+    engine: LlamaEngine, model_path: Path
+) -> None:
+    """A 32-token batch ingests a long prompt over several steps, next to a generating slot."""
+    question = "Summarise this: " + "The quick brown fox jumps over the lazy dog. " * 12
+    params = chat(("user", question), max_tokens=16)
+    reference = content(await collect(engine.generate(params)))
+    small = attrs.evolve(InferenceParameters.deterministic(), context_size=1024, n_batch=32)
+    async with await LlamaEngine.load(model_path, small, slots=2) as chunked:
+        other = chunked.generate(chat(("user", "Count to fifty."), max_tokens=60))
+        results = await collect(chunked.generate(params))
+        await collect(other)
+    assert done(results).usage.prompt_tokens > 100
+    assert content(results) == reference
+
+
 async def test_stop_string_ends_generation_without_emitting_it(engine: LlamaEngine) -> None:
     params = chat(("user", QUESTIONS[1]), max_tokens=40)
     full = content(await collect(engine.generate(params)))
