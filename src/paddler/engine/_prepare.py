@@ -109,11 +109,13 @@ def prepare(
         grammar = made
     settings = SamplingSettings.resolve(ctx.parameters, overrides)
     prompt = _tokenize_prompt(ctx.model, text)
+    sampler = RequestSampler(settings, grammar, n_ctx=ctx.n_ctx, n_vocab=ctx.model.n_vocab)
+    sampler.prime(prompt)
     return ActiveRequest(
         id=request_id,
         prompt=prompt,
         max_tokens=params.max_tokens,
-        sampler=RequestSampler(settings, grammar, n_ctx=ctx.n_ctx, n_vocab=ctx.model.n_vocab),
+        sampler=sampler,
         classifier=TokenClassifier(section=start),
         stop_filter=StopStringFilter(overrides.stop if overrides else ()),
         tool_validators=validators,

@@ -107,6 +107,12 @@ class RequestSampler:
                 n_vocab=n_vocab,
             )
 
+    def prime(self, prompt: list[int]) -> None:
+        """Let the penalties see the prompt, as llama-server does (the grammar does not)."""
+        if self._chain is not None:
+            for token in prompt:
+                self._chain.accept(token)
+
     def sample(self, ctx: LlamaContext, batch_index: int, logits: FloatRows) -> int:
         """Sample one token (not for the greedy fast path, which the scheduler batches)."""
         if self._grammar is not None:
