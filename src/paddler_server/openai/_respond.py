@@ -17,7 +17,8 @@ import anyio
 from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
-from paddler_server.openai._errors import OpenAIError
+from paddler.errors import PaddlerError
+from paddler_server.openai._errors import OpenAIError, error_from_paddler
 
 __all__ = ["Producer", "ProducerResponse", "Responder", "sse_event"]
 
@@ -87,7 +88,13 @@ class ProducerResponse(ASGIResponse):
 
             tg.start_soon(watch_disconnect)
             try:
-                await self._producer(responder)
+                try:
+                    await self._producer(responder)
+                except PaddlerError as exc:
+                    raise error_from_paddler(exc) from exc
+                except Exception as exc:
+                    logger.exception("the OpenAI handler failed")
+                    raise OpenAIError(500, f"Internal error: {type(exc).__name__}") from exc
             except OpenAIError as exc:
                 if responder.started:
                     logger.info("error after the response started: %s", exc.message)
