@@ -1,0 +1,136 @@
+"""EmbeddingStream: one batch split into chunks across agents, merged back (spec §4.4)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from paddler.balancer._ids import new_request_id
+from paddler.errors import EmbeddingsDisabled, NoAgents, StateNotSet
+from paddler.wire import (
+    EmbeddingDone,
+    GenerateEmbeddingBatchParams,
+    InferenceClientMessage,
+    ResponseEnvelope,
+)
+
+if TYPE_CHECKING:
+    from paddler.balancer._balancer import Balancer
+
+__all__ = ["EmbeddingStream", "split_documents"]
+
+
+def split_documents(documents: int, agents: int, cap: int) -> list[int]:
+    """Chunk sizes: ``min(docs, max(agents, ceil(docs / cap)))`` contiguous, near-even chunks."""
+    if documents <= 0:
+        return []
+    count = min(documents, max(agents, math.ceil(documents / max(1, cap))))
+    base, extra = divmod(documents, count)
+    return [base + (1 if index < extra else 0) for index in range(count)]
+
+
+class EmbeddingStream:
+    """``async with balancer.embed(params) as stream: async for item in stream: ...``
+
+    Chunk streams run concurrently in a task group owned by this block; each chunk's
+    ``Done`` is dropped and one final ``Embedding: Done`` ends the merged stream. Overflow and
+    timeout errors arrive per chunk as ``ErrorEnvelope`` items.
+    """
+
+    def __init__(
+        self, balancer: Balancer, params: GenerateEmbeddingBatchParams, *, headers: dict[str, str]
+    ) -> None:
+        self._balancer = balancer
+        self._params = params
+        self._headers = headers
+        self.request_id = new_request_id()
+        self._stack = contextlib.AsyncExitStack()
+        self._send: MemoryObjectSendStream[Any] | None = None
+        self._receive: MemoryObjectReceiveStream[Any] | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> EmbeddingStream:
+        balancer = self._balancer
+        balancer._check_accepting("embed")
+        state = balancer.applicable_state
+        if state is None:
+            raise StateNotSet("Balancer applicable state is not yet set")
+        if not state.inference_parameters.enable_embeddings:
+            raise EmbeddingsDisabled(
+                "Embedding generation is not enabled in the inference parameters"
+            )
+        agents = len(balancer.pool)
+        if agents == 0:
+            raise NoAgents("No agents are currently connected")
+        documents = self._params.input_batch
+        sizes = split_documents(
+            len(documents), agents, state.inference_parameters.embedding_batch_size
+        )
+        chunks = []
+        start = 0
+        for size in sizes:
+            chunks.append(documents[start : start + size])
+            start += size
+        self._send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
+        self._task_group = await self._stack.enter_async_context(anyio.create_task_group())
+        self._task_group.start_soon(self._run_chunks, chunks)
+        return self
+
+    async def _run_chunks(self, chunks: list[tuple[Any, ...]]) -> None:
+        assert self._send is not None
+        async with self._send:
+            async with anyio.create_task_group() as tg:
+                for chunk in chunks:
+                    params = GenerateEmbeddingBatchParams(
+                        input_batch=tuple(chunk),
+                        normalization_method=self._params.normalization_method,
+                    )
+                    tg.start_soon(self._run_chunk, params)
+            await self._send.send(
+                ResponseEnvelope(
+                    generated_by=None, request_id=new_request_id(), response=EmbeddingDone()
+                )
+            )
+
+    async def _run_chunk(self, params: GenerateEmbeddingBatchParams) -> None:
+        assert self._send is not None
+        stream = self._balancer._inference_stream("embed", params, self._headers)
+        async with stream:
+            async for item in stream:
+                if isinstance(item, ResponseEnvelope) and isinstance(item.response, EmbeddingDone):
+                    continue
+                await self._send.send(item)
+
+    def __aiter__(self) -> EmbeddingStream:
+        return self
+
+    async def __anext__(self) -> InferenceClientMessage:
+        assert self._receive is not None
+        try:
+            item: InferenceClientMessage = await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        return item
+
+    async def cancel(self) -> None:
+        """Stop every chunk; the merged stream then ends."""
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._receive is not None:
+            self._receive.close()
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        await self._stack.aclose()

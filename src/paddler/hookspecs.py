@@ -1,0 +1,68 @@
+"""Hook specifications of project ``paddler`` (pluggy), all synchronous and free of I/O.
+
+Plugins implement them with ``@paddler.hookimpl``; the built-in behaviour is itself a plugin
+(``paddler.policies``, ``paddler.transports``) registered with ``trylast=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from paddler.balancer._selection import AgentCandidate, RequestInfo
+    from paddler.transports._base import AgentTransport
+
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "paddler_register_commands",
+    "paddler_select_agent",
+    "paddler_state_store_for_url",
+    "paddler_transport_for_url",
+]
+
+hookspec = pluggy.HookspecMarker("paddler")
+hookimpl = pluggy.HookimplMarker("paddler")
+
+
+@hookspec(firstresult=True)
+def paddler_select_agent(
+    request: RequestInfo, candidates: Sequence[AgentCandidate]
+) -> AgentCandidate | None:
+    """Choose the agent that serves ``request``.
+
+    :param request: the request being placed (kind, headers, wire params).
+    :param candidates: agents with at least one free slot, never empty.
+    :return: one of ``candidates``; ``None`` defers to the next plugin (the built-in least-busy
+        policy runs last). Must decide from the snapshot alone, without I/O.
+    """
+
+
+@hookspec(firstresult=True)
+def paddler_transport_for_url(url: str) -> AgentTransport | None:
+    """Return a transport able to reach the balancer at ``url``.
+
+    :param url: the management URL an agent was given (``ws://host:port``, ``inproc://name``).
+    :return: an ``AgentTransport``, or ``None`` when this plugin does not handle the scheme.
+    """
+
+
+@hookspec(firstresult=True)
+def paddler_state_store_for_url(url: str) -> Any:
+    """Return a ``StateStore`` for ``url`` (``--state-database``).
+
+    :param url: the state database URL.
+    :return: a ``paddler.balancer.StateStore``, or ``None`` when the scheme is not handled here.
+    """
+
+
+@hookspec
+def paddler_register_commands(cli: Any) -> None:
+    """Add subcommands to the ``paddler`` command line.
+
+    :param cli: the root ``click.Group``; call ``cli.command()`` / ``cli.add_command()`` on it.
+    :return: nothing.
+    """

@@ -1,0 +1,42 @@
+"""The one-method transport interface an Agent uses to reach a Balancer (httpx-style)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from anyio.abc import ObjectStream
+
+__all__ = ["AgentSocket", "AgentTransport"]
+
+#: An agent-side connection: send ``AgentToBalancerMessage``, receive ``BalancerToAgentMessage``.
+AgentSocket = ObjectStream[Any]
+
+
+class AgentTransport:
+    """Opens agent-socket connections. Subclasses implement ``connect``.
+
+    Everything above moving messages (registration, status, multiplexing) lives in ``Agent``
+    and ``Balancer``; a transport only delivers typed wire messages in order.
+    """
+
+    async def connect(self, url: str, agent_id: str) -> AgentSocket:
+        """Open one connection for ``agent_id`` to the balancer at ``url``.
+
+        Raises ``paddler.errors.ConnectError`` when the balancer cannot be reached.
+        """
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release whatever the transport holds (no-op by default)."""
+
+    async def __aenter__(self) -> AgentTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,358 @@
+"""Balancer behaviour against scripted agents over memory streams (no model, no sockets)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from balancer_fakes import FakeAgent, eventually
+
+from paddler.balancer import Balancer, BalancerConfig
+from paddler.errors import GenerationDisabled, InvalidRequest, ShuttingDown
+from paddler.wire import (
+    L2,
+    BalancerDesiredState,
+    ContentToken,
+    ContinueFromRawPromptParams,
+    Done,
+    EmbeddingDone,
+    EmbeddingInputDocument,
+    ErrorEnvelope,
+    GenerateEmbeddingBatchParams,
+    InferenceParameters,
+    ResponseEnvelope,
+)
+
+pytestmark = pytest.mark.anyio
+
+PROMPT = ContinueFromRawPromptParams(raw_prompt="hi", max_tokens=8)
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    *agents: tuple[str, int], config: BalancerConfig | None = None, **agent_kwargs: Any
+) -> AsyncIterator[tuple[Balancer, list[FakeAgent]]]:
+    async with Balancer(config or BalancerConfig(buffered_request_timeout=2.0)) as balancer:
+        fakes = [FakeAgent(balancer, agent_id, slots, **agent_kwargs) for agent_id, slots in agents]
+        async with anyio.create_task_group() as tg:
+            for fake in fakes:
+                tg.start_soon(fake.run)
+                await fake.start()
+            with anyio.fail_after(5):
+                await balancer.wait_agents(len([a for a in agents if a[1] > 0]))
+            yield balancer, fakes
+            tg.cancel_scope.cancel()
+
+
+async def collect(balancer: Balancer, **kwargs: Any) -> list[Any]:
+    async with balancer.generate(PROMPT, **kwargs) as stream:
+        return [item async for item in stream]
+
+
+async def test_generate_streams_tokens_then_done_with_agent_name() -> None:
+    async with cluster(("a1", 1)) as (balancer, _):
+        items = await collect(balancer, client_request_id="mine")
+    assert [type(i.response) for i in items] == [ContentToken, ContentToken, Done]
+    assert {i.request_id for i in items} == {"mine"}
+    assert {i.generated_by for i in items} == {"a1"}
+
+
+async def test_agent_side_ids_are_unique_even_for_equal_client_ids() -> None:
+    async with cluster(("a1", 2)) as (balancer, (agent,)):
+        await collect(balancer, client_request_id="same")
+        await collect(balancer, client_request_id="same")
+    assert len({r.id for r in agent.requests}) == 2
+
+
+async def test_slot_is_free_again_after_terminal() -> None:
+    async with cluster(("a1", 1)) as (balancer, _):
+        await collect(balancer)
+        assert balancer.statistics().slots_busy == 0
+        assert balancer.agents_snapshot().agents[0].slots_processing == 0
+
+
+async def test_burst_on_four_one_slot_agents_lands_on_four_agents() -> None:
+    agents = [(f"a{i}", 1) for i in range(4)]
+    async with cluster(*agents, hold=True) as (balancer, fakes):
+        streams = [balancer.generate(PROMPT) for _ in range(4)]
+        results: list[list[Any]] = [[] for _ in streams]
+
+        async def run(index: int) -> None:
+            async with streams[index] as stream:
+                results[index] = [item async for item in stream]
+
+        async with anyio.create_task_group() as tg:
+            for index in range(4):
+                tg.start_soon(run, index)
+            await eventually(lambda: not (sum(len(f.requests) for f in fakes) < 4))
+            assert balancer.statistics().slots_busy == 4
+            for fake in fakes:
+                fake.release()
+    assert all(len(f.requests) == 1 for f in fakes)
+    assert {items[-1].generated_by for items in results} == {"a0", "a1", "a2", "a3"}
+
+
+async def test_overflow_with_buffering_disabled_is_a_503_envelope() -> None:
+    config = BalancerConfig(max_buffered_requests=0)
+    async with cluster(config=config) as (balancer, _):
+        (item,) = await collect(balancer, client_request_id="x")
+    assert isinstance(item, ErrorEnvelope)
+    assert (item.request_id, item.error.code) == ("x", 503)
+
+
+async def test_buffer_timeout_is_a_504_envelope_and_leaves_the_buffer() -> None:
+    config = BalancerConfig(buffered_request_timeout=0.05)
+    async with cluster(config=config) as (balancer, _):
+        (item,) = await collect(balancer)
+        assert len(balancer.buffer) == 0
+    assert isinstance(item, ErrorEnvelope) and item.error.code == 504
+
+
+async def test_scale_from_zero_request_served_when_first_agent_joins() -> None:
+    async with cluster() as (balancer, _):
+        result: list[Any] = []
+
+        async def request() -> None:
+            result.extend(await collect(balancer))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request)
+            with anyio.fail_after(2):
+                async for snapshot in balancer.subscribe_buffered_requests():
+                    if snapshot.buffered_requests_current == 1:
+                        break
+            agent = FakeAgent(balancer, "late", 1)
+            tg.start_soon(agent.run)
+            await agent.start()
+            await eventually(lambda: bool(result))
+            tg.cancel_scope.cancel()
+    assert isinstance(result[-1].response, Done)
+    assert result[-1].generated_by == "late"
+
+
+async def test_buffer_is_first_come_first_served() -> None:
+    async with cluster(("a1", 0)) as (balancer, (agent,)):
+        order: list[str] = []
+
+        async def request(name: str) -> None:
+            items = await collect(balancer, client_request_id=name)
+            order.append(items[-1].request_id)
+
+        async with anyio.create_task_group() as tg:
+            for index in range(5):
+                tg.start_soon(request, f"r{index}")
+                expected = index + 1
+                await eventually(lambda: len(balancer.buffer) >= expected)  # noqa: B023
+            await agent.set_slots(1)
+    assert order == ["r0", "r1", "r2", "r3", "r4"]
+
+
+async def test_consumer_leaving_stops_the_request_and_frees_slot_after_agent_confirms() -> None:
+    async with cluster(("a1", 1), tokens=tuple("abcdefgh")) as (balancer, (agent,)):
+        agent.hold = False
+        async with balancer.generate(PROMPT) as stream:
+            first = await stream.__anext__()
+            assert isinstance(first, ResponseEnvelope)
+        await eventually(lambda: not (balancer.statistics().slots_busy))
+        assert agent.stops == [agent.requests[0].id]
+
+
+async def test_slot_stays_busy_until_terminal_after_consumer_left() -> None:
+    config = BalancerConfig(inference_item_timeout=0.2)
+    async with cluster(("a1", 1), config=config, hold=True, ignore_stop=True) as (
+        balancer,
+        (agent,),
+    ):
+        async with balancer.generate(PROMPT) as stream:
+            with anyio.move_on_after(0.01):
+                await stream.__anext__()
+        assert balancer.statistics().slots_busy == 1
+        await eventually(lambda: agent.stops != [])
+        # the agent never confirms: one more item timeout, then the slot is free
+        await eventually(lambda: not (balancer.statistics().slots_busy))
+
+
+async def test_cancel_ends_with_done_carrying_usage() -> None:
+    async with cluster(("a1", 1), hold=True) as (balancer, (agent,)):
+        async with balancer.generate(PROMPT) as stream, anyio.create_task_group() as tg:
+            items: list[Any] = []
+
+            async def read() -> None:
+                items.extend([i async for i in stream])
+
+            tg.start_soon(read)
+            await eventually(lambda: bool(agent.requests))
+            await stream.cancel()
+        assert isinstance(items[-1].response, Done)
+        assert balancer.statistics().slots_busy == 0
+
+
+async def test_cancel_while_buffered_ends_quietly_with_done() -> None:
+    async with cluster() as (balancer, _):
+        async with balancer.generate(PROMPT) as stream, anyio.create_task_group() as tg:
+            items: list[Any] = []
+
+            async def read() -> None:
+                items.extend([i async for i in stream])
+
+            tg.start_soon(read)
+            await eventually(lambda: bool(len(balancer.buffer)))
+            await stream.cancel()
+        assert isinstance(items[-1].response, Done)
+        assert len(balancer.buffer) == 0
+
+
+async def test_agent_gone_mid_stream_is_a_502_envelope() -> None:
+    async with cluster(("a1", 1), hold=True) as (balancer, (agent,)):
+        items: list[Any] = []
+
+        async def read() -> None:
+            items.extend(await collect(balancer))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await eventually(lambda: bool(agent.requests))
+            await agent.disconnect()
+        assert items[-1].error.code == 502
+        await eventually(lambda: not (balancer.agents_snapshot().agents))
+
+
+async def test_item_timeout_is_a_504_envelope_and_stops_the_agent() -> None:
+    config = BalancerConfig(inference_item_timeout=0.05)
+    async with cluster(("a1", 1), config=config, hold=True) as (balancer, (agent,)):
+        items = await collect(balancer)
+        assert items[-1].error.code == 504
+        await eventually(lambda: not (balancer.statistics().slots_busy))
+        assert agent.stops == [agent.requests[0].id]
+
+
+async def test_draining_agent_is_acknowledged_and_gets_nothing_new() -> None:
+    config = BalancerConfig(buffered_request_timeout=0.1)
+    async with cluster(("a1", 1), config=config) as (balancer, (agent,)):
+        versions_before = len(agent.versions)
+        await agent.set_slots(0)
+        with anyio.fail_after(2):
+            while len(agent.versions) == versions_before:
+                await agent.changed.wait()
+        items = await collect(balancer)
+        assert items[-1].error.code == 504
+        assert agent.requests == []
+
+
+async def test_stale_status_is_ignored() -> None:
+    async with cluster(("a1", 2)) as (balancer, (agent,)):
+        await agent.set_slots(3)
+        agent.version = 0
+        await agent.set_slots(0)
+        await agent.set_slots(3)  # version 1 < 2: still ignored
+        await eventually(lambda: balancer.statistics().slots_total == 3)
+        assert balancer.statistics().slots_total == 3
+
+
+async def test_desired_state_is_validated_naming_the_field() -> None:
+    async with cluster() as (balancer, _):
+        bad = BalancerDesiredState(inference_parameters=InferenceParameters(embedding_batch_size=0))
+        with pytest.raises(InvalidRequest, match="embedding_batch_size"):
+            await balancer.set_desired_state(bad)
+        assert await balancer.get_desired_state() == BalancerDesiredState.default()
+
+
+async def test_desired_state_is_pushed_to_agents_and_new_agents() -> None:
+    async with cluster(("a1", 1)) as (balancer, (agent,)):
+        state = BalancerDesiredState(inference_parameters=InferenceParameters.deterministic())
+        await balancer.set_desired_state(state)
+        with anyio.fail_after(2):
+            while len(agent.states) < 2:
+                await agent.changed.wait()
+        assert agent.states[-1].desired_state.inference_parameters.temperature == 0
+        late = FakeAgent(balancer, "late", 1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late.run)
+            await late.start()
+            with anyio.fail_after(2):
+                while not late.states:
+                    await late.changed.wait()
+            tg.cancel_scope.cancel()
+        assert late.states[-1].desired_state == balancer.applicable_state
+
+
+async def test_embeddings_mode_disables_generation() -> None:
+    async with cluster(("a1", 1)) as (balancer, _):
+        modes = balancer.subscribe_generation_enabled()
+        assert await modes.__anext__() is True
+        params = InferenceParameters(enable_embeddings=True)
+        await balancer.set_desired_state(BalancerDesiredState(inference_parameters=params))
+        with anyio.fail_after(2):
+            assert await modes.__anext__() is False
+        with pytest.raises(GenerationDisabled):
+            async with balancer.generate(PROMPT):
+                pass
+        await modes.aclose()
+
+
+async def test_embedding_batch_is_split_across_agents_and_merged() -> None:
+    async with cluster(("a1", 2), ("a2", 2)) as (balancer, fakes):
+        params = InferenceParameters(enable_embeddings=True)
+        await balancer.set_desired_state(BalancerDesiredState(inference_parameters=params))
+        docs = tuple(EmbeddingInputDocument(id=f"d{i}", content="x") for i in range(5))
+        batch = GenerateEmbeddingBatchParams(input_batch=docs, normalization_method=L2())
+        async with balancer.embed(batch) as stream:
+            items = [i async for i in stream]
+    ids = [i.response.source_document_id for i in items[:-1]]
+    assert sorted(ids) == [d.id for d in docs]
+    assert isinstance(items[-1].response, EmbeddingDone)
+    assert all(len(f.requests) == 1 for f in fakes)
+
+
+async def test_rpc_answers_and_errors() -> None:
+    from paddler.errors import AgentRpcTimeout, UnknownAgent
+
+    config = BalancerConfig(agent_rpc_timeout=0.05)
+    async with cluster(("a1", 1), config=config) as (balancer, (agent,)):
+        template = await balancer.get_chat_template_override("a1")
+        assert template is not None and template.content == "T"
+        with pytest.raises(UnknownAgent):
+            await balancer.get_chat_template_override("nobody")
+        agent.hold = True
+        with pytest.raises(AgentRpcTimeout):
+            await balancer.get_chat_template_override("a1")
+
+
+async def test_shutdown_answers_in_flight_requests_with_503() -> None:
+    items: list[Any] = []
+    async with anyio.create_task_group() as tg:
+        async with Balancer(BalancerConfig()) as balancer:
+            agent = FakeAgent(balancer, "a1", 1, hold=True)
+            tg.start_soon(agent.run)
+            await agent.start()
+            await balancer.wait_agents(1)
+
+            async def read() -> None:
+                items.extend(await collect(balancer))
+
+            tg.start_soon(read)
+            await eventually(lambda: bool(agent.requests))
+        await eventually(lambda: bool(items))
+        tg.cancel_scope.cancel()
+    assert items[-1].error.code == 503
+    assert "shutting down" in items[-1].error.description
+    with pytest.raises(ShuttingDown):
+        async with balancer.generate(PROMPT):
+            pass
+
+
+async def test_repr_and_statistics_show_live_counts() -> None:
+    async with (
+        cluster(("a1", 2), ("a2", 1), hold=True) as (balancer, fakes),
+        balancer.generate(PROMPT) as stream,
+    ):
+        with anyio.move_on_after(0.05):
+            await stream.__anext__()
+        assert repr(balancer) == (
+            "<Balancer [requests: 1 active, 0 buffered | agents: 2, slots: 1/3 busy]>"
+        )
+        for fake in fakes:
+            fake.release()
