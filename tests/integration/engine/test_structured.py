@@ -240,7 +240,10 @@ async def test_images_without_a_projection_are_not_supported(engine: LlamaEngine
     await still_serving(engine)
 
 
-async def test_more_slots_than_batch_tokens_cannot_start(model_path: Path) -> None:
+async def test_slots_that_cannot_start(model_path: Path) -> None:
+    """More slots than batch tokens, or than llama.cpp's 256 sequences, fail the load cleanly."""
     params = attrs.evolve(InferenceParameters.deterministic(), n_batch=4)
     with pytest.raises(SlotCannotStart):
         await LlamaEngine.load(model_path, params, slots=8)
+    with pytest.raises(SlotCannotStart, match="n_seq_max=257"):
+        await LlamaEngine.load(model_path, InferenceParameters.deterministic(), slots=257)
