@@ -1,4 +1,4 @@
-"""Loading reports progress and can be cancelled."""
+"""Loading: progress, cancellation, and the load errors."""
 
 from __future__ import annotations
 
