@@ -54,7 +54,7 @@ def url_state(url: str, **parameters: Any) -> dict[str, Any]:
 
 def issue_names(agent: dict[str, Any]) -> list[str]:
     """Variant names of an agent's issues (each issue is a one-key object)."""
-    names = []
+    names: list[str] = []
     for issue in agent["issues"]:
         names.extend(issue if isinstance(issue, dict) else [issue])
     return names

@@ -1,0 +1,281 @@
+"""Model sources and load failures as a user sees them in ``GET /api/v1/agents`` (spec §3.2,
+§5.3): a URL model downloading with progress (and resuming after the host drops the
+connection), each broken URL, a corrupt GGUF and a missing file, each reported as its issue
+while the agent keeps running, and cleared once a good state is PUT.
+
+One balancer and one 1-slot agent ``probe`` with its own ``PADDLER_CACHE_DIR`` serve the
+module; a real local HTTP server stands in for the model host. Every test ends by putting the
+demo model back and waiting for the agent to be loaded with no issues, so the tests stay
+independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_cluster import Cluster, desired_state, free_port
+from state_helpers import (
+    Route,
+    issue_model_paths,
+    issue_names,
+    loaded,
+    only,
+    start_agent,
+    url_state,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+AGENT = "probe"
+ISSUE_TIMEOUT = 60.0
+LOAD_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("agent-cache")
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, model_path: Path, cache_dir: Path
+) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path_factory.mktemp("issues"), model_path)
+    try:
+        cluster.start_balancer()
+        cluster.load_model()
+        start_agent(cluster, AGENT, 1, env={"PADDLER_CACHE_DIR": str(cache_dir)})
+        cluster.wait_ready(1)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def model_bytes(model_path: Path) -> bytes:
+    return model_path.read_bytes()
+
+
+def probe(cluster: Cluster, predicate: Any, what: str, timeout: float = ISSUE_TIMEOUT) -> Any:
+    """Wait (on the agents SSE stream) until the probe agent's snapshot satisfies ``predicate``."""
+    agents = cluster.wait_agents(
+        lambda agents: (agent := only(agents, AGENT)) is not None and predicate(agent),
+        timeout,
+        what,
+    )
+    return only(agents, AGENT)
+
+
+def put(cluster: Cluster, state: dict[str, Any]) -> None:
+    response = cluster.put_state(state)
+    assert response.status_code == 204, response.text
+
+
+def restore_good_state(cluster: Cluster) -> Any:
+    """PUT the demo model; the probe agent loads it and every issue is gone."""
+    put(cluster, desired_state(cluster.model_path))
+    agent = probe(
+        cluster,
+        lambda a: loaded(a, str(cluster.model_path)),
+        "the good state to clear the issues",
+        LOAD_TIMEOUT,
+    )
+    assert cluster.agents[AGENT].alive
+    return agent
+
+
+def cached_file(cache_dir: Path, url: str) -> Path:
+    """Where the documented cache rule puts a URL's file."""
+    return cache_dir / "downloaded-models" / hashlib.sha256(url.encode()).hexdigest()
+
+
+def test_url_model_downloads_with_progress_and_resumes(
+    cluster: Cluster, file_server: Any, model_bytes: bytes, cache_dir: Path
+) -> None:
+    """The host sends 8 MiB and stalls: the agent shows the download's filename, current and
+    total bytes; the host then drops the connection, the agent resumes with ``Range`` and loads
+    the model from its cache."""
+    release = threading.Event()
+    url = file_server.add(
+        "/models/progress/SmolLM2.gguf",
+        Route(body=model_bytes, stall_after=8 * 1024 * 1024, hold=release),
+    )
+    put(cluster, url_state(url))
+    try:
+        downloading = probe(
+            cluster,
+            lambda a: a["download_filename"] == "SmolLM2.gguf" and a["download_current"] > 0,
+            "download progress in the agents snapshot",
+        )
+    finally:
+        release.set()
+    assert downloading["download_total"] == len(model_bytes)
+    assert 0 < downloading["download_current"] <= 8 * 1024 * 1024
+    assert downloading["download_indeterminate"] is False
+    assert downloading["slots_total"] == 0
+
+    final = cached_file(cache_dir, url)
+    agent = probe(
+        cluster, lambda a: loaded(a, str(final)), "the downloaded model to load", LOAD_TIMEOUT
+    )
+    assert agent["slots_total"] == 1
+    assert final.read_bytes() == model_bytes
+    gets = file_server.seen("/models/progress/SmolLM2.gguf")
+    assert len(gets) >= 2, gets
+    resumed = [g.headers.get("Range") for g in gets[1:]]
+    assert any(r is not None and r.startswith("bytes=") and r != "bytes=0-" for r in resumed)
+    restore_good_state(cluster)
+
+
+def test_downloaded_url_model_is_used_from_the_cache(
+    cluster: Cluster, file_server: Any, model_bytes: bytes, cache_dir: Path
+) -> None:
+    """A URL already in the cache loads without asking the host again."""
+    url = file_server.add("/models/cached/SmolLM2.gguf", Route(body=model_bytes))
+    final = cached_file(cache_dir, url)
+    put(cluster, url_state(url))
+    probe(cluster, lambda a: loaded(a, str(final)), "the URL model to load", LOAD_TIMEOUT)
+    requests_before = len(file_server.seen("/models/cached/SmolLM2.gguf"))
+    restore_good_state(cluster)
+    put(cluster, url_state(url))
+    probe(cluster, lambda a: loaded(a, str(final)), "the cached model to load", LOAD_TIMEOUT)
+    assert len(file_server.seen("/models/cached/SmolLM2.gguf")) == requests_before
+    restore_good_state(cluster)
+
+
+BROKEN_STATUSES = [
+    (404, "ModelDoesNotExistAtUrl"),
+    (401, "DownloadServerDeniedAccess"),
+    (403, "DownloadServerDeniedAccess"),
+    (400, "DownloadServerRejectedRequest"),
+    (500, "DownloadServerErrored"),
+    (503, "DownloadServerErrored"),
+]
+
+
+@pytest.mark.parametrize(("status", "issue"), BROKEN_STATUSES)
+def test_http_failure_is_reported_and_cleared(
+    cluster: Cluster, file_server: Any, status: int, issue: str
+) -> None:
+    """The host answers ``status``: the agent reports ``issue`` for that URL, keeps running,
+    and a good state clears it."""
+    url = file_server.add(f"/models/status-{status}/m.gguf", Route(status=status))
+    assert_reported_then_cleared(cluster, url, issue)
+
+
+def test_unreachable_host_is_reported_and_cleared(cluster: Cluster) -> None:
+    url = f"http://127.0.0.1:{free_port()}/models/m.gguf"
+    assert_reported_then_cleared(cluster, url, "DownloadServerIsUnreachable")
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/models/m.gguf", "http://", "not a url at all", "file:///etc/passwd"]
+)
+def test_malformed_url_is_reported_and_cleared(cluster: Cluster, url: str) -> None:
+    assert_reported_then_cleared(cluster, url, "DownloadUrlIsMalformed")
+
+
+def test_stale_partial_answered_416_is_reported_and_cleared(
+    cluster: Cluster, file_server: Any, cache_dir: Path
+) -> None:
+    """A partial longer than the file makes the host answer 416 to the resume:
+    ``ModelCacheIsCorrupted``, and the stale partial is removed."""
+    url = file_server.add("/models/stale/m.gguf", Route(body=b"GGUF" + bytes(1020)))
+    partial = cached_file(cache_dir, url).with_suffix(".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_bytes(bytes(4096))
+    assert_reported_then_cleared(cluster, url, "ModelCacheIsCorrupted")
+
+
+def test_unwritable_cache_directory_is_reported(
+    cluster: Cluster, file_server: Any, model_bytes: bytes, tmp_path: Path
+) -> None:
+    """An agent whose cache directory is blocked (a file stands where it should be) reports
+    ``CacheDirectoryIsNotWritable`` and keeps running; the demo model still loads on it."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("in the way")
+    url = file_server.add("/models/unwritable/m.gguf", Route(body=model_bytes))
+    put(cluster, url_state(url))
+    name = "blocked"
+    start_agent(cluster, name, 1, env={"PADDLER_CACHE_DIR": str(blocked)})
+    try:
+        agents = cluster.wait_agents(
+            lambda agents: (
+                (a := only(agents, name)) is not None
+                and "CacheDirectoryIsNotWritable" in issue_names(a)
+            ),
+            ISSUE_TIMEOUT,
+            "CacheDirectoryIsNotWritable",
+        )
+        agent = only(agents, name)
+        assert agent is not None and url in issue_model_paths(agent)
+        assert cluster.agents[name].alive
+        put(cluster, desired_state(cluster.model_path))
+        cluster.wait_agents(
+            lambda agents: loaded(only(agents, name), str(cluster.model_path)),
+            LOAD_TIMEOUT,
+            "the blocked agent to load the local model",
+        )
+    finally:
+        cluster.agents.pop(name).stop()
+    restore_good_state(cluster)
+
+
+def assert_reported_then_cleared(cluster: Cluster, url: str, issue: str) -> None:
+    put(cluster, url_state(url))
+    agent = probe(cluster, lambda a: issue in issue_names(a), issue)
+    assert url in issue_model_paths(agent), agent["issues"]
+    assert agent["slots_total"] == 0
+    assert agent["model_path"] is None
+    assert cluster.agents[AGENT].alive, cluster.agents[AGENT].log()
+    restore_good_state(cluster)
+
+
+# -- load failures -----------------------------------------------------------------------
+
+
+def test_corrupt_gguf_gives_model_cannot_be_loaded(cluster: Cluster, tmp_path: Path) -> None:
+    """A file of junk named ``.gguf``: ``ModelCannotBeLoaded``, the state is retried
+    (AttemptedAndRetrying, then Stuck), and a good state brings it back to Applied."""
+    junk = tmp_path / "corrupt.gguf"
+    junk.write_bytes(b"this is not a gguf file, only junk bytes\n" * 256)
+    assert_load_failure_then_recovery(cluster, str(junk), "ModelCannotBeLoaded")
+
+
+def test_truncated_gguf_gives_model_cannot_be_loaded(
+    cluster: Cluster, tmp_path: Path, model_bytes: bytes
+) -> None:
+    """A real GGUF cut short (valid header, missing tensors) cannot be loaded either."""
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(model_bytes[: len(model_bytes) // 3])
+    assert_load_failure_then_recovery(cluster, str(truncated), "ModelCannotBeLoaded")
+
+
+def test_missing_file_gives_model_file_does_not_exist(cluster: Cluster, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "model.gguf"
+    assert_load_failure_then_recovery(cluster, str(missing), "ModelFileDoesNotExist")
+
+
+def assert_load_failure_then_recovery(cluster: Cluster, path: str, issue: str) -> None:
+    state = desired_state(cluster.model_path)
+    state["model"] = {"LocalToAgent": path}
+    put(cluster, state)
+    agent = probe(
+        cluster,
+        lambda a: (
+            issue in issue_names(a)
+            and a["state_application_status"] in ("AttemptedAndRetrying", "Stuck")
+        ),
+        f"{issue} with a retrying or stuck state",
+    )
+    assert path in issue_model_paths(agent), agent["issues"]
+    assert agent["slots_total"] == 0
+    assert cluster.agents[AGENT].alive, cluster.agents[AGENT].log()
+    recovered = restore_good_state(cluster)
+    assert recovered["state_application_status"] == "Applied"
+    assert recovered["issues"] == []
