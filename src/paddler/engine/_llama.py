@@ -257,6 +257,7 @@ class LlamaContext:
         self._memory = llama_cpp.llama_get_memory(handle)
         self.n_ctx: int = llama_cpp.llama_n_ctx(handle)
         self.n_batch = n_batch
+        self.kv_unified = bool(params.kv_unified)
         self.n_vocab = model.n_vocab
         self.n_embd = model.n_embd
 

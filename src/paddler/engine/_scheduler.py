@@ -295,6 +295,8 @@ class Scheduler:
         rc = self.ctx.decode(batch)
         decode_seconds = time.perf_counter() - decode_started
         if rc == 1:
+            if self._drop_an_idle_cache():
+                return None  # retried next step with the freed cells
             victim = max(entries, key=lambda e: len(e[0].cached) + len(e[1]))[0]
             logger.info("KV cache full: evicting %r", victim)
             self.counters.evictions += 1
@@ -307,6 +309,19 @@ class Scheduler:
             return None
         self._commit_and_sample(entries, batch.n_outputs)
         return decode_seconds
+
+    def _drop_an_idle_cache(self) -> bool:
+        """With one shared KV stream, idle slots' caches go before any request is evicted."""
+        if not self.ctx.kv_unified:
+            return False  # each sequence has its own cells: an idle cache takes nothing away
+        idle = [s for s in self.slots if not s.busy and s.cached]
+        if not idle:
+            return False
+        slot = max(idle, key=lambda s: len(s.cached))
+        logger.info("KV cache full: dropping the prompt cache of %r", slot)
+        self.ctx.seq_remove(slot.seq_id, 0)
+        slot.cached.clear()
+        return True
 
     def _commit_and_sample(
         self, entries: list[tuple[Slot, list[int], int]], n_outputs: int

@@ -41,8 +41,11 @@ class FakeModel:
 class FakeContext:
     """Records every batch; the next token is always (position % 10) + 1; decode can fail."""
 
-    def __init__(self, n_batch: int = 8, cells_per_seq: int = 1000) -> None:
+    def __init__(
+        self, n_batch: int = 8, cells_per_seq: int = 1000, kv_unified: bool = False
+    ) -> None:
         self.n_batch = n_batch
+        self.kv_unified = kv_unified
         self.n_ctx = 4096
         self.n_vocab = N_VOCAB
         self.cells_per_seq = cells_per_seq
@@ -50,6 +53,7 @@ class FakeContext:
         self.fail_with: list[int] = []
         self.removed: list[tuple[int, int]] = []
         self._rows: list[int] = []
+        self.scheduler: Scheduler | None = None
 
     def decode(self, batch: Batch) -> int:
         n = batch.n_tokens
@@ -60,6 +64,8 @@ class FakeContext:
         if self.fail_with:
             return self.fail_with.pop(0)
         if any(pos >= self.cells_per_seq for _, pos, _, _ in entries):
+            return 1
+        if self.kv_unified and self.cells_used() + n > self.cells_per_seq:
             return 1
         self.batches.append(entries)
         self._rows = [pos for _, pos, _, out in entries if out]
@@ -74,12 +80,16 @@ class FakeContext:
     def seq_remove(self, seq_id: int, start: int = 0) -> None:
         self.removed.append((seq_id, start))
 
+    def cells_used(self) -> int:
+        assert self.scheduler is not None
+        return sum(len(slot.cached) for slot in self.scheduler.slots)
+
 
 def make(slots: int = 2, **ctx_args: Any) -> tuple[Scheduler, FakeContext, Outbox]:
     ctx = FakeContext(**ctx_args)
     model = FakeModel()
     delivered: Outbox = []
-    scheduler = Scheduler(
+    scheduler = ctx.scheduler = Scheduler(
         model=model,  # type: ignore[arg-type]
         ctx=ctx,  # type: ignore[arg-type]
         prepare_context=PrepareContext(
@@ -180,3 +190,16 @@ def test_no_free_slot_is_an_immediate_error() -> None:
     submit(scheduler, 2, "abc", max_tokens=10)
     scheduler._flush()
     assert results(delivered, 2) == [SamplerError("There are no available sequence slots")]
+
+
+def test_with_a_shared_kv_stream_idle_caches_go_before_requests() -> None:
+    scheduler, ctx, delivered = make(slots=2, n_batch=64, cells_per_seq=16, kv_unified=True)
+    submit(scheduler, 1, "abcdefgh", max_tokens=4)
+    run_until_idle(scheduler)
+    assert len(scheduler.slots[0].cached) == 11  # kept after the request
+    submit(scheduler, 2, "hgfedcb", max_tokens=6)
+    run_until_idle(scheduler)
+    assert results(delivered, 2)[-1].usage.content_tokens == 6
+    assert scheduler.counters.evictions == 0
+    assert scheduler.slots[0].cached == []
+    assert (0, 0) in ctx.removed
