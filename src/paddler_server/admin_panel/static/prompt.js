@@ -121,7 +121,10 @@ export function mountPrompt(view) {
     const token = response.response.GeneratedToken;
     if (token === undefined) return;
     const [kind, payload] = typeof token === "string" ? [token, null] : Object.entries(token)[0];
-    active.firstToken ??= performance.now();
+    if (active.firstToken === null) {
+      active.firstToken = performance.now();
+      if (!active.stopped) active.meta.textContent = "generating…";
+    }
     if (kind === "ContentToken" || kind === "UndeterminableToken") {
       active.content += payload;
       active.answer.textContent = active.content;
@@ -151,6 +154,8 @@ export function mountPrompt(view) {
       const firstTokenSeconds = request.firstToken ? (request.firstToken - request.sent) / 1000 : null;
       request.meta.textContent = (request.stopped ? "Stopped · " : "")
         + usageLine(usage, seconds, firstTokenSeconds, request.generatedBy);
+    } else {
+      request.meta.textContent = request.stopped ? "Stopped." : "";
     }
     if (error) request.element.append(h("p", { class: "error", role: "alert" }, error));
     if (request.content) history.push({ role: "assistant", content: request.content });
@@ -171,7 +176,7 @@ export function mountPrompt(view) {
     log.append(h("div", { class: "message user" }, h("p", {}, text)));
     const answer = h("div", { class: "answer" });
     const reasoning = h("details", { class: "reasoning", open: true, hidden: true }, h("summary", {}, "Reasoning"), h("pre", {}));
-    const meta = h("p", { class: "meta muted" }, "generating…");
+    const meta = h("p", { class: "meta muted" }, "waiting for a free slot…");
     const element = h("div", { class: "message assistant streaming", dataset: { state: "streaming" } }, reasoning, answer, meta);
     log.append(element);
     const id = crypto.randomUUID();
