@@ -190,7 +190,7 @@ async def run_agents(management_addr: str, count: int, slots: int) -> None:
             )
 
             async def one(config: AgentConfig = config) -> None:
-                async with Agent(config, engine_factory=FixedTokenEngine.load):
+                async with Agent(config, engine_loader=FixedTokenEngine.load):
                     await anyio.sleep_forever()
 
             tg.start_soon(one)
