@@ -3,6 +3,7 @@
 from paddler.transports._base import AgentSocket, AgentTransport
 from paddler.transports._inproc import InProcTransport, register_inproc, unregister_inproc
 from paddler.transports._mock import MockConnection, MockTransport
+from paddler.transports._websocket import TextFrameStream, WebSocketTransport, agent_socket_url
 
 __all__ = [
     "AgentSocket",
@@ -10,6 +11,9 @@ __all__ = [
     "InProcTransport",
     "MockConnection",
     "MockTransport",
+    "TextFrameStream",
+    "WebSocketTransport",
+    "agent_socket_url",
     "register_inproc",
     "unregister_inproc",
 ]

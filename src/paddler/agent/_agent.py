@@ -1,0 +1,372 @@
+"""Agent: dials the balancer, applies the desired state, serves requests on its engine."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+import pluggy
+
+from paddler.agent._protocol import (
+    AgentProtocol,
+    DesiredStateReceived,
+    DrainAcknowledged,
+    ProtocolEvent,
+    RequestReceived,
+    StopRequested,
+)
+from paddler.agent._reconciler import EngineLoader, Reconciler
+from paddler.agent._status import AgentStatus
+from paddler.balancer._changes import Changes
+from paddler.errors import ConnectError
+from paddler.transports._base import AgentSocket, AgentTransport
+from paddler.wire import (
+    AgentDesiredState,
+    AgentStateApplicationStatus,
+    ChatTemplateOverrideResponse,
+    EmbeddingError,
+    GenerateEmbeddingBatchParams,
+    GetChatTemplateOverride,
+    GetModelMetadata,
+    ModelMetadata,
+    ModelMetadataResponse,
+    SamplerError,
+)
+
+__all__ = ["Agent", "AgentConfig", "AgentState"]
+
+logger = logging.getLogger("paddler.agent")
+
+NO_MODEL_MESSAGE = "agent has no model loaded (it is swapping or has none)"
+
+
+def _new_agent_id() -> str:
+    return secrets.token_urlsafe(16)[:21]
+
+
+@attrs.frozen
+class AgentConfig:
+    """``management_url`` is ``ws://host:port`` (or ``inproc://name``); durations in seconds."""
+
+    management_url: str
+    slots: int
+    name: str | None = None
+    agent_id: str | None = None
+    reconnect_interval: float = 1.0
+    status_interval: float = 1.0
+    cache_dir: Path | None = None
+    progress_bar: bool | None = False
+
+
+class AgentState(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+class Agent:
+    """``async with Agent(AgentConfig(...)) as agent: await agent.wait_registered()``.
+
+    It reconnects every ``reconnect_interval`` forever with the same id, so it survives a
+    balancer restart. ``engine_loader`` defaults to ``paddler.engine.LlamaEngine.load``.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        plugin_manager: pluggy.PluginManager | None = None,
+        transport: AgentTransport | None = None,
+        engine_loader: EngineLoader | None = None,
+    ) -> None:
+        if config.slots < 1:
+            raise ValueError(f"slots must be at least 1, got {config.slots}")
+        self.config = config
+        self.agent_id = config.agent_id or _new_agent_id()
+        self.name = config.name
+        self.engine: Any = None
+        self.status = AgentStatus(desired_slots_total=config.slots)
+        self.desired_state: AgentDesiredState | None = None
+        self._plugin_manager = plugin_manager
+        self._transport = transport
+        self._reconciler = Reconciler(self, engine_loader or _default_loader)
+        self._desired_changed = Changes()
+        self._idle_changed = Changes()
+        self._registrations = Changes()
+        self._state = AgentState.UNOPENED
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._protocol: AgentProtocol | None = None
+        self._outbox: Any = None
+        self._writer_done: anyio.Event | None = None
+        self._drain_ack: anyio.Event | None = None
+        self._in_flight = 0
+        self._streams: dict[str, Any] = {}
+        self.connected = False
+
+    def __repr__(self) -> str:
+        state = self.status.state_application_status.value
+        return (
+            f"<Agent [{self.name or self.agent_id} {state}, slots: "
+            f"{self._in_flight}/{self.status.slots_total} busy, "
+            f"{'connected' if self.connected else 'disconnected'}]>"
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Agent:
+        if self._state is not AgentState.UNOPENED:
+            raise RuntimeError("An Agent can be started only once; create a new one instead.")
+        self._state = AgentState.OPENED
+        if self._transport is None:
+            self._transport = self._transport_for(self.config.management_url)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._connection_loop)
+        self._task_group.start_soon(self._reconciler.run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Deregister (best effort), stop every task, free the engine."""
+        if self._state is not AgentState.OPENED:
+            return
+        self._state = AgentState.CLOSED
+        assert self._task_group is not None
+        with anyio.CancelScope(shield=True):
+            if self._protocol is not None and self._outbox is not None:
+                self._protocol.deregister()
+                self._flush()
+                self._outbox.close()  # the writer sends what is queued, then stops
+                with anyio.move_on_after(1.0):
+                    if self._writer_done is not None:
+                        await self._writer_done.wait()
+        self._task_group.cancel_scope.cancel()
+        await self._task_group.__aexit__(None, None, None)
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            with anyio.CancelScope(shield=True):
+                await engine.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until cancelled; ``await tg.start(agent.run)`` returns once registered."""
+        async with self:
+            await self.wait_registered()
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def _transport_for(self, url: str) -> AgentTransport:
+        pm = self._plugin_manager
+        if pm is None:
+            from paddler.plugins import get_plugin_manager
+
+            pm = self._plugin_manager = get_plugin_manager()
+        transport = pm.hook.paddler_transport_for_url(url=url)
+        if transport is None:
+            raise ValueError(f"no transport handles {url!r} (try ws://host:port or inproc://name)")
+        return transport  # type: ignore[no-any-return]
+
+    # -- waiting -------------------------------------------------------------------------
+
+    async def wait_registered(self) -> None:
+        """Return once the agent is registered with a balancer (now or after a reconnect)."""
+        while not self.connected:
+            await self._registrations.wait_beyond(self._registrations.version)
+
+    async def wait_applied(self) -> None:
+        """Return once the latest desired state is applied (status ``Applied``)."""
+        changes = self.status.changes
+        while not (
+            self.desired_state is not None
+            and self._reconciler.applied == self.desired_state
+            and self.status.state_application_status is AgentStateApplicationStatus.APPLIED
+        ):
+            await changes.wait_beyond(changes.version)
+
+    async def _wait_idle(self) -> None:
+        while self._in_flight:
+            await self._idle_changed.wait_beyond(self._idle_changed.version)
+
+    # -- connection ----------------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        assert self._transport is not None
+        while True:
+            try:
+                socket = await self._transport.connect(self.config.management_url, self.agent_id)
+            except ConnectError as exc:
+                logger.debug("connect failed: %s", exc)
+            except Exception:
+                logger.exception("connect failed")
+            else:
+                try:
+                    await self._serve_connection(socket)
+                except Exception:
+                    logger.exception("agent connection failed")
+                finally:
+                    self._set_connected(False)
+                    with anyio.CancelScope(shield=True):
+                        await socket.aclose()
+                logger.info("disconnected from %s", self.config.management_url)
+            await anyio.sleep(self.config.reconnect_interval)
+
+    def _set_connected(self, connected: bool) -> None:
+        if self.connected != connected:
+            self.connected = connected
+            self._registrations.notify()
+
+    async def _serve_connection(self, socket: AgentSocket) -> None:
+        protocol = AgentProtocol(name=self.name)
+        send, receive = anyio.create_memory_object_stream[Any](float("inf"))
+        self._protocol, self._outbox = protocol, send
+        self._writer_done = anyio.Event()
+        protocol.register(self.status.snapshot())
+        self._flush()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write, socket, receive, tg.cancel_scope)
+                tg.start_soon(self._report_status, protocol)
+                self._set_connected(True)
+                logger.info("registered with %s as %s", self.config.management_url, self.agent_id)
+                try:
+                    async for message in socket:
+                        protocol.receive(message)
+                        for event in protocol.events():
+                            self._handle_event(event, tg)
+                        self._flush()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+                tg.cancel_scope.cancel()
+        finally:
+            if self._protocol is protocol:
+                self._protocol, self._outbox = None, None
+            send.close()
+            if self._drain_ack is not None:
+                self._drain_ack.set()  # the new connection registers with slots_total 0
+
+    async def _write(self, socket: AgentSocket, receive: Any, scope: anyio.CancelScope) -> None:
+        done = self._writer_done
+        try:
+            async with receive:
+                async for message in receive:
+                    await socket.send(message)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            if done is not None:
+                done.set()
+        scope.cancel()
+
+    def _flush(self) -> None:
+        if self._protocol is None or self._outbox is None:
+            return
+        for message in self._protocol.outgoing():
+            try:
+                self._outbox.send_nowait(message)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+
+    async def _report_status(self, protocol: AgentProtocol) -> None:
+        changes = self.status.changes
+        seen = changes.version
+        while True:
+            with anyio.move_on_after(self.config.status_interval):
+                seen = await changes.wait_beyond(seen)
+            protocol.report(self.status.snapshot())
+            self._flush()
+
+    def _begin_drain(self) -> anyio.Event | None:
+        """Report ``slots_total: 0`` now; the event fires when the balancer acknowledged it."""
+        was_serving = self.status.slots_total > 0
+        self.status.update(
+            slots_total=0, state_application_status=AgentStateApplicationStatus.FRESH
+        )
+        protocol = self._protocol
+        if protocol is None or not was_serving:
+            return None
+        self._drain_ack = anyio.Event()
+        protocol.begin_drain(self.status.snapshot())
+        self._flush()
+        return self._drain_ack
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _handle_event(self, event: ProtocolEvent, tg: anyio.abc.TaskGroup) -> None:
+        if isinstance(event, DesiredStateReceived):
+            if event.state != self.desired_state:  # a reconnect re-sends the same state
+                self.desired_state = event.state
+                self._desired_changed.notify()
+        elif isinstance(event, RequestReceived):
+            assert self._protocol is not None
+            self._in_flight += 1
+            self.status.update(slots_processing=self._in_flight)
+            tg.start_soon(self._serve_request, self._protocol, event.request_id, event.payload)
+        elif isinstance(event, StopRequested):
+            stream = self._streams.get(event.request_id)
+            if stream is not None:
+                tg.start_soon(stream.cancel)
+        elif isinstance(event, DrainAcknowledged) and self._drain_ack is not None:
+            self._drain_ack.set()
+
+    async def _serve_request(self, protocol: AgentProtocol, request_id: str, payload: Any) -> None:
+        try:
+            await self._answer(protocol, request_id, payload)
+        finally:
+            self._streams.pop(request_id, None)
+            self._in_flight -= 1
+            self.status.update(slots_processing=self._in_flight)
+            self._idle_changed.notify()
+
+    def _respond(self, protocol: AgentProtocol, request_id: str, payload: Any) -> None:
+        if protocol.respond(request_id, payload) and protocol is self._protocol:
+            self._flush()
+
+    async def _answer(self, protocol: AgentProtocol, request_id: str, payload: Any) -> None:
+        engine = self.engine
+        if isinstance(payload, GetChatTemplateOverride):
+            applied = self._reconciler.applied or self.desired_state
+            override = applied.chat_template_override if applied is not None else None
+            self._respond(protocol, request_id, ChatTemplateOverrideResponse(override))
+            return
+        if isinstance(payload, GetModelMetadata):
+            metadata = ModelMetadata(metadata=dict(engine.metadata)) if engine is not None else None
+            self._respond(protocol, request_id, ModelMetadataResponse(metadata))
+            return
+        embedding = isinstance(payload, GenerateEmbeddingBatchParams)
+        if engine is None:
+            error: Any = (
+                EmbeddingError(NO_MODEL_MESSAGE) if embedding else SamplerError(NO_MODEL_MESSAGE)
+            )
+            self._respond(protocol, request_id, error)
+            return
+        stream = engine.embed(payload) if embedding else engine.generate(payload)
+        self._streams[request_id] = stream
+        try:
+            async for result in stream:
+                self._respond(protocol, request_id, result)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+
+async def _default_loader(model_path: Path, parameters: Any, **kwargs: Any) -> Any:
+    from paddler.engine import LlamaEngine
+
+    return await LlamaEngine.load(model_path, parameters, **kwargs)

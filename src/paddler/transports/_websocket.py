@@ -1,0 +1,145 @@
+"""ws:// and wss:// -- Paddler's agent socket over the ``websockets`` asyncio client.
+
+Frames are JSON text through ``paddler.wire.converter``; a frame that does not decode is logged
+and skipped, never fatal. (``websockets.asyncio`` ties this transport to the asyncio backend,
+which is fine for the deployable agent; core tests use inproc/mock transports.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectStream
+
+from paddler.errors import ConnectError
+from paddler.transports._base import AgentSocket, AgentTransport
+
+__all__ = ["MAX_MESSAGE_SIZE", "TextFrameStream", "WebSocketTransport", "agent_socket_url"]
+
+logger = logging.getLogger("paddler.transports")
+
+MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+
+
+def agent_socket_url(url: str, agent_id: str) -> str:
+    """``ws://host:port`` → ``ws://host:port/api/v1/agent_socket/<agent_id>``."""
+    return f"{url.rstrip('/')}/api/v1/agent_socket/{agent_id}"
+
+
+class TextFrameStream(ObjectStream[Any]):
+    """Wire objects over anything with async ``send_text``/``receive_text``/``close``.
+
+    ``receive_text`` returns ``None`` (or raises one of ``closed_errors``) at the end of the
+    connection. Undecodable frames are logged and skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        send_text: Callable[[str], Any],
+        receive_text: Callable[[], Any],
+        close: Callable[[], Any],
+        receive_type: Any,
+        send_type: Any,
+        closed_errors: tuple[type[BaseException], ...] = (),
+        label: str = "peer",
+    ) -> None:
+        from paddler.wire import converter
+
+        self._converter = converter
+        self._send_text = send_text
+        self._receive_text = receive_text
+        self._close = close
+        self._receive_type = receive_type
+        self._send_type = send_type
+        self._closed_errors = closed_errors
+        self._label = label
+        self._closed = False
+
+    async def receive(self) -> Any:
+        from paddler.wire import WireError
+
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                text = await self._receive_text()
+            except self._closed_errors as exc:
+                raise anyio.EndOfStream from exc
+            if text is None:
+                raise anyio.EndOfStream
+            if not isinstance(text, str):
+                continue  # binary frames are ignored
+            try:
+                return self._converter.loads(text, self._receive_type)
+            except (WireError, ValueError) as exc:
+                logger.warning("malformed frame from %s skipped: %s", self._label, exc)
+
+    async def send(self, item: Any) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        text = self._converter.dumps(item, self._send_type)
+        try:
+            await self._send_text(text)
+        except self._closed_errors as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def send_eof(self) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._close()
+        except Exception:
+            logger.debug("closing the socket to %s failed", self._label, exc_info=True)
+
+
+class WebSocketTransport(AgentTransport):
+    """Dials ``<url>/api/v1/agent_socket/<agent_id>`` and pings every ``ping_interval``."""
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float | None = 3.0,
+        open_timeout: float = 10.0,
+        max_size: int = MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._ping_interval = ping_interval
+        self._open_timeout = open_timeout
+        self._max_size = max_size
+
+    async def connect(self, url: str, agent_id: str) -> AgentSocket:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+        from paddler.wire import AgentToBalancerMessage, BalancerToAgentMessage
+
+        uri = agent_socket_url(url, agent_id)
+        try:
+            socket = await connect(
+                uri,
+                ping_interval=self._ping_interval,
+                open_timeout=self._open_timeout,
+                max_size=self._max_size,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
+
+        async def receive_text() -> str | bytes:
+            return await socket.recv()
+
+        return TextFrameStream(
+            send_text=socket.send,
+            receive_text=receive_text,
+            close=socket.close,
+            receive_type=BalancerToAgentMessage,
+            send_type=AgentToBalancerMessage,
+            closed_errors=(ConnectionClosed,),
+            label=uri,
+        )

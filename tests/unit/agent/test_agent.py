@@ -1,0 +1,212 @@
+"""Agent against a real Balancer over inproc://, with a fake engine (no model)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from agent_fakes import FakeLoader
+
+from paddler.agent import Agent, AgentConfig
+from paddler.balancer import Balancer, BalancerConfig
+from paddler.transports import MockTransport
+from paddler.wire import (
+    AgentStateApplicationStatus,
+    BalancerDesiredState,
+    ContinueFromRawPromptParams,
+    DeregisterAgent,
+    Done,
+    InferenceParameters,
+    LocalToAgentModel,
+    ModelCannotBeLoaded,
+    RegisterAgent,
+    ResponseEnvelope,
+    SetState,
+    UpdateAgentStatus,
+    Version,
+)
+
+pytestmark = pytest.mark.anyio
+
+PROMPT = ContinueFromRawPromptParams(raw_prompt="hi", max_tokens=8)
+_names = itertools.count()
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    return path
+
+
+def state_for(path: Path, **params: Any) -> BalancerDesiredState:
+    return BalancerDesiredState(
+        model=LocalToAgentModel(str(path)), inference_parameters=InferenceParameters(**params)
+    )
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    model_file: Path, *, slots: int = 1, loader: FakeLoader | None = None, **config: Any
+) -> AsyncIterator[tuple[Balancer, Agent, FakeLoader]]:
+    name = f"agent-test-{next(_names)}"
+    loader = loader or FakeLoader()
+    async with Balancer(BalancerConfig(inproc_name=name, **config)) as balancer:
+        await balancer.set_desired_state(state_for(model_file))
+        agent_config = AgentConfig(management_url=f"inproc://{name}", slots=slots, name="ag")
+        async with Agent(agent_config, engine_loader=loader) as agent:
+            with anyio.fail_after(5):
+                await agent.wait_registered()
+                await balancer.wait_agents(1, with_slots=loader.fail is None)
+            yield balancer, agent, loader
+
+
+async def collect(balancer: Balancer) -> list[Any]:
+    async with balancer.generate(PROMPT) as stream:
+        return [item async for item in stream]
+
+
+async def test_agent_registers_loads_and_serves(model_file: Path) -> None:
+    async with cluster(model_file) as (balancer, agent, _):
+        items = await collect(balancer)
+        (snapshot,) = balancer.agents_snapshot().agents
+    assert [i.response.text for i in items[:-1]] == ["e0:a", "e0:b", "e0:c"]
+    assert isinstance(items[-1].response, Done)
+    assert snapshot.id == agent.agent_id and snapshot.name == "ag"
+    assert snapshot.model_path == str(model_file)
+    assert snapshot.state_application_status is AgentStateApplicationStatus.APPLIED
+
+
+async def test_deregisters_on_shutdown(model_file: Path) -> None:
+    async with cluster(model_file) as (balancer, agent, _):
+        await agent.aclose()
+        with anyio.fail_after(2):
+            async for snapshot in balancer.subscribe_agents():
+                if not snapshot.agents:
+                    break
+
+
+async def test_rpcs_answer_metadata_and_override(model_file: Path) -> None:
+    async with cluster(model_file) as (balancer, agent, _):
+        metadata = await balancer.get_model_metadata(agent.agent_id)
+        override = await balancer.get_chat_template_override(agent.agent_id)
+    assert metadata is not None and metadata.metadata["general.architecture"] == "fake"
+    assert override is None
+
+
+async def test_stop_ends_with_done(model_file: Path) -> None:
+    async with cluster(model_file) as (balancer, _, loader):
+        loader.engines[0].gate = anyio.Event()
+        async with balancer.generate(PROMPT) as stream:
+            items: list[Any] = []
+            async with anyio.create_task_group() as tg:
+
+                async def read() -> None:
+                    items.extend([i async for i in stream])
+
+                tg.start_soon(read)
+                with anyio.fail_after(2):
+                    while balancer.statistics().slots_busy == 0:  # noqa: ASYNC110
+                        await anyio.sleep(0.001)
+                await stream.cancel()
+        assert isinstance(items[-1].response, Done)
+        assert balancer.statistics().slots_busy == 0
+
+
+async def test_swap_under_load_loses_nothing(model_file: Path) -> None:
+    async with cluster(model_file, slots=2, buffered_request_timeout=10) as (
+        balancer,
+        agent,
+        loader,
+    ):
+        first = loader.engines[0]
+        first.gate = anyio.Event()
+        results: list[list[Any]] = []
+
+        async def request() -> None:
+            results.append(await collect(balancer))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(request)
+            with anyio.fail_after(2):
+                while len(balancer.buffer) < 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            await balancer.set_desired_state(state_for(model_file, temperature=0.1))
+            with anyio.fail_after(2):
+                while balancer.statistics().slots_total != 0:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            first.gate.set()  # in-flight requests finish on the old engine
+            with anyio.fail_after(5):
+                await agent.wait_applied()
+        assert len(loader.engines) == 2 and first.closed
+        assert all(isinstance(r[-1], ResponseEnvelope) for r in results)
+        prefixes = sorted(r[0].response.text[:3] for r in results)
+        assert prefixes == ["e0:", "e0:", "e1:", "e1:"]
+        assert loader.engines[1].parameters.temperature == 0.1
+
+
+async def test_load_failure_is_an_issue_then_stuck_then_fixed(model_file: Path) -> None:
+    loader = FakeLoader()
+    loader.fail = RuntimeError("bad gguf")
+    async with cluster(model_file, loader=loader) as (balancer, agent, _):
+        with anyio.fail_after(10):
+            async for snapshot in balancer.subscribe_agents():
+                (entry,) = snapshot.agents
+                if entry.state_application_status is AgentStateApplicationStatus.STUCK:
+                    break
+        assert entry.issues == (ModelCannotBeLoaded(model_path=str(model_file)),)
+        loader.fail = None
+        with anyio.fail_after(5):
+            await agent.wait_applied()
+            await balancer.wait_agents(1)
+        (entry,) = balancer.agents_snapshot().agents
+        assert entry.issues == ()
+
+
+async def test_agent_survives_a_balancer_restart(model_file: Path) -> None:
+    name = f"agent-test-{next(_names)}"
+    config = AgentConfig(management_url=f"inproc://{name}", slots=1, reconnect_interval=0.05)
+    loader = FakeLoader()
+    async with Agent(config, engine_loader=loader) as agent:
+        for _ in range(2):
+            async with Balancer(BalancerConfig(inproc_name=name)) as balancer:
+                await balancer.set_desired_state(state_for(model_file))
+                with anyio.fail_after(5):
+                    await balancer.wait_agents(1)
+                assert balancer.agents_snapshot().agents[0].id == agent.agent_id
+                items = await collect(balancer)
+                assert isinstance(items[-1].response, Done)
+    assert len(loader.engines) == 1  # the same state is not reloaded after a reconnect
+
+
+async def test_agent_against_mock_transport(model_file: Path) -> None:
+    seen: list[Any] = []
+
+    def handler(message: Any) -> list[Any]:
+        seen.append(message)
+        if isinstance(message, RegisterAgent):
+            state = state_for(model_file)
+            from paddler.balancer import to_agent_desired_state
+
+            return [Version("4.1.0"), SetState(to_agent_desired_state(state))]
+        return []
+
+    transport = MockTransport(handler)
+    config = AgentConfig(management_url="mock://", slots=1, status_interval=0.05)
+    async with Agent(config, transport=transport, engine_loader=FakeLoader()) as agent:
+        with anyio.fail_after(5):
+            await agent.wait_applied()
+            while not any(  # noqa: ASYNC110
+                isinstance(m, UpdateAgentStatus) and m.slot_aggregated_status_snapshot.slots_total
+                for m in seen
+            ):
+                await anyio.sleep(0.01)
+    assert isinstance(seen[-1], DeregisterAgent)
+    versions = [m.slot_aggregated_status_snapshot.version for m in seen[1:-1]]
+    assert versions == sorted(versions)

@@ -1,0 +1,164 @@
+"""The agent-socket session as plain synchronous calls (no I/O)."""
+
+from __future__ import annotations
+
+from paddler.agent import (
+    AgentProtocol,
+    DesiredStateReceived,
+    DrainAcknowledged,
+    RequestReceived,
+    StopRequested,
+)
+from paddler.wire import (
+    AgentDesiredState,
+    AgentRequest,
+    AgentResponse,
+    AgentStateApplicationStatus,
+    ContentToken,
+    ContinueFromRawPromptParams,
+    DeregisterAgent,
+    Done,
+    InferenceParameters,
+    NoModel,
+    RegisterAgent,
+    SetState,
+    SlotAggregatedStatusSnapshot,
+    StopRespondingTo,
+    TokenUsage,
+    UpdateAgentStatus,
+    Version,
+)
+
+PARAMS = ContinueFromRawPromptParams(raw_prompt="x", max_tokens=1)
+USAGE = TokenUsage(
+    prompt_tokens=1,
+    cached_prompt_tokens=0,
+    input_image_tokens=0,
+    input_audio_tokens=0,
+    content_tokens=0,
+    reasoning_tokens=0,
+    tool_call_tokens=0,
+    undeterminable_tokens=0,
+)
+
+
+def status(slots: int = 1) -> SlotAggregatedStatusSnapshot:
+    return SlotAggregatedStatusSnapshot(
+        desired_slots_total=1,
+        slots_total=slots,
+        slots_processing=0,
+        download_current=0,
+        download_total=0,
+        download_indeterminate=False,
+        issues=(),
+        state_application_status=AgentStateApplicationStatus.APPLIED,
+        uses_chat_template_override=False,
+        version=1,
+    )
+
+
+def registered() -> AgentProtocol:
+    protocol = AgentProtocol(name="a")
+    protocol.register(status())
+    protocol.receive(Version(version="4.1.0"))
+    protocol.outgoing()
+    return protocol
+
+
+def test_register_is_the_first_message() -> None:
+    """Registering queues RegisterAgent with the name and the snapshot."""
+    protocol = AgentProtocol(name="a")
+    protocol.register(status())
+    (message,) = protocol.outgoing()
+    assert message == RegisterAgent(name="a", slot_aggregated_status_snapshot=status())
+
+
+def test_requests_and_set_state_become_events() -> None:
+    """A request and a SetState each become one event, in order."""
+    protocol = registered()
+    state = AgentDesiredState(
+        inference_parameters=InferenceParameters(), model=NoModel(), multimodal_projection=NoModel()
+    )
+    protocol.receive(SetState(desired_state=state))
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    assert protocol.events() == [DesiredStateReceived(state), RequestReceived("r1", PARAMS)]
+
+
+def test_duplicate_request_id_is_ignored() -> None:
+    """A second request with an id in flight does not start a second request."""
+    protocol = registered()
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    assert len(protocol.events()) == 1
+
+
+def test_stop_for_unknown_or_finished_request_is_ignored() -> None:
+    """StopRespondingTo for a request that is not in flight yields nothing."""
+    protocol = registered()
+    protocol.receive(StopRespondingTo("nobody"))
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    protocol.respond("r1", Done(usage=USAGE))
+    protocol.events()
+    protocol.receive(StopRespondingTo("r1"))
+    assert protocol.events() == []
+
+
+def test_stop_is_reported_once() -> None:
+    """Repeated stops for one request yield one StopRequested."""
+    protocol = registered()
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    protocol.events()
+    protocol.receive(StopRespondingTo("r1"))
+    protocol.receive(StopRespondingTo("r1"))
+    assert protocol.events() == [StopRequested("r1")]
+
+
+def test_responses_after_terminal_are_not_sent() -> None:
+    """Out-of-order results after the terminal are dropped, never sent."""
+    protocol = registered()
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    assert protocol.respond("r1", ContentToken("a"))
+    assert protocol.respond("r1", Done(usage=USAGE))
+    assert not protocol.respond("r1", ContentToken("late"))
+    sent = protocol.outgoing()
+    assert [type(m) for m in sent] == [AgentResponse, AgentResponse]
+    assert protocol.in_flight == set()
+
+
+def test_garbage_is_logged_and_skipped() -> None:
+    """Unexpected objects change nothing and the session stays usable."""
+    protocol = registered()
+    protocol.receive(None)
+    protocol.receive({"Request": "garbage"})
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    assert protocol.events() == [RequestReceived("r1", PARAMS)]
+
+
+def test_drain_is_acknowledged_by_the_next_version() -> None:
+    """After begin_drain, the balancer's next Version is the acknowledgement."""
+    protocol = registered()
+    protocol.begin_drain(status(slots=0))
+    assert protocol.outgoing() == [UpdateAgentStatus(slot_aggregated_status_snapshot=status(0))]
+    assert protocol.events() == []
+    protocol.receive(Version(version="4.1.0"))
+    assert protocol.events() == [DrainAcknowledged()]
+    assert not protocol.drain_ack_pending
+
+
+def test_handshake_version_is_not_a_drain_ack() -> None:
+    """The Version sent at connect only records the balancer's version."""
+    protocol = AgentProtocol(name=None)
+    protocol.register(status())
+    protocol.begin_drain(status(0))
+    protocol.receive(Version(version="4.1.0"))
+    assert protocol.balancer_version == "4.1.0"
+    assert protocol.events() == []
+
+
+def test_deregister_then_nothing_more() -> None:
+    """After deregister, incoming messages are ignored."""
+    protocol = registered()
+    protocol.deregister()
+    assert protocol.outgoing() == [DeregisterAgent()]
+    protocol.receive(AgentRequest(id="r1", request=PARAMS))
+    assert protocol.events() == []
