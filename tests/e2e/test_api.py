@@ -150,11 +150,11 @@ def test_usage_counts_max_tokens(cluster: Cluster) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (b"{not json", "$"),
+        (b"{not json", "invalid JSON"),
         (json.dumps({**conversation(), "bogus": 1}).encode(), "bogus"),
         (json.dumps({**conversation(), "max_tokens": "ten"}).encode(), "max_tokens"),
         (json.dumps({"add_generation_prompt": True}).encode(), "conversation_history"),
-        (b"", "$"),
+        (b"", "empty"),
     ],
     ids=["malformed-json", "unknown-field", "wrong-type", "missing-field", "empty-body"],
 )
