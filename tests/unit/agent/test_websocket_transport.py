@@ -1,0 +1,114 @@
+"""The ws:// transport against a real websockets server on 127.0.0.1 (asyncio only)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from agent_fakes import FakeLoader
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from paddler.agent import Agent, AgentConfig
+from paddler.balancer import Balancer, BalancerConfig
+from paddler.transports import TextFrameStream
+from paddler.wire import (
+    AgentToBalancerMessage,
+    BalancerDesiredState,
+    BalancerToAgentMessage,
+    ContinueFromRawPromptParams,
+    Done,
+    InferenceParameters,
+    LocalToAgentModel,
+    RegisterAgent,
+    converter,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextlib.asynccontextmanager
+async def ws_balancer() -> AsyncIterator[tuple[Balancer, str]]:
+    async with Balancer(BalancerConfig()) as balancer:
+
+        async def handler(socket: ServerConnection) -> None:
+            agent_id = socket.request.path.rsplit("/", 1)[-1] if socket.request else "?"
+
+            async def receive_text() -> Any:
+                return await socket.recv()
+
+            stream = TextFrameStream(
+                send_text=socket.send,
+                receive_text=receive_text,
+                close=socket.close,
+                receive_type=AgentToBalancerMessage,
+                send_type=BalancerToAgentMessage,
+                closed_errors=(ConnectionClosed,),
+            )
+            await balancer.serve_agent(agent_id, stream)
+
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            yield balancer, f"ws://127.0.0.1:{port}"
+
+
+async def test_agent_over_websocket_serves_a_request(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    async with ws_balancer() as (balancer, url):
+        state = BalancerDesiredState(
+            model=LocalToAgentModel(str(model)), inference_parameters=InferenceParameters()
+        )
+        await balancer.set_desired_state(state)
+        config = AgentConfig(management_url=url, slots=1, name="ws-agent")
+        async with Agent(config, engine_loader=FakeLoader()) as agent:
+            with anyio.fail_after(5):
+                await agent.wait_registered()
+                await balancer.wait_agents(1)
+            async with balancer.generate(
+                ContinueFromRawPromptParams(raw_prompt="x", max_tokens=3)
+            ) as stream:
+                items = [item async for item in stream]
+            assert balancer.agents_snapshot().agents[0].id == agent.agent_id
+        assert isinstance(items[-1].response, Done)
+        assert items[0].generated_by == "ws-agent"
+
+
+async def test_garbage_frames_are_skipped_not_fatal() -> None:
+    async with (
+        ws_balancer() as (balancer, url),
+        connect(f"{url}/api/v1/agent_socket/raw") as socket,
+    ):
+        await socket.recv()  # Version
+        await socket.send("this is not json")
+        await socket.send('{"Notification":{"Unknown":1}}')
+        await socket.send(b"\x00binary")
+        from paddler.wire import AgentStateApplicationStatus, SlotAggregatedStatusSnapshot
+
+        snapshot = SlotAggregatedStatusSnapshot(
+            desired_slots_total=1,
+            slots_total=1,
+            slots_processing=0,
+            download_current=0,
+            download_total=0,
+            download_indeterminate=False,
+            issues=(),
+            state_application_status=AgentStateApplicationStatus.APPLIED,
+            uses_chat_template_override=False,
+            version=1,
+        )
+        register = RegisterAgent(name="raw", slot_aggregated_status_snapshot=snapshot)
+        await socket.send(converter.dumps(register, AgentToBalancerMessage))
+        with anyio.fail_after(5):
+            await balancer.wait_agents(1)
+        assert balancer.agents_snapshot().agents[0].name == "raw"
