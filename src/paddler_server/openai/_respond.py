@@ -90,6 +90,8 @@ class ProducerResponse(ASGIResponse):
             try:
                 try:
                     await self._producer(responder)
+                except OpenAIError:
+                    raise
                 except PaddlerError as exc:
                     raise error_from_paddler(exc) from exc
                 except Exception as exc:
