@@ -13,10 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -82,6 +83,7 @@ class Cluster:
         self.inference_addr = f"127.0.0.1:{free_port()}"
         self.panel_addr = f"127.0.0.1:{free_port()}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, IO[bytes]] = {}
         self.initial_context_size = INITIAL_CONTEXT_SIZE
 
     @property
@@ -99,6 +101,7 @@ class Cluster:
             [*PADDLER, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
         )
         self.processes[name] = process
+        self.logs[name] = log
         return process
 
     def log_tail(self, name: str) -> str:
@@ -188,6 +191,26 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self.logs.pop(name).close()
+
+    def generate_in_background(self, prompt: str, max_tokens: int) -> threading.Thread:
+        """Stream one chat answer over HTTP NDJSON on a thread (load for the live views)."""
+        url = f"http://{self.inference_addr}/api/v1/continue_from_conversation_history"
+        body = {
+            "add_generation_prompt": True,
+            "conversation_history": [{"role": "user", "content": prompt}],
+            "enable_thinking": False,
+            "max_tokens": max_tokens,
+        }
+
+        def run() -> None:
+            with httpx.stream("POST", url, json=body, timeout=60.0) as response:
+                for _line in response.iter_lines():
+                    pass
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
 
     def wait_ready(self, name: str, slots: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Wait until agent ``name`` has applied the state and reports ``slots`` slots."""
@@ -260,6 +283,7 @@ def save_screenshot() -> Callable[[Any, str], None]:
 
     def save(page: Any, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar belongs at the top
         page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
     return save

@@ -29,7 +29,7 @@ def test_dashboard_shows_agents_live(cluster: Any, page: Any, save_screenshot: S
     expect(page.locator("[data-role=agent-command]")).to_have_text(
         f"paddler agent --management-addr {cluster.management_addr} --name my-agent --slots 4"
     )
-    expect(page.locator("dl.config")).to_contain_text(cluster.inference_addr)
+    expect(page.locator("[data-role=configuration]")).to_contain_text(cluster.inference_addr)
     expect(agent_card(page, "panel-agent")).to_contain_text("0 busy / 2 total")
 
     cluster.start_agent("panel-extra", slots=1)
@@ -43,7 +43,21 @@ def test_dashboard_shows_agents_live(cluster: Any, page: Any, save_screenshot: S
     expect(page.locator("[data-role=desired-context-size]")).to_have_text(
         str(cluster.initial_context_size)
     )
+
+    # Load on every slot: the slots, the tokens/s figure and the chart follow it live.
+    load = [
+        cluster.generate_in_background(f"Tell a long story about ship number {n}.", 160)
+        for n in range(3)
+    ]
+    expect(page.locator("[data-role=slot-totals]")).to_have_text("3 / 3", timeout=20_000)
+    expect(page.locator("[data-role=tokens-per-second]")).to_have_text(
+        re.compile(r"^(?!0\.0$)\d+\.\d$"), timeout=20_000
+    )
+    expect(page.locator("svg.chart polyline[data-series=tps]")).to_be_attached()
     save_screenshot(page, "dashboard.png")
+    for thread in load:
+        thread.join(timeout=60)
+    expect(page.locator("[data-role=slot-totals]")).to_have_text("0 / 3", timeout=20_000)
 
     cluster.stop("panel-extra", signal.SIGKILL)
     expect(extra).to_have_count(0, timeout=15_000)

@@ -21,7 +21,7 @@ function configSection() {
     h("dd", {}, value === null ? h("span", { class: "muted" }, "disabled") : h("code", {}, `${value}${unit}`))];
   return h("section", { class: "card" },
     h("h2", {}, "Configuration"),
-    h("dl", { class: "config" },
+    h("dl", { class: "config", dataset: { role: "configuration" } },
       row("Management", config.managementAddr),
       row("Inference", config.inferenceAddr),
       row("OpenAI-compatible", config.compatOpenaiAddr),
@@ -114,7 +114,7 @@ export function mountDashboard(view) {
     for (const card of agentsList.querySelectorAll("article.agent")) {
       const rate = rates.get(card.dataset.agentId);
       const el = card.querySelector("[data-role=agent-tps]");
-      if (el) el.textContent = rate === undefined ? "" : `${rate.toFixed(1)} tokens/s`;
+      if (el) el.textContent = rate > 0 ? `${rate.toFixed(1)} tokens/s` : "";
     }
   };
 
@@ -149,16 +149,16 @@ export function mountDashboard(view) {
       const perAgent = agentTokensPerSecond(samples, config.statsdPrefix);
       const now = performance.now();
       showAgentRates(perAgent);
-      if (perAgent.size > 0) {
-        // Live per-agent rates (10 s window) are smoother than the counter, which
-        // grows only when requests finish.
-        tps = [...perAgent.values()].reduce((a, b) => a + b, 0);
-        chartNote.textContent = "";
-      } else if (total === null) {
+      const live = [...perAgent.values()].reduce((a, b) => a + b, 0);
+      if (total === null && perAgent.size === 0) {
         chartNote.textContent = "This balancer exports no generated-token counter on /metrics; only the queue is charted.";
       } else {
         chartNote.textContent = "";
-        if (previous && total >= previous.total) tps = (total - previous.total) / ((now - previous.now) / 1000);
+        // The per-agent gauges (10 s window) are smooth; the counter grows only when a
+        // request finishes, so it is the fallback when the gauges say nothing.
+        const counted = previous && total !== null && total >= previous.total
+          ? (total - previous.total) / ((now - previous.now) / 1000) : null;
+        tps = live > 0 ? live : counted ?? (perAgent.size > 0 ? 0 : null);
       }
       if (total !== null) previous = { total, now };
       if (buffered === null) buffered = bufferedRequests(samples, config.statsdPrefix);
