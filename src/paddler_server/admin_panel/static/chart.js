@@ -5,6 +5,7 @@ import { h } from "./dom.js";
 const W = 640;
 const H = 180;
 const PAD = { left: 40, right: 40, top: 12, bottom: 22 };
+const MIN_SPAN_MS = 60_000;
 
 function niceMax(value) {
   if (!(value > 0)) return 1;
@@ -37,8 +38,12 @@ export class LiveChart {
 
   render() {
     const now = this.points.at(-1)?.time ?? Date.now();
-    const start = now - this.windowMs;
-    const x = (t) => PAD.left + ((t - start) / this.windowMs) * (W - PAD.left - PAD.right);
+    // Grow the visible span with the data (at least a minute) up to the whole window,
+    // so a freshly opened dashboard is not one line squeezed against "now".
+    const first = this.points[0]?.time ?? now;
+    const span = Math.min(this.windowMs, Math.max(MIN_SPAN_MS, now - first));
+    const start = now - span;
+    const x = (t) => PAD.left + ((t - start) / span) * (W - PAD.left - PAD.right);
     const maxima = {};
     for (const axis of ["left", "right"]) {
       const values = this.series.filter((s) => s.axis === axis)
@@ -56,11 +61,12 @@ export class LiveChart {
       children.push(h("svg:text", { x: tx, y: PAD.top + 4, "text-anchor": anchor, class: "tick" }, String(maxima[axis])));
       children.push(h("svg:text", { x: tx, y: H - PAD.bottom + 4, "text-anchor": anchor, class: "tick" }, "0"));
     }
-    const minutes = Math.round(this.windowMs / 60000);
-    children.push(h("svg:text", { x: PAD.left, y: H - 6, class: "tick" }, `−${minutes} min`));
+    const label = span >= 120_000 ? `−${Math.round(span / 60000)} min` : `−${Math.round(span / 1000)} s`;
+    children.push(h("svg:text", { x: PAD.left, y: H - 6, class: "tick" }, label));
     children.push(h("svg:text", { x: W - PAD.right, y: H - 6, "text-anchor": "end", class: "tick" }, "now"));
     for (const s of this.series) {
       const coords = this.points
+        .filter((p) => p.time >= start)
         .filter((p) => p.values[s.key] !== null && p.values[s.key] !== undefined)
         .map((p) => `${x(p.time).toFixed(1)},${y(s.axis, p.values[s.key]).toFixed(1)}`);
       if (coords.length) children.push(h("svg:polyline", { points: coords.join(" "), fill: "none", stroke: s.color, "stroke-width": 2, "stroke-linejoin": "round", dataset: { series: s.key } }));

@@ -8,6 +8,7 @@ import { describeModel } from "./desired_state.js";
 import { agentTokensPerSecond, bufferedRequests, generatedTokens, parsePrometheus } from "./metrics.js";
 
 const METRICS_PERIOD_MS = 2000;
+const COUNTER_WINDOW_MS = 10_000;
 
 function stat(label, role, hint) {
   return h("div", { class: "stat" },
@@ -58,7 +59,7 @@ function modelSummary(container) {
       const p = state.inference_parameters;
       replace(container,
         h("dl", { class: "config" },
-          h("dt", {}, "Model"), h("dd", { dataset: { role: "desired-model" } }, describeModel(state.model)),
+          h("dt", {}, "Model"), h("dd", { dataset: { role: "desired-model" }, title: describeModel(state.model) }, describeModel(state.model, { short: true })),
           h("dt", {}, "Context size"), h("dd", { dataset: { role: "desired-context-size" } }, String(p.context_size)),
           h("dt", {}, "Mode"), h("dd", {}, p.enable_embeddings ? "embeddings (generation off)" : "token generation"),
           h("dt", {}, "Chat template"), h("dd", {}, state.use_chat_template_override ? "override" : "model's own")),
@@ -140,7 +141,7 @@ export function mountDashboard(view) {
     set("buffered", String(buffered));
   });
 
-  let previous = null;
+  const counterHistory = [];
   const poll = async () => {
     let tps = null;
     try {
@@ -156,11 +157,17 @@ export function mountDashboard(view) {
         chartNote.textContent = "";
         // The per-agent gauges (10 s window) are smooth; the counter grows only when a
         // request finishes, so it is the fallback when the gauges say nothing.
-        const counted = previous && total !== null && total >= previous.total
-          ? (total - previous.total) / ((now - previous.now) / 1000) : null;
+        if (total !== null) {
+          counterHistory.push({ total, now });
+          if (counterHistory[0].total > total) counterHistory.splice(0, counterHistory.length - 1);
+          while (counterHistory.length > 2 && now - counterHistory[1].now >= COUNTER_WINDOW_MS) counterHistory.shift();
+        }
+        // Averaged over ~10 s like the gauges, so a request finishing is not a spike.
+        const oldest = counterHistory[0];
+        const counted = total !== null && oldest && now > oldest.now
+          ? (total - oldest.total) / ((now - oldest.now) / 1000) : null;
         tps = live > 0 ? live : counted ?? (perAgent.size > 0 ? 0 : null);
       }
-      if (total !== null) previous = { total, now };
       if (buffered === null) buffered = bufferedRequests(samples, config.statsdPrefix);
     } catch (error) {
       chartNote.textContent = `Cannot read /metrics: ${error.message}`;

@@ -78,11 +78,13 @@ export function modelToUri(model) {
   return JSON.stringify(model);
 }
 
-/** A one-line human description of an AgentDesiredModel. */
-export function describeModel(model) {
+/** A one-line human description of an AgentDesiredModel (`short`: file names only). */
+export function describeModel(model, { short = false } = {}) {
   if (model === "None" || !model) return "none";
   if (model.HuggingFace) return `Hugging Face ${model.HuggingFace.repo_id} @ ${model.HuggingFace.revision} · ${model.HuggingFace.filename}`;
-  if (model.LocalToAgent !== undefined) return `agent file ${model.LocalToAgent}`;
+  if (model.LocalToAgent !== undefined) {
+    return `agent file ${short ? model.LocalToAgent.split("/").at(-1) : model.LocalToAgent}`;
+  }
   if (model.Url) return `download ${model.Url.url}`;
   return JSON.stringify(model);
 }
