@@ -25,7 +25,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 AGENTS = [("swap-a", 2), ("swap-b", 2)]
 PROMPT = "Say hello."
-OVERRIDE = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+#: The prompt the override renders, whatever the conversation. It is written as a Jinja
+#: expression because a template's own trailing newline is dropped (Jinja's default).
+OVERRIDE_TEXT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+OVERRIDE = "{{ '" + OVERRIDE_TEXT + "' }}"
 MAX_TOKENS = 48
 
 
@@ -180,7 +183,7 @@ def test_after_the_swap_requests_run_with_the_new_state(cluster: Cluster) -> Non
         assert override.json() == {"content": OVERRIDE}
 
     chat_text = complete(cluster, PROMPT)
-    raw_text = complete(cluster, OVERRIDE, raw=True)
+    raw_text = complete(cluster, OVERRIDE_TEXT, raw=True)
     assert "Paris" in chat_text
     assert chat_text == raw_text
 
