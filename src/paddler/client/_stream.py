@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -19,7 +19,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from paddler.client.errors import ConnectionDropped, ServerError
 from paddler.wire import (
     ContentToken,
+    DocumentExceedsBatchSize,
     Done,
+    Embedding,
+    EmbeddingResult,
     ErrorEnvelope,
     GeneratedTokenResult,
     ResponseEnvelope,
@@ -29,6 +32,8 @@ from paddler.wire import (
 )
 
 __all__ = ["InferenceStream", "Routed", "is_final", "new_route"]
+
+_EMBEDDING_RESULTS = get_args(EmbeddingResult)
 
 logger = logging.getLogger("paddler.client")
 
@@ -44,14 +49,11 @@ def new_route() -> tuple[MemoryObjectSendStream[Routed], MemoryObjectReceiveStre
 def is_final(message: ResponseEnvelope) -> bool:
     """Whether this response ends its request (a terminal token or embedding result)."""
     response: Any = message.response
-    try:
-        return bool(is_terminal(response))
-    except Exception:
-        pass
-    try:
+    if isinstance(response, Embedding | DocumentExceedsBatchSize):
+        return False
+    if isinstance(response, _EMBEDDING_RESULTS):
         return bool(is_embedding_terminal(response))
-    except Exception:
-        return True
+    return bool(is_terminal(response))
 
 
 class InferenceStream:
