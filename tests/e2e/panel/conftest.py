@@ -95,7 +95,7 @@ class Cluster:
         return f"http://{self.management_addr}"
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
+        log = (self.workdir / f"{name}.log").open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             [*PADDLER, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
@@ -118,7 +118,8 @@ class Cluster:
             "--web-admin-panel-addr",
             self.panel_addr,
             "--state-database",
-            "memory://",
+            # A file, so the desired state survives the restart test.
+            (self.workdir / "state.json").as_uri(),
         )
         for url in (self.management_url, self.panel_url):
             self.wait_healthy(url)

@@ -96,6 +96,27 @@ def test_model_form_refuses_bad_values(cluster: Any, page: Any) -> None:
     expect(page.locator("#field-context-size-error")).to_be_hidden()
 
 
+def test_model_page_shows_a_refusal_from_the_balancer(cluster: Any, page: Any) -> None:
+    """When the balancer answers 400 to the PUT, its message is shown and the form stays."""
+    refusal = "Invalid desired state: $.inference_parameters.n_batch: too large for this build"
+
+    def refuse_puts(route: Any) -> None:
+        if route.request.method == "PUT":
+            route.fulfill(status=400, body=refusal, content_type="text/plain")
+        else:
+            route.fallback()
+
+    page.route("**/api/v1/balancer_desired_state", refuse_puts)
+    page.goto(cluster.panel_url + "/model")
+    expect(page.locator("#field-model")).to_have_value(re.compile(r"^agent:///"))
+    page.get_by_role("button", name="Apply to cluster").click()
+    error = page.locator("[data-role=form-error]")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("The balancer refused this state")
+    expect(error).to_contain_text(refusal)
+    expect(page.locator("#swap-progress")).to_be_hidden()
+
+
 def test_prompt_streams_and_stop_ends_early(
     cluster: Any, page: Any, save_screenshot: Screenshot
 ) -> None:
@@ -183,3 +204,47 @@ def test_prompt_page_notices_embeddings_mode(cluster: Any, page: Any) -> None:
     expect(notice).to_be_hidden(timeout=30_000)
     expect(send).to_be_enabled()
     cluster.wait_ready("panel-agent", 2)
+
+
+def test_dashboard_shows_agent_issues(cluster: Any, page: Any) -> None:
+    """An agent that cannot apply the state gets an issues badge; a click shows the details."""
+    page.goto(cluster.panel_url + "/")
+    card = agent_card(page, "panel-agent")
+    expect(card.locator(".pill")).to_have_text("ready")
+    state = cluster.get("/api/v1/balancer_desired_state")
+    broken = {**state, "model": {"LocalToAgent": "/nonexistent/missing-model.gguf"}}
+    cluster.put_desired_state(broken)
+    try:
+        badge = card.locator("button.badge")
+        expect(badge).to_have_text(re.compile(r"^\d+ issues?$"), timeout=30_000)
+        expect(card).to_contain_text("0 total")
+        badge.click()
+        dialog = page.locator("dialog[open]")
+        expect(dialog).to_contain_text("ModelFileDoesNotExist")
+        expect(dialog).to_contain_text("/nonexistent/missing-model.gguf")
+        dialog.get_by_role("button", name="Close").click()
+        expect(dialog).to_have_count(0)
+    finally:
+        cluster.put_desired_state(state)
+    cluster.wait_ready("panel-agent", 2)
+    expect(card.locator("button.badge")).to_have_count(0)
+    expect(card.locator(".pill")).to_have_text("ready")
+
+
+def test_dashboard_reconnects_after_a_balancer_restart(cluster: Any, page: Any) -> None:
+    """A lost stream is shown as disconnected, and the panel recovers on its own."""
+    page.goto(cluster.panel_url + "/")
+    connection = page.locator("#connection")
+    expect(connection).to_have_attribute("data-state", "live")
+    expect(agent_card(page, "panel-agent")).to_be_visible()
+
+    cluster.stop("balancer")
+    expect(connection).to_have_attribute("data-state", "disconnected", timeout=10_000)
+    expect(connection).to_have_text("disconnected — retrying")
+    expect(page.locator("#agents")).to_have_class(re.compile(r"\bstale\b"))
+
+    cluster.start_balancer()
+    expect(connection).to_have_attribute("data-state", "live", timeout=20_000)
+    expect(page.locator("#agents")).not_to_have_class(re.compile(r"\bstale\b"))
+    cluster.wait_ready("panel-agent", 2)
+    expect(agent_card(page, "panel-agent")).to_contain_text("0 busy / 2 total")
