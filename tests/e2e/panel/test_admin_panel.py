@@ -117,6 +117,24 @@ def test_model_page_shows_a_refusal_from_the_balancer(cluster: Any, page: Any) -
     expect(page.locator("#swap-progress")).to_be_hidden()
 
 
+def test_model_page_previews_metadata_and_template(cluster: Any, page: Any) -> None:
+    """The previews ask a live agent for its model's GGUF metadata and chat template."""
+    page.goto(cluster.panel_url + "/model")
+    expect(page.locator("#preview-agent")).to_have_value(re.compile(r".+"))
+    page.get_by_role("button", name="Model metadata").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("general.architecture")
+    dialog.get_by_placeholder("Filter keys…").fill("context_length")
+    expect(dialog.locator("tbody tr")).to_have_count(1)
+    dialog.get_by_role("button", name="Close").click()
+
+    page.get_by_role("button", name="Model's template").click()
+    expect(dialog.locator("pre")).to_contain_text("im_start")
+    dialog.get_by_role("button", name="Copy into my template").click()
+    expect(page.locator("#template-override")).to_be_checked()
+    expect(page.locator("#field-chat-template-override")).to_have_value(re.compile("im_start"))
+
+
 def test_prompt_streams_and_stop_ends_early(
     cluster: Any, page: Any, save_screenshot: Screenshot
 ) -> None:
