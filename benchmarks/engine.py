@@ -100,6 +100,7 @@ def sequential(llm: Llama, prompts: Sequence[str]) -> Measured:
     ttfts = []
     started_all = time.perf_counter()
     for prompt in prompts:
+        llm.reset()  # no prefix reuse from the previous request: the engine's prompts are new too
         started = time.perf_counter()
         first = None
         for _ in llm.create_completion(
