@@ -108,6 +108,7 @@ export function mountDashboard(view) {
   let buffered = null;
   let lastAgentsKey = "";
   const refreshSummary = modelSummary(summary);
+  setInterval(refreshSummary, 10_000); // the state may change with no agent connected
 
   let agentRates = new Map();
   const showAgentRates = (rates) => {
