@@ -6,8 +6,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
 from paddler_server._http import cors_config, health
@@ -38,7 +39,9 @@ def _produce(
 
 @post("/v1/chat/completions")
 async def chat_completions(
-    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+    request: Request[Any, Any, Any],
+    balancer: NamedDependency[Any],
+    names: NamedDependency[ModelNames],
 ) -> ASGIResponse:
     async def answer(body: Object, responder: Responder) -> None:
         chat = read_chat_request(body)
@@ -49,7 +52,9 @@ async def chat_completions(
 
 @post("/v1/completions")
 async def completions(
-    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+    request: Request[Any, Any, Any],
+    balancer: NamedDependency[Any],
+    names: NamedDependency[ModelNames],
 ) -> ASGIResponse:
     async def answer(body: Object, responder: Responder) -> None:
         completion = read_completion_request(body)
@@ -60,7 +65,9 @@ async def completions(
 
 @post("/v1/responses")
 async def responses(
-    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+    request: Request[Any, Any, Any],
+    balancer: NamedDependency[Any],
+    names: NamedDependency[ModelNames],
 ) -> ASGIResponse:
     async def answer(body: Object, responder: Responder) -> None:
         parsed = read_responses_request(body)
@@ -71,7 +78,9 @@ async def responses(
 
 @post("/v1/embeddings")
 async def embeddings(
-    request: Request[Any, Any, Any], balancer: Any, names: ModelNames
+    request: Request[Any, Any, Any],
+    balancer: NamedDependency[Any],
+    names: NamedDependency[ModelNames],
 ) -> ASGIResponse:
     async def answer(body: Object, responder: Responder) -> None:
         parsed = read_embedding_request(body)
@@ -83,12 +92,14 @@ async def embeddings(
 
 
 @get("/v1/models")
-async def list_models(names: ModelNames) -> Response[Any]:
+async def list_models(names: NamedDependency[ModelNames]) -> Response[Any]:
     return Response(await names.listing())
 
 
 @get("/v1/models/{model_id:path}")
-async def retrieve_model(model_id: str, names: ModelNames) -> Response[Any]:
+async def retrieve_model(
+    model_id: FromPath[str], names: NamedDependency[ModelNames]
+) -> Response[Any]:
     wanted = model_id.lstrip("/")
     name = await names.current()
     if name is None or wanted != name:
