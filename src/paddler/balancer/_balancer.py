@@ -347,6 +347,10 @@ class Balancer:
                     return self._entry(chosen.id)
         waiter = self.buffer.enqueue_nowait(Waiter(request, event=anyio.Event()))
         self._buffer_changed.notify()
+        # A slot may be free that the policy declined for earlier waiters but takes for us.
+        if _assign_waiters_to_slots(self.buffer, self.pool, self._select):
+            self._buffer_changed.notify()
+            self._agents_changed.notify()
         assert waiter.event is not None
         try:
             with anyio.fail_after(self.config.buffered_request_timeout):

@@ -15,8 +15,8 @@ from paddler.balancer._ids import new_request_id
 from paddler.errors import EmbeddingsDisabled, NoAgents, StateNotSet
 from paddler.wire import (
     EmbeddingDone,
+    ErrorEnvelope,
     GenerateEmbeddingBatchParams,
-    InferenceClientMessage,
     ResponseEnvelope,
 )
 
@@ -110,10 +110,10 @@ class EmbeddingStream:
     def __aiter__(self) -> EmbeddingStream:
         return self
 
-    async def __anext__(self) -> InferenceClientMessage:
+    async def __anext__(self) -> ResponseEnvelope | ErrorEnvelope:
         assert self._receive is not None
         try:
-            item: InferenceClientMessage = await self._receive.receive()
+            item: ResponseEnvelope | ErrorEnvelope = await self._receive.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
         return item

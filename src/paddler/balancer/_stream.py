@@ -30,7 +30,6 @@ from paddler.wire import (
     EmbeddingResult,
     ErrorBody,
     ErrorEnvelope,
-    InferenceClientMessage,
     ModelMetadataResponse,
     ResponseEnvelope,
     StopRespondingTo,
@@ -147,7 +146,7 @@ class InferenceStream:
         else:
             self._send_stop()
 
-    async def __anext__(self) -> InferenceClientMessage:
+    async def __anext__(self) -> ResponseEnvelope | ErrorEnvelope:
         if self._finished:
             raise StopAsyncIteration
         if not self._started:
@@ -186,7 +185,7 @@ class InferenceStream:
 
     # -- streaming -----------------------------------------------------------------------
 
-    async def _next_item(self) -> InferenceClientMessage:
+    async def _next_item(self) -> ResponseEnvelope | ErrorEnvelope:
         assert self._receive is not None and self._entry is not None
         timeout = self._balancer.config.inference_item_timeout
         item: Any = None
