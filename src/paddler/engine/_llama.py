@@ -70,6 +70,7 @@ class LlamaModel:
         self.n_embd: int = llama_cpp.llama_model_n_embd(handle)
         self.bos: int = llama_cpp.llama_vocab_bos(self.vocab)
         self.eos: int = llama_cpp.llama_vocab_eos(self.vocab)
+        self.adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
 

@@ -43,7 +43,7 @@ class PrepareContext:
 def _tokenize_prompt(model: LlamaModel, text: str) -> list[int]:
     """Tokenize with the model's BOS policy, without doubling a BOS the text already has."""
     tokens = model.tokenize(text, add_special=True, parse_special=True)
-    if len(tokens) >= 2 and tokens[0] == tokens[1] == model.bos:
+    if model.adds_bos and len(tokens) >= 2 and tokens[0] == tokens[1] == model.bos:
         del tokens[0]
     return tokens
 

@@ -27,6 +27,7 @@ class FakeModel:
     n_vocab = N_VOCAB
     bos = 0
     eos = EOG
+    adds_bos = False
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
         return [ord(c) % 10 + 1 for c in text]
