@@ -12,6 +12,7 @@ from balancer_fakes import FakeAgent, eventually
 
 from paddler.balancer import Balancer, BalancerConfig
 from paddler.errors import GenerationDisabled, InvalidRequest, ShuttingDown
+from paddler.plugins import get_plugin_manager
 from paddler.wire import (
     L2,
     BalancerDesiredState,
@@ -35,7 +36,10 @@ PROMPT = ContinueFromRawPromptParams(raw_prompt="hi", max_tokens=8)
 async def cluster(
     *agents: tuple[str, int], config: BalancerConfig | None = None, **agent_kwargs: Any
 ) -> AsyncIterator[tuple[Balancer, list[FakeAgent]]]:
-    async with Balancer(config or BalancerConfig(buffered_request_timeout=2.0)) as balancer:
+    async with Balancer(
+        config or BalancerConfig(buffered_request_timeout=2.0),
+        plugin_manager=get_plugin_manager(entry_points=False),
+    ) as balancer:
         fakes = [FakeAgent(balancer, agent_id, slots, **agent_kwargs) for agent_id, slots in agents]
         async with anyio.create_task_group() as tg:
             for fake in fakes:
@@ -356,3 +360,39 @@ async def test_repr_and_statistics_show_live_counts() -> None:
         )
         for fake in fakes:
             fake.release()
+
+
+async def test_consumer_cancelled_while_buffered_leaves_quietly() -> None:
+    async with cluster(("a1", 0)) as (balancer, (agent,)):
+        with anyio.move_on_after(0.05):
+            await collect(balancer)
+        assert len(balancer.buffer) == 0
+        await agent.set_slots(1)
+        items = await collect(balancer)
+        assert isinstance(items[-1].response, Done)
+        assert len(agent.requests) == 1
+
+
+async def test_policy_plugin_routes_by_header() -> None:
+    from collections.abc import Sequence
+
+    from paddler import hookimpl
+    from paddler.balancer import AgentCandidate, RequestInfo
+
+    class ByHeader:
+        @hookimpl
+        def paddler_select_agent(
+            self, request: RequestInfo, candidates: Sequence[AgentCandidate]
+        ) -> AgentCandidate | None:
+            wanted = request.headers.get("x-agent")
+            return next((c for c in candidates if c.id == wanted), None)
+
+    async with cluster(("a1", 4), ("a2", 4)) as (balancer, _):
+        balancer.plugin_manager.register(ByHeader(), name="by-header")
+        try:
+            for _ in range(3):
+                async with balancer.generate(PROMPT, headers={"x-agent": "a2"}) as stream:
+                    items = [item async for item in stream]
+                assert items[-1].generated_by == "a2"
+        finally:
+            balancer.plugin_manager.unregister(name="by-header")
