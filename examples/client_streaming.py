@@ -24,6 +24,15 @@ async def busy_slots(management: ManagementClient) -> int:
     return sum(agent.slots_processing for agent in (await management.agents()).agents)
 
 
+async def wait_free(management: ManagementClient) -> int:
+    """Watch the agents stream until no slot is busy (the agent has confirmed the stop)."""
+    with anyio.fail_after(5):
+        async for snapshot in management.agents_stream():
+            if sum(a.slots_processing for a in snapshot.agents) == 0:
+                break
+    return await busy_slots(management)
+
+
 async def main(inference_url: str = INFERENCE_URL, management_url: str = MANAGEMENT_URL) -> None:
     params = ContinueFromConversationHistoryParams(
         add_generation_prompt=True,
@@ -43,19 +52,22 @@ async def main(inference_url: str = INFERENCE_URL, management_url: str = MANAGEM
                 if words == 20:
                     break  # leaving the block stops the request on its agent
         print(f"\n[stopped after {words} tokens]")
-        with anyio.fail_after(5):
-            async for snapshot in mgmt.agents_stream():
-                if sum(a.slots_processing for a in snapshot.agents) == 0:
-                    break
+        await wait_free(mgmt)
         print(f"busy slots now: {await busy_slots(mgmt)}")
 
-        # Cancelling the task that reads the stream stops the request just the same.
+        # cancel() stops the request and waits for the agent's final usage.
         stream = await client.continue_from_conversation_history(params)
-        with anyio.move_on_after(1.0):
-            async for _ in stream:
-                pass
-        usage = await stream.cancel()  # or: waits for the agent's final usage
+        async for envelope in stream:
+            if isinstance(envelope.response, ContentToken):
+                break
+        usage = await stream.cancel()
         print(f"cancelled; usage so far: {usage}")
+
+        # A reader whose task is cancelled (here by a timeout) stops its request too.
+        with anyio.move_on_after(1.0):
+            async for _ in await client.continue_from_conversation_history(params):
+                pass
+        print(f"timed out; busy slots once the agent confirms: {await wait_free(mgmt)}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,20 @@ def openai_cluster(
     cluster.stop()
 
 
+EMBEDDINGS = {"enable_embeddings": True, "pooling_type": "Mean", "context_size": 2048}
+
+
+@pytest.fixture(scope="session")
+def embeddings_cluster(
+    tmp_path_factory: pytest.TempPathFactory, model_path: Path
+) -> Iterator[OpenAICluster]:
+    cluster = start_cluster(
+        tmp_path_factory.mktemp("embed"), model_path, slots=2, parameters=EMBEDDINGS
+    )
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def client(openai_cluster: OpenAICluster) -> Iterator[OpenAI]:
     with OpenAI(

@@ -24,19 +24,6 @@ from paddler.wire import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
-EMBEDDINGS = {"enable_embeddings": True, "pooling_type": "Mean", "context_size": 2048}
-
-
-@pytest.fixture(scope="module")
-def embeddings_cluster(
-    tmp_path_factory: pytest.TempPathFactory, model_path: Path
-) -> Iterator[OpenAICluster]:
-    cluster = start_cluster(
-        tmp_path_factory.mktemp("embed"), model_path, slots=2, parameters=EMBEDDINGS
-    )
-    yield cluster
-    cluster.stop()
-
 
 @pytest.fixture
 def embed_client(embeddings_cluster: OpenAICluster) -> Iterator[OpenAI]:
