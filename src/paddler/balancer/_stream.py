@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from paddler.balancer._ids import new_request_id
 from paddler.balancer._selection import RequestInfo
+from paddler.balancer._trace import Trace
 from paddler.errors import AgentGone, InferenceItemTimeout, PaddlerError, ShuttingDown
 from paddler.wire import (
     AgentRequest,
@@ -166,7 +167,10 @@ class InferenceStream:
     async def _dispatch(self) -> None:
         if self._cancelled:
             return
-        with anyio.CancelScope() as self._acquire_scope:
+        with (
+            Trace("dispatch", logger, request_id=self.agent_request_id, kind=self._info.kind),
+            anyio.CancelScope() as self._acquire_scope,
+        ):
             entry = await self._balancer._acquire(self._info)
         if self._acquire_scope.cancelled_caught:
             return

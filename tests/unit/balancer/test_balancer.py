@@ -396,3 +396,10 @@ async def test_policy_plugin_routes_by_header() -> None:
                 assert items[-1].generated_by == "a2"
         finally:
             balancer.plugin_manager.unregister(name="by-header")
+
+
+async def test_dispatch_is_traced_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="paddler.balancer")
+    async with cluster(("a1", 1)) as (balancer, _):
+        await collect(balancer)
+    assert "dispatch.started" in caplog.text and "dispatch.complete" in caplog.text
