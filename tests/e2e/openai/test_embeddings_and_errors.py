@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 import httpx
 import openai
 import pytest
@@ -16,10 +19,14 @@ from conftest import OpenAICluster, start_cluster
 from paddler.client import HTTPStatusError, InferenceClient
 from paddler.wire import (
     L2,
+    ContinueFromConversationHistoryParams,
+    ConversationMessage,
     Embedding,
     EmbeddingDone,
     EmbeddingInputDocument,
     GenerateEmbeddingBatchParams,
+    TokenGenerationDisabled,
+    TokenGenerationDisabledNotification,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -135,3 +142,58 @@ def test_buffer_timeout_is_504(empty_balancers: Any) -> None:
         response = httpx.post(f"{short.openai_url}/{path}", json={"model": "m", **body}, timeout=30)
         assert response.status_code == 504, response.text
         assert response.json()["error"]["type"] == "timeout"
+
+
+@pytest.mark.anyio
+async def test_embeddings_mode_notifications_and_disabled_generation(
+    embeddings_cluster: OpenAICluster,
+) -> None:
+    """The inference socket says generation is off, and a request ends with that result."""
+    async with InferenceClient(embeddings_cluster.inference_url) as client:
+        with anyio.fail_after(10):
+            async for notification in client.notifications():
+                assert isinstance(notification, TokenGenerationDisabledNotification)
+                break
+        assert client.token_generation_enabled is False
+        params = ContinueFromConversationHistoryParams(
+            add_generation_prompt=True,
+            conversation_history=(ConversationMessage(role="user", content="Hi"),),
+            enable_thinking=False,
+            max_tokens=4,
+        )
+        results = [
+            e.response async for e in await client.continue_from_conversation_history(params)
+        ]
+        assert isinstance(results[-1], TokenGenerationDisabled)
+
+
+def test_agent_gone_mid_request_is_502(tmp_path: Path, model_path: Path) -> None:
+    cluster = start_cluster(tmp_path, model_path, slots=1, parameters={"context_size": 2048})
+    try:
+        outcome: dict[str, Any] = {}
+
+        def ask() -> None:
+            outcome["response"] = httpx.post(
+                f"{cluster.openai_url}/chat/completions",
+                json={
+                    "model": "m",
+                    "max_tokens": 1500,
+                    "messages": [{"role": "user", "content": "Write a very long story."}],
+                },
+                timeout=60,
+            )
+
+        with anyio.from_thread.start_blocking_portal() as portal:
+            future = portal.start_task_soon(anyio.to_thread.run_sync, ask)
+            cluster.wait_agents(
+                lambda agents: any(a["slots_processing"] for a in agents),
+                30,
+                "the request to reach the agent",
+            )
+            cluster.agents["agent-0"].kill()
+            future.result(timeout=60)
+        response = outcome["response"]
+        assert response.status_code == 502, response.text
+        assert response.json()["error"]["code"] == "agent_gone"
+    finally:
+        cluster.stop()
