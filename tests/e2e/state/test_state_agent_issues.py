@@ -43,13 +43,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, model_path: Path, cache_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, model_path: Path, cache_dir: Path, file_server: Any
 ) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("issues"), model_path)
+    tmp = tmp_path_factory.mktemp("issues")
+    env = {
+        "PADDLER_CACHE_DIR": str(cache_dir),
+        "HF_ENDPOINT": file_server.base,  # the local server also plays the Hugging Face hub
+        "HF_HOME": str(tmp / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_TOKEN": "",
+    }
+    cluster = Cluster(tmp, model_path)
     try:
         cluster.start_balancer()
         cluster.load_model()
-        start_agent(cluster, AGENT, 1, env={"PADDLER_CACHE_DIR": str(cache_dir)})
+        start_agent(cluster, AGENT, 1, env=env)
         cluster.wait_ready(1)
         yield cluster
     finally:
@@ -99,7 +107,7 @@ def test_url_model_downloads_with_progress_and_resumes(
 ) -> None:
     """The host sends 8 MiB and stalls: the agent shows the download's filename, current and
     total bytes; the host then drops the connection, the agent resumes with ``Range`` and loads
-    the model from its cache."""
+    the model from its cache, and later uses the cached file without a request."""
     release = threading.Event()
     url = file_server.add(
         "/models/progress/SmolLM2.gguf",
@@ -124,27 +132,18 @@ def test_url_model_downloads_with_progress_and_resumes(
         cluster, lambda a: loaded(a, str(final)), "the downloaded model to load", LOAD_TIMEOUT
     )
     assert agent["slots_total"] == 1
+    assert (agent["download_current"], agent["download_filename"]) == (0, None)
     assert final.read_bytes() == model_bytes
     gets = file_server.seen("/models/progress/SmolLM2.gguf")
     assert len(gets) >= 2, gets
     resumed = [g.headers.get("Range") for g in gets[1:]]
     assert any(r is not None and r.startswith("bytes=") and r != "bytes=0-" for r in resumed)
-    restore_good_state(cluster)
 
-
-def test_downloaded_url_model_is_used_from_the_cache(
-    cluster: Cluster, file_server: Any, model_bytes: bytes, cache_dir: Path
-) -> None:
-    """A URL already in the cache loads without asking the host again."""
-    url = file_server.add("/models/cached/SmolLM2.gguf", Route(body=model_bytes))
-    final = cached_file(cache_dir, url)
-    put(cluster, url_state(url))
-    probe(cluster, lambda a: loaded(a, str(final)), "the URL model to load", LOAD_TIMEOUT)
-    requests_before = len(file_server.seen("/models/cached/SmolLM2.gguf"))
+    # Once downloaded, the same URL loads from the cache without asking the host again.
     restore_good_state(cluster)
     put(cluster, url_state(url))
     probe(cluster, lambda a: loaded(a, str(final)), "the cached model to load", LOAD_TIMEOUT)
-    assert len(file_server.seen("/models/cached/SmolLM2.gguf")) == requests_before
+    assert len(file_server.seen("/models/progress/SmolLM2.gguf")) == len(gets)
     restore_good_state(cluster)
 
 
@@ -196,10 +195,11 @@ def test_unwritable_cache_directory_is_reported(
     cluster: Cluster, file_server: Any, model_bytes: bytes, tmp_path: Path
 ) -> None:
     """An agent whose cache directory is blocked (a file stands where it should be) reports
-    ``CacheDirectoryIsNotWritable`` and keeps running; the demo model still loads on it."""
+    ``CacheDirectoryIsNotWritable`` and keeps running; the demo model still loads on it.
+    (The probe agent, meanwhile, fetches the tiny junk file and fails to load it.)"""
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("in the way")
-    url = file_server.add("/models/unwritable/m.gguf", Route(body=model_bytes))
+    url = file_server.add("/models/unwritable/m.gguf", Route(body=b"GGUF" + bytes(60)))
     put(cluster, url_state(url))
     name = "blocked"
     start_agent(cluster, name, 1, env={"PADDLER_CACHE_DIR": str(blocked)})
@@ -226,6 +226,49 @@ def test_unwritable_cache_directory_is_reported(
     restore_good_state(cluster)
 
 
+HF_REPO = "paddler-tests/SmolLM2-GGUF"
+
+
+def hugging_face_state(cluster: Cluster, filename: str) -> dict[str, Any]:
+    state = desired_state(cluster.model_path)
+    state["model"] = {"HuggingFace": {"repo_id": HF_REPO, "revision": "main", "filename": filename}}
+    return state
+
+
+def test_hugging_face_model_downloads_and_loads(
+    cluster: Cluster, file_server: Any, model_bytes: bytes, tmp_path: Path
+) -> None:
+    """A Hugging Face model comes from ``HF_ENDPOINT`` into ``HF_HOME`` and loads."""
+    file_server.add_hugging_face_file(HF_REPO, "smol.gguf", model_bytes)
+    put(cluster, hugging_face_state(cluster, "smol.gguf"))
+    agent = probe(
+        cluster,
+        lambda a: loaded(a) and a["model_path"] != str(cluster.model_path),
+        "the Hugging Face model to load",
+        LOAD_TIMEOUT,
+    )
+    assert "hf-home" in agent["model_path"] and agent["model_path"].endswith("smol.gguf")
+    assert Path(agent["model_path"]).read_bytes() == model_bytes
+    restore_good_state(cluster)
+
+
+@pytest.mark.parametrize(
+    ("status", "issue"), [(404, "HuggingFaceModelDoesNotExist"), (401, "HuggingFacePermissions")]
+)
+def test_hugging_face_failure_is_reported_and_cleared(
+    cluster: Cluster, file_server: Any, status: int, issue: str
+) -> None:
+    filename = f"missing-{status}.gguf"
+    if status != 404:  # an unknown path is the server's 404
+        file_server.add(f"/{HF_REPO}/resolve/main/{filename}", Route(status=status))
+    put(cluster, hugging_face_state(cluster, filename))
+    agent = probe(cluster, lambda a: issue in issue_names(a), issue)
+    assert f"{HF_REPO}/{filename}" in issue_model_paths(agent), agent["issues"]
+    assert agent["slots_total"] == 0
+    assert cluster.agents[AGENT].alive, cluster.agents[AGENT].log()
+    restore_good_state(cluster)
+
+
 def assert_reported_then_cleared(cluster: Cluster, url: str, issue: str) -> None:
     put(cluster, url_state(url))
     agent = probe(cluster, lambda a: issue in issue_names(a), issue)
@@ -241,10 +284,10 @@ def assert_reported_then_cleared(cluster: Cluster, url: str, issue: str) -> None
 
 def test_corrupt_gguf_gives_model_cannot_be_loaded(cluster: Cluster, tmp_path: Path) -> None:
     """A file of junk named ``.gguf``: ``ModelCannotBeLoaded``, the state is retried
-    (AttemptedAndRetrying, then Stuck), and a good state brings it back to Applied."""
+    (AttemptedAndRetrying) until it is Stuck, and a good state brings it back to Applied."""
     junk = tmp_path / "corrupt.gguf"
     junk.write_bytes(b"this is not a gguf file, only junk bytes\n" * 256)
-    assert_load_failure_then_recovery(cluster, str(junk), "ModelCannotBeLoaded")
+    assert_load_failure_then_recovery(cluster, str(junk), "ModelCannotBeLoaded", stuck=True)
 
 
 def test_truncated_gguf_gives_model_cannot_be_loaded(
@@ -256,22 +299,40 @@ def test_truncated_gguf_gives_model_cannot_be_loaded(
     assert_load_failure_then_recovery(cluster, str(truncated), "ModelCannotBeLoaded")
 
 
+def test_broken_chat_template_override_is_reported_and_cleared(cluster: Cluster) -> None:
+    """An override that does not compile: ``ChatTemplateDoesNotCompile`` with the template's
+    text, no slots, and a good state clears it."""
+    broken = "{% for message in messages %}{{ message['content'] }"
+    state = desired_state(cluster.model_path)
+    state["chat_template_override"] = {"content": broken}
+    state["use_chat_template_override"] = True
+    put(cluster, state)
+    agent = probe(
+        cluster, lambda a: "ChatTemplateDoesNotCompile" in issue_names(a), "the template issue"
+    )
+    [found] = [i for i in agent["issues"] if "ChatTemplateDoesNotCompile" in i]
+    assert found["ChatTemplateDoesNotCompile"]["template_content"] == broken
+    assert agent["slots_total"] == 0
+    assert cluster.agents[AGENT].alive
+    restore_good_state(cluster)
+
+
 def test_missing_file_gives_model_file_does_not_exist(cluster: Cluster, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "model.gguf"
     assert_load_failure_then_recovery(cluster, str(missing), "ModelFileDoesNotExist")
 
 
-def assert_load_failure_then_recovery(cluster: Cluster, path: str, issue: str) -> None:
+def assert_load_failure_then_recovery(
+    cluster: Cluster, path: str, issue: str, *, stuck: bool = False
+) -> None:
     state = desired_state(cluster.model_path)
     state["model"] = {"LocalToAgent": path}
     put(cluster, state)
+    statuses = ("Stuck",) if stuck else ("AttemptedAndRetrying", "Stuck")
     agent = probe(
         cluster,
-        lambda a: (
-            issue in issue_names(a)
-            and a["state_application_status"] in ("AttemptedAndRetrying", "Stuck")
-        ),
-        f"{issue} with a retrying or stuck state",
+        lambda a: issue in issue_names(a) and a["state_application_status"] in statuses,
+        f"{issue} with state application status in {statuses}",
     )
     assert path in issue_model_paths(agent), agent["issues"]
     assert agent["slots_total"] == 0

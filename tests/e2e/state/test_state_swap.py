@@ -27,7 +27,9 @@ AGENTS = [("swap-a", 2), ("swap-b", 2)]
 PROMPT = "Say hello."
 #: The prompt the override renders, whatever the conversation. It is written as a Jinja
 #: expression because a template's own trailing newline is dropped (Jinja's default).
-OVERRIDE_TEXT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+OVERRIDE_TEXT = (
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+)
 OVERRIDE = "{{ '" + OVERRIDE_TEXT + "' }}"
 MAX_TOKENS = 48
 
