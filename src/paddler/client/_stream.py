@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self, get_args
@@ -26,7 +27,9 @@ from paddler.wire import (
     ErrorEnvelope,
     GeneratedTokenResult,
     ResponseEnvelope,
+    Timeout,
     TokenUsage,
+    TooManyBufferedRequests,
     is_embedding_terminal,
     is_terminal,
 )
@@ -77,6 +80,7 @@ class InferenceStream:
         self._stop = stop
         self._request_stop = request_stop
         self._finished = False
+        self._thread = threading.get_ident()
         self.usage: TokenUsage | None = None
 
     def __repr__(self) -> str:
@@ -108,6 +112,10 @@ class InferenceStream:
             self._finish()
             if isinstance(item.response, Done):
                 self.usage = item.response.usage
+            elif isinstance(item.response, Timeout | TooManyBufferedRequests):
+                # Legacy response kinds; today's balancers send Error envelopes instead.
+                code = 504 if isinstance(item.response, Timeout) else 503
+                raise ServerError(code, type(item.response).__name__, request_id=self.request_id)
         return item
 
     async def results(self) -> AsyncIterator[GeneratedTokenResult]:
@@ -169,5 +177,6 @@ class InferenceStream:
         self._receive.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_finished", True):
+        # Only on the event loop's thread: memory streams and cancel scopes are not thread-safe.
+        if not getattr(self, "_finished", True) and self._thread == threading.get_ident():
             self._abandon()

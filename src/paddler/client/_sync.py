@@ -117,6 +117,14 @@ class SyncInferenceStream:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        # Stop an unfinished request from this thread through the portal (the async stream's
+        # own finalizer must not touch the event loop from a foreign thread).
+        try:
+            self.close()
+        except Exception:
+            pass
+
 
 class SyncInferenceClient(_PortalOwner):
     """``InferenceClient`` without ``async``: ``with SyncInferenceClient(url) as client``."""
