@@ -14,44 +14,36 @@ import anyio.abc
 import pluggy
 from anyio.abc import ObjectStream
 
+from paddler.balancer._agent_socket import PADDLER_PROTOCOL_VERSION, serve_registered_agent
 from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._changes import Changes
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
 from paddler.balancer._desired_state import to_agent_desired_state, validate_desired_state
 from paddler.balancer._dispatch import _assign_waiters_to_slots
 from paddler.balancer._embeddings import EmbeddingStream
-from paddler.balancer._ids import new_request_id
 from paddler.balancer._pool import AgentEntry, AgentPool
+from paddler.balancer._rpc import call_agent
 from paddler.balancer._selection import AgentCandidate, RequestInfo, RequestKind
 from paddler.balancer._stream import SHUTDOWN, InferenceStream, new_request_info
 from paddler.errors import (
     AgentGone,
-    AgentRpcTimeout,
     BufferTimeout,
     GenerationDisabled,
     ShuttingDown,
-    UnknownAgent,
 )
 from paddler.policies import least_busy
 from paddler.wire import (
     AgentControllerPoolSnapshot,
-    AgentControllerSnapshot,
     AgentDesiredState,
-    AgentRequest,
-    AgentResponse,
     BalancerDesiredState,
     BufferedRequestsSnapshot,
     ChatTemplate,
     ChatTemplateOverrideResponse,
-    DeregisterAgent,
     GetChatTemplateOverride,
     GetModelMetadata,
     ModelMetadata,
     ModelMetadataResponse,
-    RegisterAgent,
     SetState,
-    UpdateAgentStatus,
-    Version,
 )
 
 if TYPE_CHECKING:
@@ -60,9 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["PADDLER_PROTOCOL_VERSION", "Balancer", "BalancerMetricsLike", "BalancerState"]
 
 logger = logging.getLogger("paddler.balancer")
-
-PADDLER_PROTOCOL_VERSION = "4.1.0"
-REGISTER_TIMEOUT = 10.0
 
 
 class BalancerMetricsLike(Protocol):
@@ -222,92 +211,7 @@ class Balancer:
         scope.cancel()
 
     async def _serve_agent(self, agent_id: str, stream: ObjectStream[Any]) -> None:
-        try:
-            await stream.send(Version(version=PADDLER_PROTOCOL_VERSION))
-            with anyio.fail_after(REGISTER_TIMEOUT):
-                first = await stream.receive()
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return
-        except TimeoutError:
-            logger.warning("agent %s did not register within %ss", agent_id, REGISTER_TIMEOUT)
-            return
-        if not isinstance(first, RegisterAgent):
-            logger.warning("agent %s sent %s before RegisterAgent", agent_id, type(first).__name__)
-            return
-        if agent_id in self.pool:
-            logger.warning("agent %s is already registered; closing the new socket", agent_id)
-            return
-        outbox_send, outbox_receive = anyio.create_memory_object_stream[Any](float("inf"))
-        entry = AgentEntry(
-            id=agent_id,
-            name=first.name,
-            status=first.slot_aggregated_status_snapshot,
-            outbox=outbox_send,
-        )
-        self.pool.add(entry)
-        logger.info("agent registered id=%s name=%s", agent_id, entry.name)
-        if self._applicable is not None:
-            outbox_send.send_nowait(SetState(desired_state=self._applicable))
-        self._pool_changed()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._write_agent, stream, outbox_receive, tg.cancel_scope)
-                try:
-                    async for message in stream:
-                        if not self._handle_agent_message(entry, message):
-                            break
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass
-                tg.cancel_scope.cancel()
-        finally:
-            self.pool.remove(agent_id)
-            outbox_send.close()
-            for route in entry.routes.values():
-                route.close()
-            entry.routes.clear()
-            logger.info("agent gone id=%s name=%s", agent_id, entry.name)
-            self._pool_changed()
-
-    async def _write_agent(
-        self, stream: ObjectStream[Any], outbox: Any, scope: anyio.CancelScope
-    ) -> None:
-        try:
-            async with outbox:
-                async for message in outbox:
-                    await stream.send(message)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            logger.debug("agent socket send failed", exc_info=True)
-        scope.cancel()
-
-    def _handle_agent_message(self, entry: AgentEntry, message: Any) -> bool:
-        """Apply one message from an agent (sync, no I/O); False ends the connection."""
-        if isinstance(message, AgentResponse):
-            route = entry.routes.get(message.request_id)
-            if route is None:
-                logger.debug("response for unknown request %s dropped", message.request_id)
-                return True
-            try:
-                route.send_nowait(message)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                entry.routes.pop(message.request_id, None)
-            return True
-        if isinstance(message, UpdateAgentStatus):
-            before = entry.slots_total
-            status = message.slot_aggregated_status_snapshot
-            changed = self.pool.apply_status(entry.id, status)
-            if before > 0 and entry.slots_total == 0 and entry.status is status:
-                # The agent is draining: acknowledge on the socket, in order, so it knows
-                # every request dispatched before this point has already reached it.
-                assert entry.outbox is not None
-                entry.outbox.send_nowait(Version(version=PADDLER_PROTOCOL_VERSION))
-            if changed:
-                self._pool_changed()
-            return True
-        if isinstance(message, DeregisterAgent):
-            logger.info("agent deregistered id=%s", entry.id)
-            return False
-        logger.warning("agent %s sent unexpected %s", entry.id, type(message).__name__)
-        return True
+        await serve_registered_agent(self, agent_id, stream)
 
     def _pool_changed(self) -> None:
         assigned = _assign_waiters_to_slots(self.buffer, self.pool, self._select)
@@ -501,38 +405,12 @@ class Balancer:
         return response.model_metadata
 
     async def _rpc(self, agent_id: str, payload: Any) -> Any:
-        entry = self.pool.get(agent_id)
-        if entry is None or entry.outbox is None:
-            raise UnknownAgent(f"Agent {agent_id!r} is not registered")
-        request_id = new_request_id()
-        send, receive = anyio.create_memory_object_stream[Any](4)
-        entry.routes[request_id] = send
-        try:
-            try:
-                entry.outbox.send_nowait(AgentRequest(id=request_id, request=payload))
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-                raise AgentGone("Agent controller connection closed") from exc
-            try:
-                with anyio.fail_after(self.config.agent_rpc_timeout):
-                    message = await receive.receive()
-            except TimeoutError:
-                raise AgentRpcTimeout(
-                    f"Agent {agent_id!r} did not answer within {self.config.agent_rpc_timeout}s"
-                ) from None
-            except anyio.EndOfStream:
-                raise AgentGone("Agent controller connection closed") from None
-            if message is SHUTDOWN:
-                raise ShuttingDown("balancer is shutting down")
-            return message.response
-        finally:
-            entry.routes.pop(request_id, None)
-            send.close()
-            receive.close()
+        return await call_agent(self, agent_id, payload)
 
     # -- snapshots -----------------------------------------------------------------------
 
     def agents_snapshot(self) -> AgentControllerPoolSnapshot:
-        return AgentControllerPoolSnapshot(agents=tuple(_agent_snapshot(e) for e in self.pool))
+        return AgentControllerPoolSnapshot(agents=tuple(e.snapshot() for e in self.pool))
 
     def buffered_requests_snapshot(self) -> BufferedRequestsSnapshot:
         return BufferedRequestsSnapshot(buffered_requests_current=len(self.buffer))
@@ -600,22 +478,3 @@ class _Tracked(InferenceStream):
     ) -> None:
         self._balancer._active.discard(self)
         await super().__aexit__(exc_type, exc, tb)
-
-
-def _agent_snapshot(entry: AgentEntry) -> AgentControllerSnapshot:
-    status = entry.status
-    return AgentControllerSnapshot(
-        id=entry.id,
-        name=entry.name,
-        desired_slots_total=status.desired_slots_total,
-        slots_total=status.slots_total,
-        slots_processing=entry.slots_busy,
-        download_current=status.download_current,
-        download_total=status.download_total,
-        download_filename=status.download_filename,
-        download_indeterminate=status.download_indeterminate,
-        issues=status.issues,
-        model_path=status.model_path,
-        state_application_status=status.state_application_status,
-        uses_chat_template_override=status.uses_chat_template_override,
-    )

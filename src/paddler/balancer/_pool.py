@@ -18,7 +18,7 @@ from paddler.balancer._selection import AgentCandidate
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from paddler.wire import SlotAggregatedStatusSnapshot
+    from paddler.wire import AgentControllerSnapshot, SlotAggregatedStatusSnapshot
 
 __all__ = ["AgentEntry", "AgentPool"]
 
@@ -47,6 +47,27 @@ class AgentEntry:
     @property
     def slots_free(self) -> int:
         return self.slots_total - self.slots_busy
+
+    def snapshot(self) -> AgentControllerSnapshot:
+        """As the management API shows it: ``slots_processing`` is the balancer's count."""
+        from paddler.wire import AgentControllerSnapshot
+
+        status = self.status
+        return AgentControllerSnapshot(
+            id=self.id,
+            name=self.name,
+            desired_slots_total=status.desired_slots_total,
+            slots_total=status.slots_total,
+            slots_processing=self.slots_busy,
+            download_current=status.download_current,
+            download_total=status.download_total,
+            download_filename=status.download_filename,
+            download_indeterminate=status.download_indeterminate,
+            issues=status.issues,
+            model_path=status.model_path,
+            state_application_status=status.state_application_status,
+            uses_chat_template_override=status.uses_chat_template_override,
+        )
 
     def candidate(self) -> AgentCandidate:
         return AgentCandidate(
