@@ -183,3 +183,41 @@ def test_overrides_reach_the_balancer(sdk: OpenAI, balancer: ScriptedBalancer) -
     sdk.chat.completions.create(model="m", messages=HI, temperature=0.2, seed=5, stop=["x"])
     _, overrides = balancer.calls[-1]
     assert (overrides.temperature, overrides.seed, overrides.stop) == (0.2, 5, ("x",))
+
+
+def test_responses_reasoning_message_and_call_items(
+    sdk: OpenAI, balancer: ScriptedBalancer
+) -> None:
+    """Reasoning, text and a call become three output items, whole or streamed."""
+    call = ParsedToolCall(id="call_9", name="f", arguments=ValidJson({}))
+    script = [
+        envelope(ReasoningToken("th")),
+        envelope(ReasoningToken("ink")),
+        envelope(ContentToken("Hi")),
+        envelope(ToolCallParsed((call,))),
+        envelope(Done(USAGE)),
+    ]
+    balancer.script = list(script)
+    response = sdk.responses.create(model="m", input="hi")
+    assert [item.type for item in response.output] == ["reasoning", "message", "function_call"]
+    assert response.output_text == "Hi"
+    assert response.usage is not None and response.usage.output_tokens_details.reasoning_tokens == 1
+    balancer.script = list(script)
+    events = list(sdk.responses.create(model="m", input="hi", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds.count("response.reasoning_text.delta") == 2
+    assert kinds.count("response.output_item.done") == 3
+    final = events[-1]
+    assert final.type == "response.completed"
+    assert [item.type for item in final.response.output] == [
+        "reasoning",
+        "message",
+        "function_call",
+    ]
+
+
+def test_chat_request_id_and_model_echo(sdk: OpenAI, balancer: ScriptedBalancer) -> None:
+    balancer.script = [envelope(ContentToken("Hi")), envelope(Done(USAGE))]
+    answer = sdk.chat.completions.create(model="my-model", messages=HI)
+    assert answer.model == "my-model"
+    assert answer.id.startswith("chatcmpl-")
