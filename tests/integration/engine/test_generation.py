@@ -41,11 +41,14 @@ async def engine(model_path: Path) -> AsyncIterator[LlamaEngine]:
 
 async def test_four_concurrent_requests_match_each_alone(engine: LlamaEngine) -> None:
     """Continuous batching does not change what a request generates (deterministic preset)."""
-    alone = [content(await collect(engine.generate(chat(("user", q))))) for q in QUESTIONS]
+    alone = [
+        content(await collect(engine.generate(chat(("user", q), max_tokens=20)))) for q in QUESTIONS
+    ]
     together: dict[int, str] = {}
 
     async def run(i: int) -> None:
-        together[i] = content(await collect(engine.generate(chat(("user", QUESTIONS[i])))))
+        params = chat(("user", QUESTIONS[i]), max_tokens=20)
+        together[i] = content(await collect(engine.generate(params)))
 
     async with anyio.create_task_group() as tg:
         for i in range(len(QUESTIONS)):
@@ -156,7 +159,7 @@ async def test_prompts_longer_than_n_batch_are_ingested_in_chunks(
 
 
 async def test_stop_string_ends_generation_without_emitting_it(engine: LlamaEngine) -> None:
-    params = chat(("user", QUESTIONS[1]), max_tokens=40)
+    params = chat(("user", QUESTIONS[1]), max_tokens=24)
     full = content(await collect(engine.generate(params)))
     assert len(full) > 6
     stop = full[3:6]
