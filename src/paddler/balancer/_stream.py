@@ -193,12 +193,17 @@ class InferenceStream:
         assert self._receive is not None and self._entry is not None
         timeout = self._balancer.config.inference_item_timeout
         item: Any = None
-        with anyio.move_on_after(timeout):
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
             try:
-                item = await self._receive.receive()
-            except anyio.EndOfStream:
-                self._release()
-                return self._fail(AgentGone("Agent controller connection closed"), outcome="502")
+                item = self._receive.receive_nowait()  # fast path: no cancel scope per token
+                await anyio.lowlevel.cancel_shielded_checkpoint()  # never lose a taken item
+            except anyio.WouldBlock:
+                with anyio.move_on_after(timeout):
+                    item = await self._receive.receive()
+        except anyio.EndOfStream:
+            self._release()
+            return self._fail(AgentGone("Agent controller connection closed"), outcome="502")
         if item is None:
             self._send_stop()
             if not self._balancer._spawn_drain(self):
