@@ -184,8 +184,8 @@ class LlamaEngine:
     def _deliver_from_thread(self, outbox: Outbox) -> None:
         try:
             anyio.from_thread.run_sync(self._deliver, outbox, token=self._token)
-        except RuntimeError:  # the event loop is gone
-            logger.debug("dropping outputs: event loop closed")
+        except Exception:  # a closed event loop, or a bug: never kill the scheduler for it
+            logger.exception("could not deliver results to the event loop")
 
     def _deliver(self, outbox: Outbox) -> None:
         """Runs on the event loop: hand each request its results, never blocking."""
