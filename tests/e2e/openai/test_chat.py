@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import jsonschema
 import openai
 import pytest
@@ -301,4 +302,34 @@ def test_images_on_a_text_only_model_are_a_clear_400(client: OpenAI) -> None:
     assert (
         "MultimodalNotSupported" in info.value.message
         or "ImageDecodingFailed" in info.value.message
+    )
+
+
+@pytest.mark.parametrize("path", ["chat/completions", "responses", "completions"])
+def test_a_client_that_goes_away_frees_the_slot(openai_cluster: Any, path: str) -> None:
+    """Closing a streaming response cancels the request on its agent at once."""
+    body: dict[str, Any] = {
+        "chat/completions": {
+            "messages": [{"role": "user", "content": "Write a long story."}],
+            "max_tokens": 1500,
+        },
+        "responses": {"input": "Write a long story.", "max_output_tokens": 1500},
+        "completions": {"prompt": "Once upon a time", "max_tokens": 1500},
+    }[path]
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream(
+            "POST",
+            f"{openai_cluster.openai_url}/{path}",
+            json={"model": "m", "stream": True, **body},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        data = 0
+        for line in response.iter_lines():
+            data += line.startswith("data:")
+            if data == 4:  # some output has been generated
+                break
+    openai_cluster.wait_agents(
+        lambda agents: all(a["slots_processing"] == 0 for a in agents), 1.0, "the slot to be freed"
     )
