@@ -191,7 +191,11 @@ class Agent:
             await self._registrations.wait_beyond(self._registrations.version)
 
     async def wait_applied(self) -> None:
-        """Return once the latest desired state is applied (status ``Applied``)."""
+        """Return once the latest desired state this agent has *received* is applied.
+
+        A state just set on the balancer may still be on its way; compare
+        ``agent.desired_state`` with ``balancer.applicable_state`` first when it matters.
+        """
         changes = self.status.changes
         while not (
             self.desired_state is not None

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import cluster, collect, desired_state, prompt
+from conftest import cluster, collect, desired_state, prompt, wait_applied
 from paddler.wire import Done, ResponseEnvelope
 
 pytestmark = [pytest.mark.anyio, pytest.mark.model]
@@ -33,9 +33,8 @@ async def test_swap_under_load_loses_no_request(model_path: Path) -> None:
             await balancer.set_desired_state(desired_state(model_path, context_size=2048))
             for _ in range(4):
                 tg.start_soon(request)
-            with anyio.fail_after(60):
-                for agent in started:
-                    await agent.wait_applied()
+            for agent in started:
+                await wait_applied(agent, balancer)
         for result in results:
             assert isinstance(result[-1], ResponseEnvelope), result[-1]
             assert isinstance(result[-1].response, Done)
