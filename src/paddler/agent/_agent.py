@@ -44,6 +44,7 @@ __all__ = ["Agent", "AgentConfig", "AgentState"]
 
 logger = logging.getLogger("paddler.agent")
 
+MIN_REPORT_GAP = 0.05
 NO_MODEL_MESSAGE = "agent has no model loaded (it is swapping or has none)"
 
 
@@ -295,6 +296,7 @@ class Agent:
                 seen = await changes.wait_beyond(seen)
             protocol.report(self.status.snapshot())
             self._flush()
+            await anyio.sleep(MIN_REPORT_GAP)  # coalesce bursts such as download progress
 
     def _begin_drain(self) -> anyio.Event | None:
         """Report ``slots_total: 0`` now; the event fires when the balancer acknowledged it."""
