@@ -210,3 +210,23 @@ async def test_agent_against_mock_transport(model_file: Path) -> None:
     assert isinstance(seen[-1], DeregisterAgent)
     versions = [m.slot_aggregated_status_snapshot.version for m in seen[1:-1]]
     assert versions == sorted(versions)
+
+
+async def test_run_returns_to_start_once_registered(model_file: Path) -> None:
+    name = f"agent-test-{next(_names)}"
+    async with Balancer(BalancerConfig(inproc_name=name)) as balancer:
+        await balancer.set_desired_state(state_for(model_file))
+        agent = Agent(
+            AgentConfig(management_url=f"inproc://{name}", slots=1, name="runner"),
+            engine_loader=FakeLoader(),
+        )
+        async with anyio.create_task_group() as tg:
+            with anyio.fail_after(5):
+                await tg.start(agent.run)
+            assert agent.connected
+            assert repr(agent).startswith("<Agent [runner ")
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(2):
+            async for snapshot in balancer.subscribe_agents():
+                if not snapshot.agents:
+                    break
