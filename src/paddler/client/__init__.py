@@ -4,8 +4,8 @@ Requests and results are the typed ``paddler.wire`` classes; errors are in
 ``paddler.client.errors``. Leaving a stream early stops its request on the server.
 """
 
-from paddler.client._inference import DEFAULT_INFERENCE_URL, InferenceClient
-from paddler.client._management import DEFAULT_MANAGEMENT_URL, ManagementClient
+from paddler.client._inference import InferenceClient
+from paddler.client._management import ManagementClient
 from paddler.client._stream import InferenceStream
 from paddler.client._sync import SyncInferenceClient, SyncInferenceStream, SyncManagementClient
 from paddler.client.errors import (
@@ -18,8 +18,6 @@ from paddler.client.errors import (
 )
 
 __all__ = [
-    "DEFAULT_INFERENCE_URL",
-    "DEFAULT_MANAGEMENT_URL",
     "ClientError",
     "ConnectError",
     "ConnectionDropped",
