@@ -257,7 +257,8 @@ class LlamaContext:
         self._model = model
         self._memory = llama_cpp.llama_get_memory(handle)
         self.n_ctx: int = llama_cpp.llama_n_ctx(handle)
-        self.n_batch = n_batch
+        # llama.cpp clamps n_batch to n_ctx for causal models; a bigger batch aborts the process.
+        self.n_batch: int = llama_cpp.llama_n_batch(handle)
         self.kv_unified = bool(params.kv_unified)
         self.n_vocab = model.n_vocab
         self.n_embd = model.n_embd
