@@ -32,6 +32,12 @@ OVERRIDE_TEXT = (
 )
 OVERRIDE = "{{ '" + OVERRIDE_TEXT + "' }}"
 MAX_TOKENS = 48
+#: ChatML without the default system prompt: the conversation goes through as it is.
+PASS_THROUGH = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -190,23 +196,45 @@ def test_after_the_swap_requests_run_with_the_new_state(cluster: Cluster) -> Non
     assert chat_text == raw_text
 
 
-def test_a_new_context_size_reloads_and_keeps_serving(cluster: Cluster) -> None:
+def test_a_new_context_size_reloads_and_is_in_effect(cluster: Cluster) -> None:
     """A parameter-only change (context_size) goes through the same drain and reload: the
-    applicable state shows it, every agent is Applied again, and requests still complete."""
-    state = desired_state(cluster.model_path, context_size=1024)
-    assert cluster.put_state(state).status_code == 204
-    applicable = cluster.http.get(
-        f"{cluster.management_url}/api/v1/balancer_applicable_state"
-    ).json()
-    assert applicable["inference_parameters"]["context_size"] == 1024
-    assert applicable["chat_template_override"] is None
+    applicable state shows it, and a prompt that fits the old context but not the new one now
+    ends in-band with an eviction (and the agent lives on), while short requests complete."""
+    long_prompt = "Summarise this: " + "the quick brown fox jumps over the lazy dog. " * 40
+    body = conversation(long_prompt, max_tokens=8)
+    url = f"{cluster.inference_url}/api/v1/continue_from_conversation_history"
+    assert cluster.put_state(desired_state(cluster.model_path)).status_code == 204
     cluster.wait_agents(
         lambda agents: (
             len(agents) == 2
             and all(loaded(a) and not a["uses_chat_template_override"] for a in agents)
         ),
         180,
-        "both agents to reload without the override",
+        "both agents to reload with the default context",
     )
-    text = complete(cluster, PROMPT)
-    assert "Paris" not in text
+    fits = ndjson(cluster.http.post(url, json=body, timeout=120.0))
+    assert is_done(fits[-1]), fits[-1]
+    usage = fits[-1]["Response"]["response"]["GeneratedToken"]["Done"]["usage"]
+    assert usage["prompt_tokens"] > 256
+
+    # A pass-through override rides along only so the reload is visible in the agents list.
+    small = desired_state(cluster.model_path, context_size=256)
+    small["chat_template_override"] = {"content": PASS_THROUGH}
+    small["use_chat_template_override"] = True
+    assert cluster.put_state(small).status_code == 204
+    applicable = cluster.http.get(
+        f"{cluster.management_url}/api/v1/balancer_applicable_state"
+    ).json()
+    assert applicable["inference_parameters"]["context_size"] == 256
+    cluster.wait_agents(
+        lambda agents: (
+            len(agents) == 2 and all(loaded(a) and a["uses_chat_template_override"] for a in agents)
+        ),
+        180,
+        "both agents to reload with context_size 256",
+    )
+    too_long = ndjson(cluster.http.post(url, json=body, timeout=120.0))
+    terminal = too_long[-1]["Response"]["response"]["GeneratedToken"]  # in-band, not an Error
+    assert "KV cache" in terminal["SamplerError"], terminal
+    assert all(agent.alive for agent in cluster.agents.values()), cluster.logs()
+    assert "Paris" not in complete(cluster, PROMPT)
