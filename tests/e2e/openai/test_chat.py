@@ -11,6 +11,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import BaseModel, Field
 
 from conftest import needs_overrides
 
@@ -333,3 +334,19 @@ def test_a_client_that_goes_away_frees_the_slot(openai_cluster: Any, path: str) 
     openai_cluster.wait_agents(
         lambda agents: all(a["slots_processing"] == 0 for a in agents), 1.0, "the slot to be freed"
     )
+
+
+class Person(BaseModel):
+    name: str = Field(max_length=16)
+    age: int
+
+
+def test_sdk_structured_output_parse(client: OpenAI) -> None:
+    """``chat.completions.parse`` with a pydantic model: strict json_schema, parsed back."""
+    completion = client.chat.completions.parse(
+        model="smol",
+        messages=[{"role": "user", "content": "Invent a person with a name and an age."}],
+        response_format=Person,
+        max_tokens=60,
+    )
+    assert isinstance(completion.choices[0].message.parsed, Person)
