@@ -31,7 +31,6 @@ from paddler.errors import (
     GenerationDisabled,
     ShuttingDown,
 )
-from paddler.policies import least_busy
 from paddler.wire import (
     AgentControllerPoolSnapshot,
     AgentDesiredState,
@@ -227,6 +226,8 @@ class Balancer:
                 request=request, candidates=list(candidates)
             )
         except Exception:
+            from paddler.policies import least_busy  # (import cycle: policies → balancer)
+
             logger.exception("paddler_select_agent failed; using least busy")
             chosen = least_busy(candidates)
         if chosen is not None and not any(c.id == chosen.id for c in candidates):
