@@ -26,13 +26,16 @@ from paddler_server.openai._responses_request import read_responses_request
 __all__ = ["create_openai_app"]
 
 
-def _produce(
+async def _produce(
     request: Request[Any, Any, Any],
     answer: Callable[[Object, Responder], Awaitable[None]],
 ) -> ASGIResponse:
+    # The body is read here, before the response starts watching the connection for a
+    # disconnect, so the two never compete for the same ASGI messages.
+    raw = await request.body()
+
     async def producer(responder: Responder) -> None:
-        body = load_object(await request.body())
-        await answer(body, responder)
+        await answer(load_object(raw), responder)
 
     return ProducerResponse(producer)
 
@@ -47,7 +50,7 @@ async def chat_completions(
         chat = read_chat_request(body)
         await answer_chat(balancer, chat, await names.echo(chat.model), responder)
 
-    return _produce(request, answer)
+    return await _produce(request, answer)
 
 
 @post("/v1/completions")
@@ -60,7 +63,7 @@ async def completions(
         completion = read_completion_request(body)
         await answer_completion(balancer, completion, await names.echo(completion.model), responder)
 
-    return _produce(request, answer)
+    return await _produce(request, answer)
 
 
 @post("/v1/responses")
@@ -73,7 +76,7 @@ async def responses(
         parsed = read_responses_request(body)
         await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
 
-    return _produce(request, answer)
+    return await _produce(request, answer)
 
 
 @post("/v1/embeddings")
@@ -88,7 +91,7 @@ async def embeddings(
             await answer_embeddings(balancer, parsed, await names.echo(parsed.model))
         )
 
-    return _produce(request, answer)
+    return await _produce(request, answer)
 
 
 @get("/v1/models")
