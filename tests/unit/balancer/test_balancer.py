@@ -403,3 +403,47 @@ async def test_dispatch_is_traced_at_debug(caplog: pytest.LogCaptureFixture) -> 
     async with cluster(("a1", 1)) as (balancer, _):
         await collect(balancer)
     assert "dispatch.started" in caplog.text and "dispatch.complete" in caplog.text
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def observe_buffer_wait(self, seconds: float) -> None:
+        self.calls.append(("buffer_wait", seconds))
+
+    def observe_time_to_first_token(self, seconds: float) -> None:
+        self.calls.append(("ttft", seconds))
+
+    def observe_inter_token_latency(self, seconds: float) -> None:
+        self.calls.append(("itl", seconds))
+
+    def count_tokens(self, *, prompt: int, cached_prompt: int, generated: int) -> None:
+        self.calls.append(("tokens", (prompt, cached_prompt, generated)))
+
+    def count_request(self, outcome: str) -> None:
+        self.calls.append(("request", outcome))
+
+
+async def test_metrics_see_wait_latencies_tokens_and_outcomes() -> None:
+    metrics = RecordingMetrics()
+    config = BalancerConfig(max_buffered_requests=0)
+    async with Balancer(config, metrics=metrics) as balancer:
+        agent = FakeAgent(balancer, "a1", 1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.run)
+            await agent.start()
+            await balancer.wait_agents(1)
+            await collect(balancer)
+            agent.hold = True
+            async with balancer.generate(PROMPT) as held:
+                with anyio.move_on_after(0.02):
+                    await held.__anext__()
+                await collect(balancer)  # no slot, no buffer: 503
+                agent.release()
+            tg.cancel_scope.cancel()
+    kinds = [kind for kind, _ in metrics.calls]
+    assert kinds.count("ttft") == 1 and kinds.count("itl") == 1
+    assert ("tokens", (3, 0, 2)) in metrics.calls
+    outcomes = [value for kind, value in metrics.calls if kind == "request"]
+    assert outcomes == ["ok", "503", "cancelled"]
