@@ -147,6 +147,52 @@ def test_url_model_downloads_with_progress_and_resumes(
     restore_good_state(cluster)
 
 
+def test_two_agents_on_one_host_share_one_download(
+    cluster: Cluster, file_server: Any, model_bytes: bytes, cache_dir: Path
+) -> None:
+    """A second agent with the same cache directory waits on the file lock (showing the
+    partial's growth) instead of downloading too: the host sends the file once, and both
+    agents load the same cached file."""
+    name = "twin"
+    start_agent(cluster, name, 1, env={"PADDLER_CACHE_DIR": str(cache_dir)})
+    try:
+        cluster.wait_agents(lambda agents: loaded(only(agents, name)), LOAD_TIMEOUT, "the twin")
+        release = threading.Event()
+        path = "/models/shared/SmolLM2.gguf"
+        url = file_server.add(
+            path, Route(body=model_bytes, stall_after=4 * 1024 * 1024, hold=release)
+        )
+        put(cluster, url_state(url))
+        try:
+            cluster.wait_agents(
+                lambda agents: all(
+                    (a := only(agents, n)) is not None
+                    and a["download_filename"] == "SmolLM2.gguf"
+                    and a["download_current"] > 0
+                    for n in (AGENT, name)
+                ),
+                ISSUE_TIMEOUT,
+                "both agents to show the download's progress",
+            )
+            assert len(file_server.seen(path)) == 1
+        finally:
+            release.set()
+        final = str(cached_file(cache_dir, url))
+        cluster.wait_agents(
+            lambda agents: loaded(only(agents, AGENT), final) and loaded(only(agents, name), final),
+            LOAD_TIMEOUT,
+            "both agents to load the shared download",
+        )
+        gets = file_server.seen(path)
+        assert len(gets) == 2, [g.headers.get("Range") for g in gets]
+        assert "Range" not in gets[0].headers
+        resumed = gets[1].headers["Range"]
+        assert resumed.startswith("bytes=") and resumed != "bytes=0-", resumed
+    finally:
+        cluster.agents.pop(name).stop()
+    restore_good_state(cluster)
+
+
 BROKEN_STATUSES = [
     (404, "ModelDoesNotExistAtUrl"),
     (401, "DownloadServerDeniedAccess"),
