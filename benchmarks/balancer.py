@@ -392,6 +392,21 @@ async def http_requests_per_second(base: str, concurrency: int, requests: int) -
         return (concurrency * max(1, requests // concurrency)) / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def balancer_cpu_per_request(cluster: Cluster, url: str, tokens: int, requests: int) -> float:
+    """CPU the balancer process spends per request: wall-clock free, so a busy machine
+    (other processes on the same cores) does not inflate it."""
+    before = cpu_seconds(cluster.balancer.pid)
+    await balancer_latencies(url, 32, requests, tokens, 4)
+    return (cpu_seconds(cluster.balancer.pid) - before) / requests
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.3f}"
 
@@ -430,6 +445,14 @@ async def benchmark(quick: bool, tokens: int) -> None:
         print(f"  inference WebSocket, 64 concurrent on 8 sockets: {short / wall:8.0f} req/s")
         rps = await http_requests_per_second(f"http://{cluster.inference}", 32, int(2000 * scale))
         print(f"  HTTP NDJSON, 32 concurrent connections:          {rps:8.0f} req/s")
+        if sys.platform == "linux":
+            print("\nBalancer process CPU per request (independent of other load on the machine):")
+            for count in (1, tokens):
+                per_request = await balancer_cpu_per_request(cluster, url, count, int(2000 * scale))
+                print(
+                    f"  {count:>3} token(s): {per_request * 1000:6.3f} ms "
+                    f"(= {1 / per_request:6.0f} requests/s per fully used core)"
+                )
     finally:
         await anyio.to_thread.run_sync(cluster.stop)
 

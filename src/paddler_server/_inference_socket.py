@@ -42,7 +42,6 @@ logger = logging.getLogger("paddler_server.inference_socket")
 GOING_AWAY = 1001
 SHUTDOWN_REASON = "Server shutting down"
 DISABLED_MESSAGE = "Token generation is disabled while the cluster is configured for embeddings"
-_CLOSE = object()
 
 
 def check_tools(tools: Sequence[Any] | None) -> None:
@@ -70,7 +69,9 @@ class InferenceSocketSession:
         self._shutdown = shutdown
         self._headers = {key.lower(): value for key, value in socket.headers.items()}
         self._requests: dict[str, _InFlight] = {}
-        self._outgoing_send, self._outgoing_receive = anyio.create_memory_object_stream[Any](1024)
+        self._send_lock = anyio.Lock()
+        self._closed = False
+        self._scope: anyio.CancelScope | None = None
 
     async def run(self) -> None:
         try:
@@ -81,7 +82,7 @@ class InferenceSocketSession:
 
     async def _run(self) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._write_loop, tg.cancel_scope)
+            self._scope = tg.cancel_scope
             tg.start_soon(self._watch_generation_mode)
             if self._shutdown is not None:
                 tg.start_soon(self._watch_shutdown, self._shutdown)
@@ -172,37 +173,32 @@ class InferenceSocketSession:
     # -- writing ------------------------------------------------------------------------
 
     async def _send(self, item: Any) -> None:
-        await self._outgoing_send.send(item)
-
-    async def _write_loop(self, scope: anyio.CancelScope) -> None:
-        async with self._outgoing_receive:
-            async for item in self._outgoing_receive:
-                if item is _CLOSE:
-                    await self._close_going_away()
-                    scope.cancel()
-                    return
-                text = (
-                    item if isinstance(item, str) else converter.dumps(item, InferenceClientMessage)
-                )
-                try:
-                    await self._socket.send_text(text)
-                except Exception:  # the client is gone; the read loop will notice
-                    logger.debug("inference socket send failed", exc_info=True)
-                    scope.cancel()
-                    return
-
-    async def _close_going_away(self) -> None:
-        try:
-            await self._socket.close(code=GOING_AWAY, reason=SHUTDOWN_REASON)
-        except Exception:
-            logger.debug("inference socket close failed", exc_info=True)
+        """Write one message; sends are serialised by a lock (no writer-task hop per token)."""
+        if self._closed:
+            return
+        text = converter.dumps(item, InferenceClientMessage)
+        async with self._send_lock:
+            try:
+                await self._socket.send_text(text)
+            except Exception:  # the client is gone: stop everything on this socket
+                logger.debug("inference socket send failed", exc_info=True)
+                self._closed = True
+                if self._scope is not None:
+                    self._scope.cancel()
 
     async def _watch_shutdown(self, shutdown: anyio.Event) -> None:
         await shutdown.wait()
         for request_id, in_flight in list(self._requests.items()):
             in_flight.scope.cancel()
             await self._send(_error(request_id, 503, "Balancer is shutting down"))
-        await self._send(_CLOSE)
+        async with self._send_lock:
+            self._closed = True
+            try:
+                await self._socket.close(code=GOING_AWAY, reason=SHUTDOWN_REASON)
+            except Exception:
+                logger.debug("inference socket close failed", exc_info=True)
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def _watch_generation_mode(self) -> None:
         """Send TokenGenerationDisabled at connect if in embeddings mode, then on each flip."""

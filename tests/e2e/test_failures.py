@@ -162,3 +162,18 @@ def wait_buffered_one(cluster: Cluster) -> None:
             if line.startswith("data:") and json.loads(line[5:])["buffered_requests_current"] == 1:
                 return
     raise AssertionError("the request was never buffered")
+
+
+def test_inference_item_timeout_is_504(tmp_path: Path, model_path: Path) -> None:
+    """No next token within --inference-item-timeout: the stream ends with Error 504."""
+    with running_cluster(
+        tmp_path, model_path, agents=[("slow", 1)], inference_item_timeout=0
+    ) as cluster:
+        response = cluster.http.post(
+            f"{cluster.inference_url}/api/v1/continue_from_conversation_history",
+            json=conversation(max_tokens=8),
+        )
+        lines = ndjson(response)
+        assert lines[-1]["Error"]["error"]["code"] == 504
+        assert "inference-item-timeout" in lines[-1]["Error"]["error"]["description"]
+        cluster.wait_idle()
