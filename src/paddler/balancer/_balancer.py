@@ -61,6 +61,7 @@ class BalancerMetricsLike(Protocol):
     def observe_inter_token_latency(self, seconds: float) -> None: ...
     def count_tokens(self, *, prompt: int, cached_prompt: int, generated: int) -> None: ...
     def count_request(self, outcome: str) -> None: ...
+    def record_generated_tokens(self, agent_id: str, count: int = 1) -> None: ...
 
 
 class BalancerState(enum.Enum):
@@ -267,6 +268,7 @@ class Balancer:
             else:
                 self._release_slot(waiter.agent_id)
             if isinstance(exc, TimeoutError) and waiter.error is None:
+                self._observe_wait(started)  # a wait that ended by timeout is a wait too
                 raise BufferTimeout("Waiting for available slot timed out") from None
             raise
         if waiter.error is not None:

@@ -243,6 +243,8 @@ class InferenceStream:
                     generated=usage.completion_tokens,
                 )
             elif self._info.kind == "generate":
+                if self.agent_id is not None:
+                    metrics.record_generated_tokens(self.agent_id)
                 if self._last_item_at is None:
                     metrics.observe_time_to_first_token(now - self._created_at)
                 else:

@@ -424,6 +424,9 @@ class RecordingMetrics:
     def count_request(self, outcome: str) -> None:
         self.calls.append(("request", outcome))
 
+    def record_generated_tokens(self, agent_id: str, count: int = 1) -> None:
+        self.calls.append(("agent_tokens", (agent_id, count)))
+
 
 async def test_metrics_see_wait_latencies_tokens_and_outcomes() -> None:
     metrics = RecordingMetrics()
@@ -444,6 +447,7 @@ async def test_metrics_see_wait_latencies_tokens_and_outcomes() -> None:
             tg.cancel_scope.cancel()
     kinds = [kind for kind, _ in metrics.calls]
     assert kinds.count("ttft") == 1 and kinds.count("itl") == 1
+    assert kinds.count("agent_tokens") == 2 and kinds.count("buffer_wait") == 2
     assert ("tokens", (3, 0, 2)) in metrics.calls
     outcomes = [value for kind, value in metrics.calls if kind == "request"]
     assert outcomes == ["ok", "503", "cancelled"]
