@@ -161,6 +161,8 @@ def test_histograms_and_counters_count_the_requests_made(cluster: Cluster) -> No
         for u in usages
     )
     assert delta(after, before, "paddler_generated_tokens_total") == generated
+    tokens_per_second = [v for k, v in after.items() if k.startswith("paddler_agent_tokens_per")]
+    assert len(tokens_per_second) == 1 and tokens_per_second[0] > 0, tokens_per_second
     assert after["_families"]["paddler_time_to_first_token_seconds"] == "histogram"
     assert (
         after["paddler_time_to_first_token_seconds_bucket{le=+Inf}"]
@@ -223,6 +225,31 @@ def test_statsd_pushes_the_three_gauges_with_the_prefix(
         }
     )
     assert set(seen) == set(PADDLER_GAUGES)
+
+
+def test_buffer_timeout_is_counted_and_its_wait_observed(
+    tmp_path_factory: pytest.TempPathFactory, model_path: Path
+) -> None:
+    """With no agent, a request waits out the buffer timeout: outcome 504 is counted and the
+    wait is observed in the buffer-wait histogram (docs/metrics.md: "for a slot or by
+    timeout")."""
+    lonely = Cluster(tmp_path_factory.mktemp("timeout"), model_path, buffered_request_timeout=300)
+    try:
+        lonely.start_balancer()
+        before = scrape(lonely)
+        response = lonely.http.post(
+            f"{lonely.inference_url}/api/v1/continue_from_conversation_history",
+            json=conversation(),
+        )
+        lines = ndjson(response) if response.status_code == 200 else []
+        assert response.status_code == 504 or lines[-1]["Error"]["error"]["code"] == 504
+        after = scrape(lonely)
+        assert delta(after, before, "paddler_requests_total{outcome=504}") == 1
+        assert delta(after, before, "paddler_buffer_wait_seconds_count") == 1
+        assert delta(after, before, "paddler_buffer_wait_seconds_sum") >= 0.3
+        assert delta(after, before, "paddler_time_to_first_token_seconds_count") == 0
+    finally:
+        lonely.stop()
 
 
 def test_custom_prefix_names_statsd_and_prometheus(
