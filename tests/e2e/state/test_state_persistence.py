@@ -8,12 +8,14 @@ No agent is needed: this is the balancer's own memory.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_cluster import Cluster, desired_state
+from e2e_cluster import Cluster, desired_state, free_port
 
 pytestmark = [pytest.mark.e2e]
 
@@ -114,3 +116,62 @@ def test_second_restart_keeps_state_unchanged(cluster: Cluster) -> None:
     restart(cluster)
     restart(cluster)
     assert desired(cluster) == state
+
+
+def run_balancer_briefly(database: str) -> subprocess.CompletedProcess[str]:
+    """Start ``paddler balancer`` on free ports; it must exit by itself (bad database)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paddler_server.cli",
+            "balancer",
+            "--inference-addr",
+            f"127.0.0.1:{free_port()}",
+            "--management-addr",
+            f"127.0.0.1:{free_port()}",
+            "--state-database",
+            database,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "JSON"),
+        ('{"balancer_desired_state": {}, "version": "1"}', "model"),
+        ('{"balancer_desired_state": null, "version": "1", "extra": 1}', "extra"),
+    ],
+)
+def test_unreadable_database_stops_startup_naming_file_and_problem(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    """A state file that cannot be parsed stops the balancer at startup, with a message that
+    names the file and the problem; the file is left as it was."""
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    result = run_balancer_briefly(f"file://{path}")
+    assert result.returncode != 0
+    message = result.stderr + result.stdout
+    assert str(path) in message, message
+    assert problem.lower() in message.lower(), message
+    assert "Traceback" not in message, message
+    assert path.read_text() == content
+
+
+def test_missing_database_file_is_created_with_the_default_state(cluster: Cluster) -> None:
+    """A new file path starts from the default state (model "None") and is written out."""
+    path = cluster.tmp / "fresh" / "state.json"
+    path.parent.mkdir()
+    fresh = Cluster(cluster.tmp / "fresh", cluster.model_path, state_database=f"file://{path}")
+    try:
+        fresh.start_balancer()
+        state = desired(fresh)
+        assert state["model"] == "None"
+        assert json.loads(path.read_text())["balancer_desired_state"] == state
+    finally:
+        fresh.stop()
