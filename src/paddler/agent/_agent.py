@@ -213,14 +213,23 @@ class Agent:
 
     async def _connection_loop(self) -> None:
         assert self._transport is not None
+        failures = 0
         while True:
             try:
                 socket = await self._transport.connect(self.config.management_url, self.agent_id)
-            except ConnectError as exc:
-                logger.debug("connect failed: %s", exc)
-            except Exception:
-                logger.exception("connect failed")
+            except Exception as exc:
+                # Say why once (then every minute or so); retrying every second stays quiet.
+                level = logging.WARNING if failures % 60 == 0 else logging.DEBUG
+                unexpected = not isinstance(exc, ConnectError)
+                logger.log(
+                    level,
+                    "cannot reach the balancer (retrying): %s",
+                    exc,
+                    exc_info=unexpected and level == logging.WARNING,
+                )
+                failures += 1
             else:
+                failures = 0
                 try:
                     await self._serve_connection(socket)
                 except Exception:
