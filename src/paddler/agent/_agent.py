@@ -343,6 +343,15 @@ class Agent:
     async def _serve_request(self, protocol: AgentProtocol, request_id: str, payload: Any) -> None:
         try:
             await self._answer(protocol, request_id, payload)
+        except Exception as exc:  # one bad request never takes the connection down
+            logger.exception("request %s failed", request_id)
+            embedding = isinstance(payload, GenerateEmbeddingBatchParams)
+            message = f"agent failed to serve the request: {exc}"
+            self._respond(
+                protocol,
+                request_id,
+                EmbeddingError(message) if embedding else SamplerError(message),
+            )
         finally:
             self._streams.pop(request_id, None)
             self._in_flight -= 1

@@ -230,3 +230,21 @@ async def test_run_returns_to_start_once_registered(model_file: Path) -> None:
             async for snapshot in balancer.subscribe_agents():
                 if not snapshot.agents:
                     break
+
+
+async def test_an_engine_failure_is_a_terminal_error_not_a_dropped_connection(
+    model_file: Path,
+) -> None:
+    from paddler.wire import SamplerError
+
+    async with cluster(model_file) as (balancer, agent, loader):
+        engine = loader.engines[0]
+
+        def broken(params: Any) -> Any:
+            raise RuntimeError("boom")
+
+        engine.generate = broken  # type: ignore[method-assign]
+        items = await collect(balancer)
+        assert isinstance(items[-1].response, SamplerError)
+        assert "boom" in items[-1].response.message
+        assert agent.connected and len(balancer.agents_snapshot().agents) == 1
