@@ -162,3 +162,52 @@ def test_deregister_then_nothing_more() -> None:
     assert protocol.outgoing() == [DeregisterAgent()]
     protocol.receive(AgentRequest(id="r1", request=PARAMS))
     assert protocol.events() == []
+
+
+def test_any_message_sequence_keeps_the_session_consistent() -> None:
+    """Random requests, stops, replies and garbage never raise or answer twice."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ids = st.sampled_from(["r1", "r2", "r3"])
+    steps = st.lists(
+        st.one_of(
+            st.builds(lambda i: ("request", i), ids),
+            st.builds(lambda i: ("stop", i), ids),
+            st.builds(lambda i: ("token", i), ids),
+            st.builds(lambda i: ("done", i), ids),
+            st.just(("garbage", "")),
+            st.just(("version", "")),
+        ),
+        max_size=40,
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(steps)
+    def run(sequence: list[tuple[str, str]]) -> None:
+        protocol = registered()
+        terminals: dict[str, int] = {}
+        for kind, request_id in sequence:
+            if kind == "request":
+                protocol.receive(AgentRequest(id=request_id, request=PARAMS))
+            elif kind == "stop":
+                protocol.receive(StopRespondingTo(request_id))
+            elif kind == "token":
+                protocol.respond(request_id, ContentToken("t"))
+            elif kind == "done" and protocol.respond(request_id, Done(usage=USAGE)):
+                terminals[request_id] = terminals.get(request_id, 0) + 1
+            elif kind == "garbage":
+                protocol.receive(object())
+            else:
+                protocol.receive(Version(version="4.1.0"))
+            events = protocol.events()
+            for event in events:
+                if isinstance(event, StopRequested):
+                    assert event.request_id in protocol.in_flight
+        sent = [m for m in protocol.outgoing() if isinstance(m, AgentResponse)]
+        for message in sent:
+            assert message.request_id in terminals or message.request_id in protocol.in_flight
+        requests = sum(1 for kind, _ in sequence if kind == "request")
+        assert sum(terminals.values()) <= requests
+
+    run()
