@@ -439,6 +439,14 @@ async def benchmark(quick: bool, tokens: int) -> None:
                 f"{concurrency:>8} {ms(d50):>11} {ms(d99):>11} {ms(b50):>9} {ms(b99):>9} "
                 f"{ms(b50 - d50):>10} {ms(b99 - d99):>10}"
             )
+        direct = await direct_latencies(1, int(400 * scale), 1)
+        through, _ = await balancer_latencies(url, 1, int(400 * scale), 1, 1)
+        print(
+            f"{'1 (1 tok)':>8} {ms(percentile(direct, 0.5)):>11} {ms(percentile(direct, 0.99)):>11}"
+            f" {ms(percentile(through, 0.5)):>9} {ms(percentile(through, 0.99)):>9}"
+            f" {ms(percentile(through, 0.5) - percentile(direct, 0.5)):>10}"
+            f" {ms(percentile(through, 0.99) - percentile(direct, 0.99)):>10}"
+        )
         short = int(6000 * scale)
         _, wall = await balancer_latencies(url, 64, short, 1, 8)
         print("\nShort requests (1 token) per second through one balancer process:")
