@@ -75,6 +75,17 @@ def test_agent_help_and_required_flags() -> None:
     assert "--management-addr" in missing.stderr
 
 
+def test_plugins_add_commands() -> None:
+    """An installed plugin's ``paddler_register_commands`` hook adds a subcommand."""
+    from importlib.metadata import entry_points
+
+    if "session_affinity" not in {ep.name for ep in entry_points(group="paddler")}:
+        pytest.skip("paddler-session-affinity is not installed")
+    result = paddler("session-affinity")
+    assert result.returncode == 0
+    assert "header: x-paddler-session" in result.stdout
+
+
 def test_relative_state_database_is_rejected_with_the_absolute_form() -> None:
     """A relative file:// path is refused, and the message shows the absolute path to use."""
     result = paddler("balancer", "--state-database", "file://state.json")
@@ -171,6 +182,14 @@ def test_demo_prints_a_curl_command_that_works(tmp_path: Path) -> None:
         assert re.search(r'"Done"', response.text), response.text
         panel = httpx.get(f"http://127.0.0.1:{ports['panel']}/", timeout=10)
         assert panel.status_code == 200
+        # The panel's origin is allowed on the inference and management APIs automatically.
+        origin = f"http://127.0.0.1:{ports['panel']}"
+        for service in ("inference", "management"):
+            preflight = httpx.options(
+                f"http://127.0.0.1:{ports[service]}/health",
+                headers={"origin": origin, "access-control-request-method": "GET"},
+            )
+            assert preflight.headers.get("access-control-allow-origin") == origin
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         process.wait(10)
