@@ -85,11 +85,14 @@ class SessionAffinity:
         """``paddler session-affinity``: show the header and limit this plugin uses."""
         import click
 
-        @cli.command("session-affinity")
         def show_settings() -> None:
             """Show the session-affinity plugin's settings."""
             click.echo(f"header: {self.header}")
             click.echo(f"max sessions: {self.max_sessions}")
+
+        cli.add_command(
+            click.Command("session-affinity", callback=show_settings, help=show_settings.__doc__)
+        )
 
 
 plugin = SessionAffinity.from_environment()
