@@ -1,12 +1,14 @@
 """Model sources and load failures as a user sees them in ``GET /api/v1/agents`` (spec §3.2,
-§5.3): a URL model downloading with progress (and resuming after the host drops the
-connection), each broken URL, a corrupt GGUF and a missing file, each reported as its issue
-while the agent keeps running, and cleared once a good state is PUT.
+§5.3): a URL model downloading with progress (resuming after the host drops the connection,
+then served from the cache, downloaded once for two agents sharing a cache), a Hugging Face
+model, each broken URL / status / cache problem, a broken chat template, a corrupt GGUF and a
+missing file, each reported as its issue while the agent keeps running, and cleared once a
+good state is PUT.
 
-One balancer and one 1-slot agent ``probe`` with its own ``PADDLER_CACHE_DIR`` serve the
-module; a real local HTTP server stands in for the model host. Every test ends by putting the
-demo model back and waiting for the agent to be loaded with no issues, so the tests stay
-independent.
+One balancer and one 1-slot agent ``probe`` with its own ``PADDLER_CACHE_DIR`` (and
+``HF_ENDPOINT``/``HF_HOME``) serve the module; a real local HTTP server stands in for the model
+host and the Hugging Face file routes. Every test ends by putting the demo model back and
+waiting for the agent to be loaded with no issues, so the tests stay independent.
 """
 
 from __future__ import annotations
