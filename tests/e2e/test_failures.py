@@ -125,6 +125,13 @@ def test_agent_reregisters_after_balancer_restart(cluster: Cluster) -> None:
     assert is_done(ndjson(response)[-1])
 
 
+def test_agent_sigterm_deregisters_and_exits(cluster: Cluster) -> None:
+    """SIGTERM on an agent: it deregisters (gone from the list) and exits within 5 s."""
+    elapsed = cluster.agents["steady"].terminate()
+    assert elapsed < 5.0
+    cluster.wait_agents(lambda agents: agents == [], 10, "the stopped agent to leave")
+
+
 def test_scale_from_zero(tmp_path: Path, model_path: Path) -> None:
     """A request that arrives with no agent waits, and is served when the first agent joins."""
     cluster = Cluster(tmp_path, model_path, buffered_request_timeout=60000)
