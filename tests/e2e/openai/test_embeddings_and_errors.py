@@ -102,7 +102,12 @@ def empty_balancers(
 ) -> Iterator[tuple[OpenAICluster, OpenAICluster]]:
     """Balancers with no agents: one that cannot buffer, one with a short buffer timeout."""
     no_buffer = start_cluster(
-        tmp_path_factory.mktemp("full"), model_path, slots=1, agents=0, max_buffered_requests=0
+        tmp_path_factory.mktemp("full"),
+        model_path,
+        slots=1,
+        agents=0,
+        max_buffered_requests=0,
+        inference_cors_allowed_host="http://app.example",
     )
     short = start_cluster(
         tmp_path_factory.mktemp("slow"), model_path, slots=1, agents=0, buffered_request_timeout=300
@@ -197,3 +202,19 @@ def test_agent_gone_mid_request_is_502(tmp_path: Path, model_path: Path) -> None
         assert response.json()["error"]["code"] == "agent_gone"
     finally:
         cluster.stop()
+
+
+def test_cors_follows_the_inference_origins(empty_balancers: Any) -> None:
+    no_buffer, _ = empty_balancers
+    preflight = httpx.options(
+        f"{no_buffer.openai_url}/chat/completions",
+        headers={
+            "Origin": "http://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code in (200, 204)
+    assert preflight.headers["access-control-allow-origin"] == "http://app.example"
+    other = httpx.get(f"{no_buffer.openai_url}/models", headers={"Origin": "http://evil.example"})
+    assert other.headers.get("access-control-allow-origin") != "http://evil.example"
