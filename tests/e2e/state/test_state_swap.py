@@ -117,7 +117,8 @@ def buffered(cluster: Cluster) -> int:
 def test_sixteen_requests_over_a_swap_all_complete(cluster: Cluster) -> None:
     """8 requests (4 generating, 4 buffered), a PUT with a chat template override, 4 more
     during the drain and reload and 4 once the new state is applied: all 16 end with Done and
-    no error; those generating at the PUT keep the old template, the last 4 use the new one."""
+    no error; those generating at the PUT keep the old template, all the others use the new
+    one."""
     cluster.wait_idle()
     old_text = complete(cluster, PROMPT)
     assert "Paris" not in old_text
@@ -158,8 +159,12 @@ def test_sixteen_requests_over_a_swap_all_complete(cluster: Cluster) -> None:
         assert streamed.lines and is_done(streamed.lines[-1]), (streamed.index, streamed.lines)
     for streamed in generating_at_put:
         assert "Paris" not in streamed.text, (streamed.index, streamed.text)
-    for streamed in after:
-        assert "Paris" in streamed.text, (streamed.index, streamed.text)
+    # Everything not yet generating when the PUT returned waited in the buffer: every slot
+    # was busy with a request that had just started, so the agents report draining long
+    # before one frees. All of these run with the new state.
+    for streamed in everything:
+        if streamed not in generating_at_put:
+            assert "Paris" in streamed.text, (streamed.index, streamed.text)
     cluster.wait_idle()
 
 
