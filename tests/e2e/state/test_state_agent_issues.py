@@ -195,6 +195,31 @@ def test_two_agents_on_one_host_share_one_download(
     restore_good_state(cluster)
 
 
+def test_a_new_state_abandons_a_download_in_progress(
+    cluster: Cluster, file_server: Any, model_bytes: bytes, cache_dir: Path
+) -> None:
+    """A download that hangs is abandoned as soon as a new state arrives: the agent loads the
+    new model without waiting for the host, and keeps the bytes it got for a later resume."""
+    release = threading.Event()
+    url = file_server.add(
+        "/models/abandoned/SmolLM2.gguf",
+        Route(body=model_bytes, stall_after=2 * 1024 * 1024, hold=release),
+    )
+    try:
+        put(cluster, url_state(url))
+        probe(
+            cluster,
+            lambda a: a["download_filename"] == "SmolLM2.gguf" and a["download_current"] > 0,
+            "the download to start",
+        )
+        restore_good_state(cluster)  # while the host still holds the rest of the file
+        assert not release.is_set()
+    finally:
+        release.set()
+    partial = cached_file(cache_dir, url).with_suffix(".partial")
+    assert 0 < partial.stat().st_size <= 2 * 1024 * 1024
+
+
 BROKEN_STATUSES = [
     (404, "ModelDoesNotExistAtUrl"),
     (401, "DownloadServerDeniedAccess"),

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from e2e_cluster import Cluster, conversation, desired_state, is_done, ndjson, running_cluster
 from state_helpers import loaded
+from websockets.asyncio.client import connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -243,3 +245,61 @@ def test_a_new_context_size_reloads_and_is_in_effect(cluster: Cluster) -> None:
     assert "KV cache" in terminal["SamplerError"], terminal
     assert all(agent.alive for agent in cluster.agents.values()), cluster.logs()
     assert "Paris" not in complete(cluster, PROMPT)
+
+
+def never_ending(request_id: str) -> str:
+    grammar = {"type": "gbnf", "grammar": 'root ::= "ab" root', "root": "root"}
+    params = {"raw_prompt": "Go:", "max_tokens": 100000, "grammar": grammar}
+    return json.dumps({"Request": {"id": request_id, "request": {"ContinueFromRawPrompt": params}}})
+
+
+@pytest.mark.anyio
+async def test_a_swap_waits_for_requests_in_flight_and_proceeds_when_they_are_cancelled(
+    cluster: Cluster,
+) -> None:
+    """Four requests that never end hold every slot: after a PUT they keep streaming (the
+    swap does not cut them), and when their client goes away the agents finish draining and
+    apply the new state."""
+    assert cluster.put_state(desired_state(cluster.model_path)).status_code == 204
+    await anyio.to_thread.run_sync(
+        lambda: cluster.wait_agents(
+            lambda agents: (
+                len(agents) == 2
+                and all(loaded(a) and not a["uses_chat_template_override"] for a in agents)
+            ),
+            180,
+            "both agents with the default state",
+        )
+    )
+    async with connect(cluster.inference_socket_url) as sock:
+        for index in range(4):
+            await sock.send(never_ending(f"forever-{index}"))
+        counts: dict[str, int] = {}
+        with anyio.fail_after(120):
+            while len(counts) < 4:
+                message = json.loads(await sock.recv())
+                request_id = message["Response"]["request_id"]
+                counts[request_id] = counts.get(request_id, 0) + 1
+        state = desired_state(cluster.model_path)
+        state["chat_template_override"] = {"content": PASS_THROUGH}
+        state["use_chat_template_override"] = True
+        response = await anyio.to_thread.run_sync(lambda: cluster.put_state(state))
+        assert response.status_code == 204
+        after_put = dict.fromkeys(counts, 0)
+        with anyio.fail_after(120):
+            while min(after_put.values()) < 20:
+                message = json.loads(await sock.recv())
+                token = message["Response"]["response"]["GeneratedToken"]
+                assert "ContentToken" in token, message
+                after_put[message["Response"]["request_id"]] += 1
+    await anyio.to_thread.run_sync(
+        lambda: cluster.wait_agents(
+            lambda agents: (
+                len(agents) == 2
+                and all(loaded(a) and a["uses_chat_template_override"] for a in agents)
+            ),
+            180,
+            "both agents to apply the new state once the requests were cancelled",
+        )
+    )
+    cluster.wait_idle()
