@@ -38,6 +38,7 @@ from paddler.wire import (
     ModelMetadata,
     ModelMetadataResponse,
     SamplerError,
+    SamplingOverrides,
 )
 
 __all__ = ["Agent", "AgentConfig", "AgentState"]
@@ -332,7 +333,7 @@ class Agent:
             assert self._protocol is not None
             self._in_flight += 1
             self.status.update(slots_processing=self._in_flight)
-            tg.start_soon(self._serve_request, self._protocol, event.request_id, event.payload)
+            tg.start_soon(self._serve_request, self._protocol, event)
         elif isinstance(event, StopRequested):
             stream = self._streams.get(event.request_id)
             if stream is not None:
@@ -340,9 +341,10 @@ class Agent:
         elif isinstance(event, DrainAcknowledged) and self._drain_ack is not None:
             self._drain_ack.set()
 
-    async def _serve_request(self, protocol: AgentProtocol, request_id: str, payload: Any) -> None:
+    async def _serve_request(self, protocol: AgentProtocol, request: RequestReceived) -> None:
+        request_id, payload = request.request_id, request.payload
         try:
-            await self._answer(protocol, request_id, payload)
+            await self._answer(protocol, request)
         except Exception as exc:  # one bad request never takes the connection down
             logger.exception("request %s failed", request_id)
             embedding = isinstance(payload, GenerateEmbeddingBatchParams)
@@ -362,7 +364,8 @@ class Agent:
         if protocol.respond(request_id, payload) and protocol is self._protocol:
             self._flush()
 
-    async def _answer(self, protocol: AgentProtocol, request_id: str, payload: Any) -> None:
+    async def _answer(self, protocol: AgentProtocol, request: RequestReceived) -> None:
+        request_id, payload = request.request_id, request.payload
         engine = self.engine
         if isinstance(payload, GetChatTemplateOverride):
             applied = self._reconciler.applied or self.desired_state
@@ -380,7 +383,12 @@ class Agent:
             )
             self._respond(protocol, request_id, error)
             return
-        stream = engine.embed(payload) if embedding else engine.generate(payload)
+        if embedding:
+            stream = engine.embed(payload)
+        elif request.overrides is None:
+            stream = engine.generate(payload)  # an engine_loader's engine may take no overrides
+        else:
+            stream = engine.generate(payload, overrides=_engine_overrides(request.overrides))
         self._streams[request_id] = stream
         try:
             async for result in stream:
@@ -394,3 +402,19 @@ async def _default_loader(model_path: Path, parameters: Any, **kwargs: Any) -> A
     from paddler.engine import LlamaEngine
 
     return await LlamaEngine.load(model_path, parameters, **kwargs)
+
+
+def _engine_overrides(overrides: SamplingOverrides) -> Any:
+    """The engine's own record of the wire overrides (the same class once the engine adopts it)."""
+    from paddler.engine import SamplingOverrides as EngineOverrides
+
+    if isinstance(overrides, EngineOverrides):
+        return overrides
+    return EngineOverrides(
+        temperature=overrides.temperature,
+        top_p=overrides.top_p,
+        seed=overrides.seed,
+        presence_penalty=overrides.presence_penalty,
+        frequency_penalty=overrides.frequency_penalty,
+        stop=overrides.stop,  # type: ignore[arg-type]  # the engine's attrs converter=tuple
+    )

@@ -19,6 +19,7 @@ from paddler.wire import (
     AgentResponse,
     DeregisterAgent,
     RegisterAgent,
+    SamplingOverrides,
     SetState,
     SlotAggregatedStatusSnapshot,
     StopRespondingTo,
@@ -48,6 +49,7 @@ class DesiredStateReceived:
 class RequestReceived:
     request_id: str
     payload: Any
+    overrides: SamplingOverrides | None = None
 
 
 @attrs.frozen
@@ -135,7 +137,9 @@ class AgentProtocol:
                 logger.warning("duplicate request id %s ignored", message.id)
                 return
             self.in_flight.add(message.id)
-            self._events.append(RequestReceived(message.id, message.request))
+            self._events.append(
+                RequestReceived(message.id, message.request, message.sampling_overrides)
+            )
         elif isinstance(message, StopRespondingTo):
             if message.request_id in self.in_flight and message.request_id not in self._stopped:
                 self._stopped.add(message.request_id)

@@ -42,7 +42,10 @@ from paddler.wire import (
     GetModelMetadata,
     ModelMetadata,
     ModelMetadataResponse,
+    SamplingOverrides,
+    SamplingOverridesLike,
     SetState,
+    sampling_overrides_from,
 )
 
 if TYPE_CHECKING:
@@ -322,16 +325,22 @@ class Balancer:
         *,
         client_request_id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        overrides: SamplingOverridesLike | None = None,
     ) -> InferenceStream:
         """Stream one generation (``ContinueFrom...Params``); see ``InferenceStream``.
 
         ``client_request_id`` is echoed in every envelope; the id the agent sees is made
-        unique per request, so ids never collide across clients.
+        unique per request, so ids never collide across clients. ``overrides`` (a
+        ``paddler.wire.SamplingOverrides`` or the engine's record of the same fields) travel
+        with the request to the agent's engine; empty ones are dropped.
         """
         info = new_request_info(
             "generate", params, client_request_id=client_request_id, headers=headers
         )
-        return _Tracked(self, info, params)
+        wire_overrides = sampling_overrides_from(overrides)
+        if wire_overrides == SamplingOverrides():
+            wire_overrides = None
+        return _Tracked(self, info, params, overrides=wire_overrides)
 
     def embed(self, params: Any, *, headers: Mapping[str, str] | None = None) -> EmbeddingStream:
         """Stream an embedding batch, split across agents (spec §4.4)."""

@@ -26,15 +26,20 @@ from paddler.wire import (
     AgentRequest,
     AgentResponse,
     ChatTemplateOverrideResponse,
+    ContentToken,
     Done,
     EmbeddingDone,
     EmbeddingResult,
     ErrorBody,
     ErrorEnvelope,
     ModelMetadataResponse,
+    ReasoningToken,
     ResponseEnvelope,
+    SamplingOverrides,
     StopRespondingTo,
     TokenUsage,
+    ToolCallToken,
+    UndeterminableToken,
     is_embedding_terminal,
     is_terminal,
 )
@@ -52,6 +57,8 @@ SHUTDOWN: Any = object()
 
 _EMBEDDING_TYPES = typing.get_args(EmbeddingResult)
 _ALWAYS_TERMINAL = (ChatTemplateOverrideResponse, ModelMetadataResponse)
+# Items that are one generated token each (what TTFT, inter-token latency and tokens/s count).
+_TOKEN_TYPES = (ContentToken, ReasoningToken, ToolCallToken, UndeterminableToken)
 
 
 def is_terminal_payload(payload: Any) -> bool:
@@ -88,10 +95,18 @@ class InferenceStream:
     the agent confirms (the drain runs in the balancer's task group).
     """
 
-    def __init__(self, balancer: Balancer, request: RequestInfo, payload: Any) -> None:
+    def __init__(
+        self,
+        balancer: Balancer,
+        request: RequestInfo,
+        payload: Any,
+        *,
+        overrides: SamplingOverrides | None = None,
+    ) -> None:
         self._balancer = balancer
         self._info = request
         self._payload = payload
+        self._overrides = overrides
         self.request_id = request.client_request_id or request.request_id
         self.agent_request_id = request.request_id
         self.agent_id: str | None = None
@@ -180,7 +195,13 @@ class InferenceStream:
         entry.routes[self.agent_request_id] = send
         try:
             assert entry.outbox is not None
-            entry.outbox.send_nowait(AgentRequest(id=self.agent_request_id, request=self._payload))
+            entry.outbox.send_nowait(
+                AgentRequest(
+                    id=self.agent_request_id,
+                    request=self._payload,
+                    sampling_overrides=self._overrides,
+                )
+            )
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             self._release()
             raise AgentGone("Agent controller connection closed") from exc
@@ -232,9 +253,11 @@ class InferenceStream:
         )
 
     def _observe(self, payload: Any) -> None:
+        """Feed the metrics as items pass: a token item counts for its agent's tokens/s and is
+        observed as TTFT or inter-token latency; ``Done`` adds its usage to the counters."""
         metrics = self._balancer.metrics
-        now = time.monotonic()
         if metrics is not None:
+            now = time.monotonic()
             if isinstance(payload, Done):
                 usage = payload.usage
                 metrics.count_tokens(
@@ -242,14 +265,14 @@ class InferenceStream:
                     cached_prompt=usage.cached_prompt_tokens,
                     generated=usage.completion_tokens,
                 )
-            elif self._info.kind == "generate":
+            elif isinstance(payload, _TOKEN_TYPES):
                 if self.agent_id is not None:
                     metrics.record_generated_tokens(self.agent_id)
                 if self._last_item_at is None:
                     metrics.observe_time_to_first_token(now - self._created_at)
                 else:
                     metrics.observe_inter_token_latency(now - self._last_item_at)
-        self._last_item_at = now
+                self._last_item_at = now
 
     def _fail(self, exc: PaddlerError, *, outcome: str) -> ErrorEnvelope:
         self._finished = True

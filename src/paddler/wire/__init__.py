@@ -135,6 +135,7 @@ from ._requests import (
     ValidatedParametersSchema,
     tool_schema_problems,
 )
+from ._sampling import SamplingOverrides, SamplingOverridesLike, sampling_overrides_from
 from ._snapshots import (
     AgentControllerPoolSnapshot,
     AgentControllerSnapshot,
@@ -256,6 +257,8 @@ __all__ = [
     "ResponsePayload",
     "RmsNorm",
     "SamplerError",
+    "SamplingOverrides",
+    "SamplingOverridesLike",
     "SetState",
     "SlotAggregatedStatusSnapshot",
     "SlotCannotStart",
@@ -289,5 +292,6 @@ __all__ = [
     "is_embedding_terminal",
     "is_terminal",
     "make_converter",
+    "sampling_overrides_from",
     "tool_schema_problems",
 ]

@@ -12,6 +12,7 @@ from ._embedding import EmbeddingResult, GenerateEmbeddingBatchParams
 from ._generation import GeneratedTokenResult
 from ._markers import newtype
 from ._requests import ContinueFromConversationHistoryParams, ContinueFromRawPromptParams
+from ._sampling import SamplingOverrides
 from ._snapshots import ModelMetadata, SlotAggregatedStatusSnapshot
 from ._state import AgentDesiredState, ChatTemplate
 
@@ -88,10 +89,16 @@ AgentRequestPayload = (
 
 @frozen
 class AgentRequest:
-    """``{"Request":{"id":...,"request":{...}}}``"""
+    """``{"Request":{"id":...,"request":{...}}}``
+
+    ``sampling_overrides`` is our extension (see ``SamplingOverrides``): written only when
+    set, so a request without it is byte-for-byte Paddler's frame. Paddler's own agents reject
+    unknown fields, so only our agents can serve a request that carries it.
+    """
 
     id: str
     request: AgentRequestPayload
+    sampling_overrides: SamplingOverrides | None = None
 
 
 BalancerToAgentMessage = SetState | StopRespondingTo | Version | AgentRequest

@@ -23,6 +23,7 @@ from . import _generation as gen
 from . import _inference_socket as inf
 from . import _issues as issues
 from . import _requests as req
+from . import _sampling as sampling
 from . import _state as state
 from ._errors import WireError, WireProblem, describe_structure_error
 from ._markers import F32, REQUIRED_KEY, to_f32, to_f32_list
@@ -59,12 +60,15 @@ _RENAMES: dict[tuple[type, str], str] = {
     (req.ValidatedParametersSchema, "additional_properties"): "additionalProperties",
 }
 
-# Optional fields that serde leaves out (instead of writing null) when absent.
+# Optional fields that serde leaves out (instead of writing null) when absent; and our own
+# extension fields, left out at their default (None, or an empty ``stop``).
 _OMIT_IF_NONE: set[tuple[type, str]] = {
     (req.ValidatedParametersSchema, "properties"),
     (req.ValidatedParametersSchema, "required"),
     (req.ValidatedParametersSchema, "additional_properties"),
     (req.Function, "parameters"),
+    (agent.AgentRequest, "sampling_overrides"),
+    *((sampling.SamplingOverrides, a.name) for a in attrs.fields(sampling.SamplingOverrides)),
 }
 
 # Externally tagged unions, in the order that decides a class's "home" union for dumps().

@@ -79,10 +79,12 @@ class FakeEngine:
         self.metadata = {"general.architecture": "fake"}
         self.closed = False
         self.active = 0
+        self.overrides: list[Any] = []  # what each generate() got (None: no overrides)
 
-    def generate(self, params: Any) -> FakeStream:
+    def generate(self, params: Any, *, overrides: Any = None) -> FakeStream:
         if self.closed:
             raise RuntimeError("engine is closed")
+        self.overrides.append(overrides)
         return FakeStream(self)
 
     async def aclose(self) -> None:

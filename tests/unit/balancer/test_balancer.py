@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from balancer_fakes import FakeAgent, eventually
 
@@ -25,6 +26,8 @@ from paddler.wire import (
     GenerateEmbeddingBatchParams,
     InferenceParameters,
     ResponseEnvelope,
+    SamplerError,
+    SamplingOverrides,
 )
 
 pytestmark = pytest.mark.anyio
@@ -451,3 +454,81 @@ async def test_metrics_see_wait_latencies_tokens_and_outcomes() -> None:
     assert ("tokens", (3, 0, 2)) in metrics.calls
     outcomes = [value for kind, value in metrics.calls if kind == "request"]
     assert outcomes == ["ok", "503", "cancelled"]
+
+
+async def test_sampling_overrides_travel_with_the_agent_request() -> None:
+    overrides = SamplingOverrides(temperature=0.0, seed=9, stop=("\n",))
+    async with cluster(("a1", 1)) as (balancer, (agent,)):
+        await collect(balancer)
+        await collect(balancer, overrides=overrides)
+        await collect(balancer, overrides=SamplingOverrides())
+        await collect(balancer, overrides=_EngineLike(seed=9))
+    assert [r.sampling_overrides for r in agent.requests] == [
+        None,
+        overrides,
+        None,  # nothing to override: the frame stays Paddler's
+        SamplingOverrides(seed=9),
+    ]
+
+
+@attrs.frozen
+class _EngineLike:
+    """A record with the same fields (what the OpenAI layer passes: the engine's class)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop: tuple[str, ...] = ()
+
+
+async def test_streamed_tokens_feed_the_agents_tokens_per_second_and_latency_histograms() -> None:
+    """What the admin panel and /metrics read: per-agent tokens/s, TTFT and inter-token counts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from paddler.metrics import BalancerMetrics
+
+    metrics = BalancerMetrics(prefix="t_")
+    async with Balancer(BalancerConfig(), metrics=metrics) as balancer:
+        agent = FakeAgent(balancer, "a1", 1, tokens=("a", "b", "c", "d"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.run)
+            await agent.start()
+            await balancer.wait_agents(1)
+            await collect(balancer)
+            await collect(balancer)
+            text = metrics.render(balancer.statistics(), balancer.agents_snapshot()).decode()
+            tg.cancel_scope.cancel()
+    samples = {
+        (sample.name, sample.labels.get("agent_id")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("t_agent_tokens_per_second", "a1")] > 0
+    assert samples[("t_time_to_first_token_seconds_count", None)] == 2
+    assert samples[("t_inter_token_latency_seconds_count", None)] == 6
+    assert samples[("t_generated_tokens_total", None)] == 8
+
+
+async def test_a_terminal_error_is_not_counted_as_a_token() -> None:
+    metrics = RecordingMetrics()
+    async with Balancer(BalancerConfig(), metrics=metrics) as balancer:
+        agent = FakeAgent(balancer, "a1", 1, hold=True)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.run)
+            await agent.start()
+            await balancer.wait_agents(1)
+            async with balancer.generate(PROMPT) as stream:
+                tg.start_soon(_fail_first_request, agent)
+                items = [item async for item in stream]
+            agent.release()
+            tg.cancel_scope.cancel()
+    assert isinstance(items[-1].response, SamplerError)
+    kinds = {kind for kind, _ in metrics.calls}
+    assert not kinds & {"ttft", "itl", "agent_tokens"}
+
+
+async def _fail_first_request(agent: FakeAgent) -> None:
+    await eventually(lambda: agent.requests)
+    await agent.send(agent.requests[0].id, SamplerError("no slots"))
