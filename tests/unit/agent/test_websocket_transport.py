@@ -84,6 +84,34 @@ async def test_agent_over_websocket_serves_a_request(tmp_path: Path) -> None:
         assert items[0].generated_by == "ws-agent"
 
 
+async def test_sampling_overrides_cross_the_websocket(tmp_path: Path) -> None:
+    """The extension field survives real frames; a request without it reaches the engine bare."""
+    from paddler.engine import SamplingOverrides as EngineOverrides
+    from paddler.wire import SamplingOverrides
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    loader = FakeLoader()
+    async with ws_balancer() as (balancer, url):
+        state = BalancerDesiredState(
+            model=LocalToAgentModel(str(model)), inference_parameters=InferenceParameters()
+        )
+        await balancer.set_desired_state(state)
+        config = AgentConfig(management_url=url, slots=1)
+        async with Agent(config, engine_loader=loader):
+            with anyio.fail_after(5):
+                await balancer.wait_agents(1)
+            params = ContinueFromRawPromptParams(raw_prompt="x", max_tokens=3)
+            for overrides in (SamplingOverrides(temperature=0.5, seed=3, stop=("z",)), None):
+                async with balancer.generate(params, overrides=overrides) as stream:
+                    items = [item async for item in stream]
+                assert isinstance(items[-1].response, Done)
+    assert loader.engines[0].overrides == [
+        EngineOverrides(temperature=0.5, seed=3, stop=("z",)),
+        None,
+    ]
+
+
 async def test_garbage_frames_are_skipped_not_fatal() -> None:
     async with (
         ws_balancer() as (balancer, url),
