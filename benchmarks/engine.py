@@ -100,7 +100,8 @@ def sequential(llm: Llama, prompts: Sequence[str]) -> Measured:
     ttfts = []
     started_all = time.perf_counter()
     for prompt in prompts:
-        llm.reset()  # no prefix reuse from the previous request: the engine's prompts are new too
+        # No prefix reuse from the previous request: the engine's prompts are new to it too.
+        llm.reset()  # type: ignore[no-untyped-call]
         started = time.perf_counter()
         first = None
         for _ in llm.create_completion(
