@@ -127,8 +127,8 @@ def short_request(cluster: Cluster, session: str | None) -> str:
 @pytest.mark.anyio
 async def test_session_affinity_plugin_keeps_a_session_on_its_agent(cluster: Cluster) -> None:
     """With the plugin installed, a session sticks to the agent it first landed on."""
-    if "session_affinity" not in {ep.name for ep in entry_points(group="paddler")}:
-        pytest.skip("paddler-session-affinity is not installed")
+    names = {ep.name for ep in entry_points(group="paddler")}
+    assert "session_affinity" in names, "bootstrap installs the plugin"
     async with holding(cluster, 1) as (busy,):
         home = short_request(cluster, "conversation-1")
         assert home != busy

@@ -88,6 +88,5 @@ def test_entry_point_is_installed() -> None:
     from importlib.metadata import entry_points
 
     names = {ep.name for ep in entry_points(group="paddler")}
-    if "session_affinity" not in names:
-        pytest.skip("plugin not installed (pip install -e plugins/paddler-session-affinity)")
+    assert "session_affinity" in names, "pip install -e plugins/paddler-session-affinity"
     assert entry_points(group="paddler")["session_affinity"].load() is not None

@@ -234,7 +234,6 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Cluster]:
-    pytest.importorskip("paddler_server.cli")
     cluster = Cluster(tmp_path_factory.mktemp("panel-cluster"))
     try:
         cluster.start_balancer()

@@ -7,51 +7,50 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import paddler_client.balancer_desired_state as pc_state
 import pytest
-
-from paddler import wire
-from paddler.wire import converter
-
-pc_state = pytest.importorskip("paddler_client.balancer_desired_state")
-from paddler_client.agent_controller_pool_snapshot import AgentControllerPoolSnapshot  # noqa: E402
-from paddler_client.agent_desired_model import AgentDesiredModel  # noqa: E402
-from paddler_client.buffered_request_manager_snapshot import (  # noqa: E402
+from paddler_client.agent_controller_pool_snapshot import AgentControllerPoolSnapshot
+from paddler_client.agent_desired_model import AgentDesiredModel
+from paddler_client.buffered_request_manager_snapshot import (
     BufferedRequestManagerSnapshot,
 )
-from paddler_client.chat_template import ChatTemplate  # noqa: E402
-from paddler_client.continue_from_conversation_history_params import (  # noqa: E402
+from paddler_client.chat_template import ChatTemplate
+from paddler_client.continue_from_conversation_history_params import (
     ContinueFromConversationHistoryParams,
 )
-from paddler_client.continue_from_raw_prompt_params import ContinueFromRawPromptParams  # noqa: E402
-from paddler_client.conversation_message import ConversationMessage  # noqa: E402
-from paddler_client.conversation_message_content_part import (  # noqa: E402
+from paddler_client.continue_from_raw_prompt_params import ContinueFromRawPromptParams
+from paddler_client.conversation_message import ConversationMessage
+from paddler_client.conversation_message_content_part import (
     ImageUrlContentPart,
     TextContentPart,
 )
-from paddler_client.embedding_input_document import EmbeddingInputDocument  # noqa: E402
-from paddler_client.embedding_normalization_method import (  # noqa: E402
+from paddler_client.embedding_input_document import EmbeddingInputDocument
+from paddler_client.embedding_normalization_method import (
     EmbeddingNormalizationMethod,
 )
-from paddler_client.generate_embedding_batch_params import (  # noqa: E402
+from paddler_client.generate_embedding_batch_params import (
     GenerateEmbeddingBatchParams,
 )
-from paddler_client.grammar_constraint import (  # noqa: E402
+from paddler_client.grammar_constraint import (
     GbnfGrammarConstraint,
     JsonSchemaGrammarConstraint,
 )
-from paddler_client.huggingface_model_reference import HuggingFaceModelReference  # noqa: E402
-from paddler_client.image_url import ImageUrl  # noqa: E402
-from paddler_client.inference_message import (  # noqa: E402
+from paddler_client.huggingface_model_reference import HuggingFaceModelReference
+from paddler_client.image_url import ImageUrl
+from paddler_client.inference_message import (
     InferenceMessageKind,
     parse_inference_client_message,
 )
-from paddler_client.inference_parameters import InferenceParameters  # noqa: E402
-from paddler_client.kv_cache_dtype import KvCacheDtype  # noqa: E402
-from paddler_client.model_metadata import ModelMetadata  # noqa: E402
-from paddler_client.pooling_type import PoolingType  # noqa: E402
-from paddler_client.tool import Function, Tool  # noqa: E402
-from paddler_client.url_model_reference import UrlModelReference  # noqa: E402
-from paddler_client.validated_parameters_schema import ValidatedParametersSchema  # noqa: E402
+from paddler_client.inference_parameters import InferenceParameters
+from paddler_client.kv_cache_dtype import KvCacheDtype
+from paddler_client.model_metadata import ModelMetadata
+from paddler_client.pooling_type import PoolingType
+from paddler_client.tool import Function, Tool
+from paddler_client.url_model_reference import UrlModelReference
+from paddler_client.validated_parameters_schema import ValidatedParametersSchema
+
+from paddler import wire
+from paddler.wire import converter
 
 BalancerDesiredState = pc_state.BalancerDesiredState
 
