@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,20 +13,6 @@ from openai import AsyncOpenAI, OpenAI
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from e2e_cluster import Cluster, free_port, wait_until
-
-
-def _balancer_takes_overrides() -> bool:
-    from paddler.balancer import Balancer
-
-    return "overrides" in inspect.signature(Balancer.generate).parameters
-
-
-#: Per-request sampling needs core's ``Balancer.generate(..., overrides=)`` (contracts.md);
-#: until it exists the OpenAI layer answers such requests with a clear 501.
-needs_overrides = pytest.mark.skipif(
-    not _balancer_takes_overrides(),
-    reason="Balancer.generate has no overrides= yet, so per-request sampling answers 501",
-)
 
 #: Sampling that is *not* deterministic, so that per-request overrides visibly matter.
 STOCHASTIC = {

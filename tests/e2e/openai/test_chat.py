@@ -13,8 +13,6 @@ from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, Field
 
-from conftest import needs_overrides
-
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 HELLO = [{"role": "user", "content": "Say hello to Anna in one short sentence."}]
@@ -129,7 +127,6 @@ def _text(client: OpenAI, **fields: Any) -> str:
     return answer.choices[0].message.content or ""
 
 
-@needs_overrides
 def test_temperature_zero_with_a_seed_is_reproducible(client: OpenAI) -> None:
     """The cluster samples at 0.8; temperature 0 per request makes answers repeat exactly."""
     first = _text(client, temperature=0, seed=7)
@@ -137,7 +134,6 @@ def test_temperature_zero_with_a_seed_is_reproducible(client: OpenAI) -> None:
     assert _text(client, temperature=0, seed=7) == first
 
 
-@needs_overrides
 def test_seed_makes_sampling_reproducible(client: OpenAI) -> None:
     """At a high temperature the same seed repeats, and different seeds differ."""
     first = _text(client, temperature=1.3, top_p=1.0, seed=1234)
@@ -146,7 +142,6 @@ def test_seed_makes_sampling_reproducible(client: OpenAI) -> None:
     assert len(others | {first}) > 1
 
 
-@needs_overrides
 def test_stop_sequence_ends_the_answer_before_it(client: OpenAI) -> None:
     full = _text(client, temperature=0)
     words = full.split()
@@ -186,7 +181,6 @@ def test_json_schema_output_validates(client: OpenAI) -> None:
     jsonschema.validate(json.loads(answer.choices[0].message.content or ""), schema)
 
 
-@needs_overrides
 def test_json_object_output_parses(client: OpenAI) -> None:
     answer = client.chat.completions.create(
         model="smol",

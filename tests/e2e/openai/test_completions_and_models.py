@@ -10,8 +10,6 @@ import pytest
 from openai import OpenAI
 from openai.types import Completion
 
-from conftest import needs_overrides
-
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 PROMPT = "<|im_start|>user\nCount from one to ten.<|im_end|>\n<|im_start|>assistant\n"
@@ -30,7 +28,6 @@ def test_completion_default_limit_is_openais_16(client: OpenAI) -> None:
     assert completion.usage is not None and completion.usage.completion_tokens <= 16
 
 
-@needs_overrides
 def test_completion_stream_matches_the_whole_answer(client: OpenAI) -> None:
     whole = client.completions.create(model="smol", prompt=PROMPT, max_tokens=12, temperature=0)
     chunks = list(
@@ -48,7 +45,6 @@ def test_completion_stream_matches_the_whole_answer(client: OpenAI) -> None:
     assert chunks[-1].usage is not None
 
 
-@needs_overrides
 def test_completion_echo_and_stop(client: OpenAI) -> None:
     whole = client.completions.create(model="smol", prompt=PROMPT, max_tokens=12, temperature=0)
     echoed = client.completions.create(

@@ -10,8 +10,6 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import needs_overrides
-
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -25,7 +23,6 @@ def load(name: str) -> ModuleType:
     return module
 
 
-@needs_overrides  # the example sets temperature per request
 def test_openai_chat(openai_cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
     load("openai_chat").main(openai_cluster.openai_url)
     out = capsys.readouterr().out
