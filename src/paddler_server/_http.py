@@ -64,12 +64,34 @@ def cors_config(origins: Sequence[str]) -> CORSConfig | None:
     """CORS for an explicit list of origins; ``None`` (no CORS headers) when it is empty."""
     if not origins:
         return None
+    explicit, wildcard_ports = _split_wildcard_origins(origins)
     return CORSConfig(
-        allow_origins=list(origins),
+        allow_origins=explicit,
+        # A panel listening on every interface is reached by whatever name the browser used.
+        allow_origin_regex=(
+            rf"https?://[^/]+:({'|'.join(wildcard_ports)})" if wildcard_ports else None
+        ),
         allow_methods=CORS_METHODS,  # type: ignore[arg-type]
         allow_headers=CORS_HEADERS,
         max_age=3600,
     )
+
+
+_WILDCARD_HOSTS = ("0.0.0.0", "[::]", "::")
+
+
+def _split_wildcard_origins(origins: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Explicit origins, and the ports of ``http://0.0.0.0:PORT``-style (any host) origins."""
+    explicit: list[str] = []
+    ports: list[str] = []
+    for origin in origins:
+        scheme, _, host_port = origin.partition("://")
+        host, _, port = host_port.rpartition(":")
+        if scheme in ("http", "https") and host in _WILDCARD_HOSTS and port.isdigit():
+            ports.append(port)
+        else:
+            explicit.append(origin)
+    return explicit, ports
 
 
 @get("/health", media_type=MediaType.TEXT, sync_to_thread=False, include_in_schema=False)
