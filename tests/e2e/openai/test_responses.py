@@ -88,9 +88,12 @@ def test_forced_function_call_is_a_function_call_item(client: OpenAI) -> None:
         tools=[tool],
         tool_choice={"type": "function", "name": "get_weather"},
         max_output_tokens=64,
+        # Greedy: at the cluster's temperature 0.8 the grammar lets the 135M model fill the
+        # string argument with arbitrary text, which once (in CI) did not parse back as a call.
+        temperature=0,
     )
     calls = [item for item in response.output if item.type == "function_call"]
-    assert len(calls) == 1
+    assert len(calls) == 1, response.model_dump_json()
     assert calls[0].name == "get_weather"
     assert isinstance(json.loads(calls[0].arguments)["city"], str)
     follow_up = client.responses.create(
