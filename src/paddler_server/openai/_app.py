@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
@@ -26,72 +27,53 @@ from paddler_server.openai._responses_request import read_responses_request
 __all__ = ["create_openai_app"]
 
 
-async def _produce(
-    request: Request[Any, Any, Any],
-    answer: Callable[[Object, Responder], Awaitable[None]],
-) -> ASGIResponse:
-    # The body is read here, before the response starts watching the connection for a
-    # disconnect, so the two never compete for the same ASGI messages.
-    raw = await request.body()
-
-    async def producer(responder: Responder) -> None:
-        await answer(load_object(raw), responder)
-
-    return ProducerResponse(producer)
+Answer = Callable[[Any, Object, ModelNames, Responder], Awaitable[None]]
 
 
-@post("/v1/chat/completions")
-async def chat_completions(
-    request: Request[Any, Any, Any],
-    balancer: NamedDependency[Any],
-    names: NamedDependency[ModelNames],
-) -> ASGIResponse:
-    async def answer(body: Object, responder: Responder) -> None:
-        chat = read_chat_request(body)
-        await answer_chat(balancer, chat, await names.echo(chat.model), responder)
+def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
+    """A ``POST`` route whose body is parsed and answered by ``answer`` inside a producer."""
 
-    return await _produce(request, answer)
+    async def handler(
+        request: Request[Any, Any, Any],
+        balancer: NamedDependency[Any],
+        names: NamedDependency[ModelNames],
+    ) -> ASGIResponse:
+        # The body is read here, before the response starts watching the connection for a
+        # disconnect, so the two never compete for the same ASGI messages.
+        raw = await request.body()
 
+        async def producer(responder: Responder) -> None:
+            await answer(balancer, load_object(raw), names, responder)
 
-@post("/v1/completions")
-async def completions(
-    request: Request[Any, Any, Any],
-    balancer: NamedDependency[Any],
-    names: NamedDependency[ModelNames],
-) -> ASGIResponse:
-    async def answer(body: Object, responder: Responder) -> None:
-        completion = read_completion_request(body)
-        await answer_completion(balancer, completion, await names.echo(completion.model), responder)
+        return ProducerResponse(producer)
 
-    return await _produce(request, answer)
+    return post(path, name=path)(handler)
 
 
-@post("/v1/responses")
-async def responses(
-    request: Request[Any, Any, Any],
-    balancer: NamedDependency[Any],
-    names: NamedDependency[ModelNames],
-) -> ASGIResponse:
-    async def answer(body: Object, responder: Responder) -> None:
-        parsed = read_responses_request(body)
-        await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
-
-    return await _produce(request, answer)
+async def _chat(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+    chat = read_chat_request(body)
+    await answer_chat(balancer, chat, await names.echo(chat.model), responder)
 
 
-@post("/v1/embeddings")
-async def embeddings(
-    request: Request[Any, Any, Any],
-    balancer: NamedDependency[Any],
-    names: NamedDependency[ModelNames],
-) -> ASGIResponse:
-    async def answer(body: Object, responder: Responder) -> None:
-        parsed = read_embedding_request(body)
-        await responder.json(
-            await answer_embeddings(balancer, parsed, await names.echo(parsed.model))
-        )
+async def _completion(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+    completion = read_completion_request(body)
+    await answer_completion(balancer, completion, await names.echo(completion.model), responder)
 
-    return await _produce(request, answer)
+
+async def _responses(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+    parsed = read_responses_request(body)
+    await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
+
+
+async def _embeddings(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+    parsed = read_embedding_request(body)
+    await responder.json(await answer_embeddings(balancer, parsed, await names.echo(parsed.model)))
+
+
+chat_completions = _openai_post("/v1/chat/completions", _chat)
+completions = _openai_post("/v1/completions", _completion)
+responses = _openai_post("/v1/responses", _responses)
+embeddings = _openai_post("/v1/embeddings", _embeddings)
 
 
 @get("/v1/models")

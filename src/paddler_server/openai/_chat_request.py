@@ -35,14 +35,19 @@ from paddler_server.openai._fields import (
     opt_str,
 )
 from paddler_server.openai._sampling import read_max_tokens, read_sampling
-from paddler_server.openai._tools import forced_tool_call_grammar, read_tool, read_tool_choice
+from paddler_server.openai._tools import (
+    ToolChoice,
+    forced_tool_call_grammar,
+    read_tool,
+    read_tool_choice,
+)
 
 __all__ = [
     "ChatRequest",
+    "Constraints",
     "read_chat_request",
+    "read_constraints",
     "read_grammar_extension",
-    "read_response_format",
-    "resolve_thinking",
     "tool_call_text",
 ]
 
@@ -240,17 +245,29 @@ def read_tools(body: Object, *, flat: bool = False) -> tuple[Tool, ...]:
     return tuple(read_tool(t, child("tools", i), flat=flat) for i, t in enumerate(tools))
 
 
-def read_chat_request(body: Object) -> ChatRequest:
-    _reject_unsupported(body)
-    messages = read_messages(body)
-    tools = read_tools(body)
-    choice = read_tool_choice(body, tools)
-    grammar_field = "response_format"
-    grammar = read_response_format(opt_object(body, "response_format"), "response_format")
+@attrs.frozen
+class Constraints:
+    """What shapes a request's output: the tools offered, one grammar, and thinking."""
+
+    tools: tuple[Tool, ...]
+    tool_choice: ToolChoice
+    grammar: GrammarConstraint | None
+    enable_thinking: bool
+
+
+def read_constraints(
+    body: Object, fmt: Object | None, format_field: str, *, flat: bool = False
+) -> Constraints:
+    """Tools and tool choice, then at most one grammar: the response format ``fmt`` (read
+    from ``format_field``), Paddler's ``grammar``, or a forced tool call."""
+    tools = read_tools(body, flat=flat)
+    choice = read_tool_choice(body, tools, flat=flat)
+    grammar = read_response_format(fmt, format_field)
+    grammar_field = format_field
     extension = read_grammar_extension(body)
     if extension is not None:
         if grammar is not None:
-            raise invalid("grammar", "cannot be combined with response_format")
+            raise invalid("grammar", f"cannot be combined with {format_field}")
         grammar, grammar_field = extension, "grammar"
     if choice == "none":
         tools = ()
@@ -260,17 +277,24 @@ def read_chat_request(body: Object) -> ChatRequest:
                 "tool_choice", f"a forced tool call cannot be combined with {grammar_field}"
             )
         grammar, grammar_field = forced_tool_call_grammar(tools, choice), "tool_choice"
+    return Constraints(tools, choice, grammar, resolve_thinking(body, grammar, grammar_field))
+
+
+def read_chat_request(body: Object) -> ChatRequest:
+    _reject_unsupported(body)
+    messages = read_messages(body)
+    constraints = read_constraints(body, opt_object(body, "response_format"), "response_format")
     stream = bool(opt_bool(body, "stream"))
     options = opt_object(body, "stream_options")
     include_usage = bool(options and opt_bool(options, "include_usage", "stream_options"))
     params = ContinueFromConversationHistoryParams(
         add_generation_prompt=True,
         conversation_history=messages,
-        enable_thinking=resolve_thinking(body, grammar, grammar_field),
+        enable_thinking=constraints.enable_thinking,
         max_tokens=read_max_tokens(body, "max_completion_tokens", "max_tokens"),
-        grammar=grammar,
-        parse_tool_calls=bool(tools),
-        tools=tools,
+        grammar=constraints.grammar,
+        parse_tool_calls=bool(constraints.tools),
+        tools=constraints.tools,
     )
     return ChatRequest(
         params=params,

@@ -18,13 +18,12 @@ from paddler.wire import (
     EmbeddingInputDocument,
     EmbeddingRejectedDueToActiveTokenGeneration,
     EmbeddingsDisabled,
-    ErrorEnvelope,
     GenerateEmbeddingBatchParams,
     NoEmbeddingsProduced,
-    ResponseEnvelope,
 )
-from paddler_server.openai._errors import OpenAIError, error_from_code, error_from_paddler, invalid
+from paddler_server.openai._errors import OpenAIError, error_from_paddler, invalid
 from paddler_server.openai._fields import Object, child, opt_int, opt_str
+from paddler_server.openai._generation import unwrap_envelope
 
 __all__ = ["EmbeddingRequest", "answer_embeddings", "read_embedding_request"]
 
@@ -99,16 +98,12 @@ async def _collect(balancer: Any, params: GenerateEmbeddingBatchParams) -> dict[
     vectors: dict[int, Embedding] = {}
     async with balancer.embed(params) as stream:
         async for message in stream:
-            if isinstance(message, ErrorEnvelope):
-                raise error_from_code(message.error.code, message.error.description)
-            if not isinstance(message, ResponseEnvelope):
-                continue
-            result = message.response
+            result = unwrap_envelope(message)
             if isinstance(result, Embedding):
                 vectors[int(result.source_document_id)] = result
             elif isinstance(result, EmbeddingDone):
                 return vectors
-            else:
+            elif result is not None:
                 raise _fail(result)
     return vectors
 

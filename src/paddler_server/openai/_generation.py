@@ -32,7 +32,7 @@ from paddler_server.openai._errors import (
     error_from_result,
 )
 
-__all__ = ["Params", "generate", "prepend"]
+__all__ = ["Params", "generate", "prepend", "unwrap_envelope"]
 
 logger = logging.getLogger("paddler_server.openai")
 
@@ -72,14 +72,20 @@ async def generate(
         raise error_from_paddler(exc) from exc
 
 
+def unwrap_envelope(message: Any) -> Any | None:
+    """The result a response envelope carries, ``None`` for any other message; an error
+    envelope raises its ``OpenAIError``."""
+    if isinstance(message, ErrorEnvelope):
+        raise error_from_code(message.error.code, message.error.description)
+    return message.response if isinstance(message, ResponseEnvelope) else None
+
+
 async def _results(stream: AsyncIterator[Any]) -> AsyncIterator[GeneratedTokenResult]:
     try:
         async for message in stream:
-            if isinstance(message, ErrorEnvelope):
-                raise error_from_code(message.error.code, message.error.description)
-            if not isinstance(message, ResponseEnvelope):
+            result = unwrap_envelope(message)
+            if result is None:
                 continue
-            result = message.response
             if isinstance(result, Timeout):
                 raise OpenAIError(504, "The request timed out")
             if isinstance(result, TooManyBufferedRequests):

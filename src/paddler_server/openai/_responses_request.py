@@ -18,16 +18,12 @@ from paddler.wire import (
     Tool,
 )
 from paddler_server.openai._chat_request import (
-    read_grammar_extension,
-    read_response_format,
-    read_tools,
-    resolve_thinking,
+    read_constraints,
     tool_call_text,
 )
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, child, opt_bool, opt_list, opt_object, opt_str
 from paddler_server.openai._sampling import read_max_tokens, read_sampling
-from paddler_server.openai._tools import forced_tool_call_grammar, read_tool_choice
 
 __all__ = ["ResponsesRequest", "read_responses_request"]
 
@@ -138,41 +134,25 @@ def read_responses_request(body: Object) -> ResponsesRequest:
         raise invalid("input", "expected a string or an array of input items")
     if not messages:
         raise invalid("input", "at least one message is required")
-    tools = read_tools(body, flat=True)
-    choice = read_tool_choice(body, tools, flat=True)
     text = opt_object(body, "text")
     fmt = opt_object(text, "format", "text") if text is not None else None
-    grammar = read_response_format(fmt, "text.format")
-    grammar_field = "text.format"
-    extension = read_grammar_extension(body)
-    if extension is not None:
-        if grammar is not None:
-            raise invalid("grammar", "cannot be combined with text.format")
-        grammar, grammar_field = extension, "grammar"
-    if choice == "none":
-        tools = ()
-    elif choice is not None and choice != "auto":
-        if grammar is not None:
-            raise invalid(
-                "tool_choice", f"a forced tool call cannot be combined with {grammar_field}"
-            )
-        grammar, grammar_field = forced_tool_call_grammar(tools, choice), "tool_choice"
+    constraints = read_constraints(body, fmt, "text.format", flat=True)
     opt_list(body, "include")
     return ResponsesRequest(
         params=ContinueFromConversationHistoryParams(
             add_generation_prompt=True,
             conversation_history=tuple(messages),
-            enable_thinking=resolve_thinking(body, grammar, grammar_field),
+            enable_thinking=constraints.enable_thinking,
             max_tokens=read_max_tokens(body, "max_output_tokens"),
-            grammar=grammar,
-            parse_tool_calls=bool(tools),
-            tools=tools,
+            grammar=constraints.grammar,
+            parse_tool_calls=bool(constraints.tools),
+            tools=constraints.tools,
         ),
         overrides=read_sampling(body),
         model=opt_str(body, "model"),
         stream=bool(opt_bool(body, "stream")),
         instructions=instructions,
-        tools=tools,
-        tool_choice=choice,
+        tools=constraints.tools,
+        tool_choice=constraints.tool_choice,
         text_format=dict(fmt) if fmt is not None else {"type": "text"},
     )
