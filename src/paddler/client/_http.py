@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 
+from paddler.client._urls import normalize_base_url
 from paddler.client.errors import ConnectError, ConnectionDropped, HTTPStatusError
 
-__all__ = ["check_status", "iter_sse_data", "map_httpx_errors"]
+__all__ = ["HttpClientBase", "check_status", "iter_sse_data", "json_headers", "map_httpx_errors"]
 
 
 @contextlib.contextmanager
@@ -50,3 +51,19 @@ async def iter_sse_data(response: httpx.Response) -> AsyncIterator[str]:
 
 def json_headers() -> dict[str, Any]:
     return {"content-type": "application/json"}
+
+
+class HttpClientBase:
+    """A client's base URL and the ``httpx.AsyncClient`` it talks through: its own unless one
+    is passed in; ``aclose`` closes only its own."""
+
+    def __init__(
+        self, base_url: str, http_client: httpx.AsyncClient | None, timeout: float
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()

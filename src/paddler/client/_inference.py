@@ -14,10 +14,10 @@ import httpx
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from paddler.client._http import check_status, json_headers, map_httpx_errors
+from paddler.client._http import HttpClientBase, check_status, json_headers, map_httpx_errors
 from paddler.client._socket import InferenceSocket
 from paddler.client._stream import InferenceStream, Routed, is_final, new_route
-from paddler.client._urls import inference_socket_url, normalize_base_url
+from paddler.client._urls import inference_socket_url
 from paddler.client.errors import ClientError, ResponseDecodeError
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
@@ -42,7 +42,7 @@ def _new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class InferenceClient:
+class InferenceClient(HttpClientBase):
     """Talks to a balancer's inference service (``--inference-addr``).
 
     Use it as ``async with InferenceClient(url) as client``: the client owns the background
@@ -57,9 +57,7 @@ class InferenceClient:
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 300.0,
     ) -> None:
-        self.base_url = normalize_base_url(base_url)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        super().__init__(base_url, http_client, timeout)
         self._tg: TaskGroup | None = None
         self._socket: InferenceSocket | None = None
 
@@ -88,8 +86,7 @@ class InferenceClient:
     async def aclose(self) -> None:
         if self._socket is not None:
             await self._socket.aclose()
-        if self._owns_http:
-            await self._http.aclose()
+        await super().aclose()
 
     def _task_group(self) -> TaskGroup:
         if self._tg is None:

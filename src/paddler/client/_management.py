@@ -8,8 +8,13 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from paddler.client._http import check_status, iter_sse_data, json_headers, map_httpx_errors
-from paddler.client._urls import normalize_base_url
+from paddler.client._http import (
+    HttpClientBase,
+    check_status,
+    iter_sse_data,
+    json_headers,
+    map_httpx_errors,
+)
 from paddler.client.errors import ResponseDecodeError
 from paddler.wire import (
     AgentControllerPoolSnapshot,
@@ -36,7 +41,7 @@ def _decode(text: str, cls: Any) -> Any:
         raise ResponseDecodeError(str(exc), text) from exc
 
 
-class ManagementClient:
+class ManagementClient(HttpClientBase):
     """Talks to a balancer's management service (``--management-addr``)."""
 
     def __init__(
@@ -46,9 +51,7 @@ class ManagementClient:
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self.base_url = normalize_base_url(base_url)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        super().__init__(base_url, http_client, timeout)
 
     def __repr__(self) -> str:
         return f"<ManagementClient [{self.base_url}]>"
@@ -63,10 +66,6 @@ class ManagementClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
     async def _request(
         self, method: str, path: str, *, content: str | None = None
