@@ -26,7 +26,29 @@ def _version() -> str:
         return "0.0.0+local"
 
 
-def log_level_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def address_option(flag: str, default: str | None, help: str) -> Decorator:
+    """A ``host:port`` option; without a default its service is off unless given."""
+    return click.option(
+        flag, type=ADDRESS, default=default, show_default=default is not None, help=help
+    )
+
+
+INFERENCE_ADDR = address_option(
+    "--inference-addr",
+    "127.0.0.1:8061",
+    "Where the inference API listens (NDJSON endpoints and the inference WebSocket).",
+)
+MANAGEMENT_ADDR = address_option(
+    "--management-addr",
+    "127.0.0.1:8060",
+    "Where the management API listens; agents connect here.",
+)
+
+
+def log_level_option(default: str) -> Decorator:
     return click.option(
         "--log-level",
         type=click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -52,31 +74,17 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "--inference-addr",
-    type=ADDRESS,
-    default="127.0.0.1:8061",
-    show_default=True,
-    help="Where the inference API listens (NDJSON endpoints and the inference WebSocket).",
-)
-@click.option(
-    "--management-addr",
-    type=ADDRESS,
-    default="127.0.0.1:8060",
-    show_default=True,
-    help="Where the management API listens; agents connect here.",
-)
-@click.option(
+@INFERENCE_ADDR
+@MANAGEMENT_ADDR
+@address_option(
     "--compat-openai-addr",
-    type=ADDRESS,
-    default=None,
-    help="Where the OpenAI-compatible API listens (/v1/...). Off unless given.",
+    None,
+    "Where the OpenAI-compatible API listens (/v1/...). Off unless given.",
 )
-@click.option(
+@address_option(
     "--web-admin-panel-addr",
-    type=ADDRESS,
-    default=None,
-    help="Where the web admin panel listens. Off unless given; its origin "
+    None,
+    "Where the web admin panel listens. Off unless given; its origin "
     "(http://ADDR) is added to the inference and management CORS origins.",
 )
 @click.option(
@@ -218,33 +226,11 @@ def agent(management_addr: Address, slots: int, name: str | None, log_level: str
 
 
 @cli.command()
-@click.option(
-    "--inference-addr",
-    type=ADDRESS,
-    default="127.0.0.1:8061",
-    show_default=True,
-    help="Where the inference API listens.",
-)
-@click.option(
-    "--management-addr",
-    type=ADDRESS,
-    default="127.0.0.1:8060",
-    show_default=True,
-    help="Where the management API listens (more agents may join here).",
-)
-@click.option(
-    "--web-admin-panel-addr",
-    type=ADDRESS,
-    default="127.0.0.1:8062",
-    show_default=True,
-    help="Where the web admin panel listens.",
-)
-@click.option(
-    "--compat-openai-addr",
-    type=ADDRESS,
-    default="127.0.0.1:8063",
-    show_default=True,
-    help="Where the OpenAI-compatible API listens.",
+@INFERENCE_ADDR
+@MANAGEMENT_ADDR
+@address_option("--web-admin-panel-addr", "127.0.0.1:8062", "Where the web admin panel listens.")
+@address_option(
+    "--compat-openai-addr", "127.0.0.1:8063", "Where the OpenAI-compatible API listens."
 )
 @click.option(
     "--slots",
