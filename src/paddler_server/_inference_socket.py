@@ -69,7 +69,8 @@ class InferenceSocketSession:
         self._shutdown = shutdown
         self._headers = {key.lower(): value for key, value in socket.headers.items()}
         self._requests: dict[str, _InFlight] = {}
-        self._send_lock = anyio.Lock()
+        # fast_acquire: an uncontended send does not yield to the loop (one pass per token).
+        self._send_lock = anyio.Lock(fast_acquire=True)
         self._closed = False
         self._scope: anyio.CancelScope | None = None
 

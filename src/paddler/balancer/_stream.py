@@ -217,8 +217,10 @@ class InferenceStream:
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             try:
-                item = self._receive.receive_nowait()  # fast path: no cancel scope per token
-                await anyio.lowlevel.cancel_shielded_checkpoint()  # never lose a taken item
+                # Fast path: an item is already queued. No cancel scope and no yield per token
+                # (a yield here costs a whole event-loop pass per token); the consumer's send
+                # is where the task yields when the client socket applies back-pressure.
+                item = self._receive.receive_nowait()
             except anyio.WouldBlock:
                 with anyio.move_on_after(timeout):
                     item = await self._receive.receive()
