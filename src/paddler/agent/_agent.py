@@ -280,9 +280,15 @@ class Agent:
         done = self._writer_done
         try:
             async with receive:
-                async for message in receive:
+                while True:
+                    # Send what is already queued without a loop pass per message (``async
+                    # for`` yields before every item); wait only when the queue is empty.
+                    try:
+                        message = receive.receive_nowait()
+                    except anyio.WouldBlock:
+                        message = await receive.receive()
                     await socket.send(message)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         finally:
             if done is not None:
