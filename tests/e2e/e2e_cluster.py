@@ -148,12 +148,21 @@ class Cluster:
         log = self.tmp / f"balancer-{len(list(self.tmp.glob('balancer-*')))}.log"
         self.balancer = Process(args, log)
         wait_until(
-            lambda: self._healthy(self.management_url) and self._healthy(self.inference_url),
+            lambda: all(self._healthy(url) for url in self.service_urls),
             STARTUP_TIMEOUT,
             "balancer did not become healthy",
             self.balancer,
         )
         return self.balancer
+
+    @property
+    def service_urls(self) -> list[str]:
+        """The balancer's services (the optional ones when their flag is given)."""
+        urls = [self.management_url, self.inference_url]
+        for flag in ("compat_openai_addr", "web_admin_panel_addr"):
+            if self.balancer_flags.get(flag) is not None:
+                urls.append(f"http://{self.balancer_flags[flag]}")
+        return urls
 
     def start_agent(self, name: str, slots: int = 1) -> Process:
         args = [

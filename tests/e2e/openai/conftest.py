@@ -12,7 +12,7 @@ from openai import AsyncOpenAI, OpenAI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from e2e_cluster import Cluster, free_port, wait_until
+from e2e_cluster import Cluster, free_port
 
 #: Sampling that is *not* deterministic, so that per-request overrides visibly matter.
 STOCHASTIC = {
@@ -36,16 +36,6 @@ class OpenAICluster(Cluster):
     @property
     def openai_url(self) -> str:
         return f"http://127.0.0.1:{self.openai_port}/v1"
-
-    def start_balancer(self, *extra: str) -> Any:
-        process = super().start_balancer(*extra)
-        wait_until(
-            lambda: self._healthy(f"http://127.0.0.1:{self.openai_port}"),
-            30.0,
-            "the OpenAI service did not become healthy",
-            process,
-        )
-        return process
 
 
 def start_cluster(
@@ -72,16 +62,20 @@ def start_cluster(
     return cluster
 
 
+def _serving(tmp: Path, model_path: Path, parameters: dict[str, Any]) -> Iterator[OpenAICluster]:
+    cluster = start_cluster(tmp, model_path, slots=2, parameters=parameters)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="session")
 def openai_cluster(
     tmp_path_factory: pytest.TempPathFactory, model_path: Path
 ) -> Iterator[OpenAICluster]:
     """One agent with two slots, SmolLM2 loaded with stochastic default sampling."""
-    cluster = start_cluster(
-        tmp_path_factory.mktemp("openai"), model_path, slots=2, parameters=STOCHASTIC
-    )
-    yield cluster
-    cluster.stop()
+    yield from _serving(tmp_path_factory.mktemp("openai"), model_path, STOCHASTIC)
 
 
 EMBEDDINGS = {"enable_embeddings": True, "pooling_type": "Mean", "context_size": 2048}
@@ -91,11 +85,7 @@ EMBEDDINGS = {"enable_embeddings": True, "pooling_type": "Mean", "context_size":
 def embeddings_cluster(
     tmp_path_factory: pytest.TempPathFactory, model_path: Path
 ) -> Iterator[OpenAICluster]:
-    cluster = start_cluster(
-        tmp_path_factory.mktemp("embed"), model_path, slots=2, parameters=EMBEDDINGS
-    )
-    yield cluster
-    cluster.stop()
+    yield from _serving(tmp_path_factory.mktemp("embed"), model_path, EMBEDDINGS)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -59,7 +58,7 @@ def test_dashboard_shows_agents_live(cluster: Any, page: Any, save_screenshot: S
         thread.join(timeout=60)
     expect(page.locator("[data-role=slot-totals]")).to_have_text("0 / 3", timeout=20_000)
 
-    cluster.stop("panel-extra", signal.SIGKILL)
+    cluster.agents["panel-extra"].kill()
     expect(extra).to_have_count(0, timeout=15_000)
     expect(page.locator("[data-role=agent-count]")).to_have_text("1")
     expect(agent_card(page, "panel-agent")).to_be_visible()
@@ -185,7 +184,7 @@ def test_model_page_swaps_context_size(
     state = cluster.get("/api/v1/balancer_desired_state")
     assert state["inference_parameters"]["context_size"] == SWAPPED_CONTEXT_SIZE
     assert state["model"] == {"LocalToAgent": state["model"]["LocalToAgent"]}
-    cluster.wait_ready("panel-agent", 2)
+    cluster.wait_applied("panel-agent", 2)
     applicable = cluster.get("/api/v1/balancer_applicable_state")
     assert applicable["inference_parameters"]["context_size"] == SWAPPED_CONTEXT_SIZE
     expect(agent_card(progress, "panel-agent")).to_contain_text("0 busy / 2 total")
@@ -221,7 +220,7 @@ def test_prompt_page_notices_embeddings_mode(cluster: Any, page: Any) -> None:
         cluster.put_desired_state(state)
     expect(notice).to_be_hidden(timeout=30_000)
     expect(send).to_be_enabled()
-    cluster.wait_ready("panel-agent", 2)
+    cluster.wait_applied("panel-agent", 2)
 
 
 def test_dashboard_shows_agent_issues(cluster: Any, page: Any) -> None:
@@ -244,7 +243,7 @@ def test_dashboard_shows_agent_issues(cluster: Any, page: Any) -> None:
         expect(dialog).to_have_count(0)
     finally:
         cluster.put_desired_state(state)
-    cluster.wait_ready("panel-agent", 2)
+    cluster.wait_applied("panel-agent", 2)
     expect(card.locator("button.badge")).to_have_count(0)
     expect(card.locator(".pill")).to_have_text("ready")
 
@@ -256,7 +255,7 @@ def test_dashboard_reconnects_after_a_balancer_restart(cluster: Any, page: Any) 
     expect(connection).to_have_attribute("data-state", "live")
     expect(agent_card(page, "panel-agent")).to_be_visible()
 
-    cluster.stop("balancer")
+    cluster.balancer.stop()
     expect(connection).to_have_attribute("data-state", "disconnected", timeout=10_000)
     expect(connection).to_have_text("disconnected — retrying")
     expect(page.locator("#agents")).to_have_class(re.compile(r"\bstale\b"))
@@ -264,5 +263,5 @@ def test_dashboard_reconnects_after_a_balancer_restart(cluster: Any, page: Any) 
     cluster.start_balancer()
     expect(connection).to_have_attribute("data-state", "live", timeout=20_000)
     expect(page.locator("#agents")).not_to_have_class(re.compile(r"\bstale\b"))
-    cluster.wait_ready("panel-agent", 2)
+    cluster.wait_applied("panel-agent", 2)
     expect(agent_card(page, "panel-agent")).to_contain_text("0 busy / 2 total")
