@@ -15,7 +15,8 @@ from anyio.abc import ObjectStream
 from litestar import WebSocket
 
 from paddler.balancer import Balancer
-from paddler.wire import AgentToBalancerMessage, BalancerToAgentMessage, WireError, converter
+from paddler.wire import BalancerToAgentMessage, WireError, converter
+from paddler_server._token_frames import loads_agent_message
 
 __all__ = ["WebSocketObjectStream", "serve_agent_socket"]
 
@@ -46,7 +47,7 @@ class WebSocketObjectStream(ObjectStream[Any]):
             if kind != "websocket.receive" or not isinstance(text, str):
                 continue
             try:
-                return converter.loads(text, AgentToBalancerMessage)
+                return loads_agent_message(text)
             except (WireError, ValueError) as exc:
                 logger.warning("malformed agent message agent=%s error=%s", self._agent_id, exc)
 

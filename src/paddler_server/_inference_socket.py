@@ -34,6 +34,7 @@ from paddler.wire import (
     converter,
     tool_schema_problems,
 )
+from paddler_server._token_frames import dumps_client_message
 
 __all__ = ["InferenceSocketSession", "check_tools"]
 
@@ -177,7 +178,7 @@ class InferenceSocketSession:
         """Write one message; sends are serialised by a lock (no writer-task hop per token)."""
         if self._closed:
             return
-        text = converter.dumps(item, InferenceClientMessage)
+        text = dumps_client_message(item, InferenceClientMessage)
         async with self._send_lock:
             try:
                 await self._socket.send_text(text)

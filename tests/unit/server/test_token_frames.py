@@ -1,0 +1,92 @@
+"""The single-token fast paths read and write exactly what the converter does."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paddler.wire import (
+    AgentResponse,
+    AgentToBalancerMessage,
+    ContentToken,
+    Done,
+    ErrorBody,
+    ErrorEnvelope,
+    InferenceClientMessage,
+    ReasoningToken,
+    ResponseEnvelope,
+    TokenUsage,
+    ToolCallToken,
+    UndeterminableToken,
+    WireError,
+    converter,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # litestar's Dependency() at import
+    from paddler_server._token_frames import dumps_client_message, loads_agent_message
+
+TOKENS = (ContentToken, ReasoningToken, ToolCallToken, UndeterminableToken)
+USAGE = TokenUsage(
+    prompt_tokens=1,
+    cached_prompt_tokens=0,
+    input_image_tokens=0,
+    input_audio_tokens=0,
+    content_tokens=2,
+    reasoning_tokens=0,
+    tool_call_tokens=0,
+    undeterminable_tokens=0,
+)
+
+
+@given(
+    kind=st.sampled_from(TOKENS),
+    text=st.text(),
+    request_id=st.text(),
+    generated_by=st.none() | st.text(),
+)
+def test_token_frames_match_the_converter(
+    kind: type, text: str, request_id: str, generated_by: str | None
+) -> None:
+    """Any token text (quotes, control characters, non-ASCII) round-trips byte for byte."""
+    token = kind(text)
+    agent = AgentResponse(generated_by=generated_by, request_id=request_id, response=token)
+    frame = converter.dumps(agent, AgentToBalancerMessage)
+    assert loads_agent_message(frame) == converter.loads(frame, AgentToBalancerMessage)
+    envelope = ResponseEnvelope(generated_by=generated_by, request_id=request_id, response=token)
+    assert dumps_client_message(envelope, InferenceClientMessage) == converter.dumps(
+        envelope, InferenceClientMessage
+    )
+
+
+def test_other_messages_take_the_converter() -> None:
+    """Terminals and errors are written as before."""
+    for item in (
+        ResponseEnvelope(generated_by="a", request_id="r", response=Done(usage=USAGE)),
+        ErrorEnvelope(request_id="r", error=ErrorBody(code=502, description="gone")),
+    ):
+        assert dumps_client_message(item, InferenceClientMessage) == converter.dumps(
+            item, InferenceClientMessage
+        )
+    done = AgentResponse(request_id="r", response=Done(usage=USAGE))
+    frame = converter.dumps(done, AgentToBalancerMessage)
+    assert loads_agent_message(frame) == done
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"Response":{"request_id":"r","extra":1,"response":{"GeneratedToken":{"ContentToken":"x"}}}}',
+        '{"Response":{"request_id":5,"response":{"GeneratedToken":{"ContentToken":"x"}}}}',
+        '{"Response":{"request_id":"r","response":{"GeneratedToken":{"ContentToken":7}}}}',
+        '{"Response":{"request_id":"r","response":{"GeneratedToken":{"NoSuchToken":"x"}}}}',
+        "not json",
+    ],
+)
+def test_malformed_token_frames_are_rejected_like_the_converter(frame: str) -> None:
+    """A near-miss frame is not accepted by the fast path; the converter reports it."""
+    with pytest.raises(WireError):
+        loads_agent_message(frame)
