@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from paddler_server.openai._chat_request import ChatRequest
-from paddler_server.openai._errors import OpenAIError
-from paddler_server.openai._generation import generate, prepend
+from paddler_server.openai._generation import generate, sse_results
 from paddler_server.openai._respond import Responder, sse_event
 from paddler_server.openai._turn import Turn, new_id, now, tool_call_json, usage_json
 
@@ -77,12 +76,9 @@ async def answer_chat(
                 body["usage"] = None
             return sse_event(body)
 
-        iterator = aiter(results)
-        first = await anext(iterator)  # a failure here is still a plain HTTP error
-        await responder.start_sse()
-        await responder.send(chunk({"role": "assistant", "content": ""}))
-        try:
-            async for result in prepend(first, iterator):
+        async with sse_results(results, responder) as stream:
+            await responder.send(chunk({"role": "assistant", "content": ""}))
+            async for result in stream:
                 delta = turn.feed(result)
                 if delta is not None and delta[1]:
                     kind, text = delta
@@ -109,6 +105,3 @@ async def answer_chat(
                         }
                     )
                 )
-        except OpenAIError as exc:
-            await responder.send(sse_event(exc.body()))
-        await responder.send(b"data: [DONE]\n\n")

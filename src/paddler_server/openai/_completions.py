@@ -9,9 +9,9 @@ import attrs
 from paddler.engine import SamplingOverrides
 from paddler.wire import ContinueFromRawPromptParams
 from paddler_server.openai._chat_request import read_grammar_extension
-from paddler_server.openai._errors import OpenAIError, invalid
+from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, opt_bool, opt_int, opt_object, opt_str
-from paddler_server.openai._generation import generate, prepend
+from paddler_server.openai._generation import generate, sse_results
 from paddler_server.openai._respond import Responder, sse_event
 from paddler_server.openai._sampling import read_sampling
 from paddler_server.openai._turn import Turn, new_id, now
@@ -109,13 +109,10 @@ async def answer_completion(
                 turn.feed(result)
             await responder.json(body(prefix + turn.text, turn.finish_reason, usage=_usage(turn)))
             return
-        iterator = aiter(results)
-        first = await anext(iterator)
-        await responder.start_sse()
-        try:
+        async with sse_results(results, responder) as stream:
             if prefix:
                 await responder.send(sse_event(body(prefix, None)))
-            async for result in prepend(first, iterator):
+            async for result in stream:
                 delta = turn.feed(result)
                 if delta is not None and delta[0] == "content" and delta[1]:
                     await responder.send(sse_event(body(delta[1], None)))
@@ -124,6 +121,3 @@ async def answer_completion(
                 usage_chunk = body("", None, usage=_usage(turn))
                 usage_chunk["choices"] = []
                 await responder.send(sse_event(usage_chunk))
-        except OpenAIError as exc:
-            await responder.send(sse_event(exc.body()))
-        await responder.send(b"data: [DONE]\n\n")

@@ -31,8 +31,9 @@ from paddler_server.openai._errors import (
     error_from_paddler,
     error_from_result,
 )
+from paddler_server.openai._respond import Responder, sse_event
 
-__all__ = ["Params", "generate", "prepend", "unwrap_envelope"]
+__all__ = ["Params", "generate", "prepend", "sse_results", "unwrap_envelope"]
 
 logger = logging.getLogger("paddler_server.openai")
 
@@ -110,3 +111,20 @@ async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
     yield first
     async for item in rest:
         yield item
+
+
+@contextlib.asynccontextmanager
+async def sse_results(
+    results: AsyncIterator[GeneratedTokenResult], responder: Responder
+) -> AsyncIterator[AsyncIterator[GeneratedTokenResult]]:
+    """Chat-style streaming: the first result is awaited before the SSE response starts (a
+    failure then is still a plain HTTP error), a later failure becomes an error event, and
+    ``[DONE]`` ends the stream."""
+    iterator = aiter(results)
+    first = await anext(iterator)
+    await responder.start_sse()
+    try:
+        yield prepend(first, iterator)
+    except OpenAIError as exc:
+        await responder.send(sse_event(exc.body()))
+    await responder.send(b"data: [DONE]\n\n")
