@@ -59,6 +59,9 @@ _EMBEDDING_TYPES = typing.get_args(EmbeddingResult)
 _ALWAYS_TERMINAL = (ChatTemplateOverrideResponse, ModelMetadataResponse)
 # Items that are one generated token each (what TTFT, inter-token latency and tokens/s count).
 _TOKEN_TYPES = (ContentToken, ReasoningToken, ToolCallToken, UndeterminableToken)
+# Tokens for an agent's tokens/s are handed to the metrics in batches at most this often
+# (and when the request ends): the gauge averages over seconds, a call per token buys nothing.
+_TOKEN_FLUSH_INTERVAL = 0.1
 
 
 def is_terminal_payload(payload: Any) -> bool:
@@ -121,6 +124,8 @@ class InferenceStream:
         self._draining = False
         self._created_at = time.monotonic()
         self._last_item_at: float | None = None
+        self._unrecorded_tokens = 0
+        self._tokens_recorded_at = self._created_at
 
     def __repr__(self) -> str:
         state = "finished" if self._finished else ("streaming" if self._entry else "pending")
@@ -268,13 +273,21 @@ class InferenceStream:
                     generated=usage.completion_tokens,
                 )
             elif isinstance(payload, _TOKEN_TYPES):
-                if self.agent_id is not None:
-                    metrics.record_generated_tokens(self.agent_id)
+                self._unrecorded_tokens += 1
+                if now - self._tokens_recorded_at >= _TOKEN_FLUSH_INTERVAL:
+                    self._record_tokens(now)
                 if self._last_item_at is None:
                     metrics.observe_time_to_first_token(now - self._created_at)
                 else:
                     metrics.observe_inter_token_latency(now - self._last_item_at)
                 self._last_item_at = now
+
+    def _record_tokens(self, now: float) -> None:
+        metrics = self._balancer.metrics
+        if self._unrecorded_tokens and metrics is not None and self.agent_id is not None:
+            metrics.record_generated_tokens(self.agent_id, self._unrecorded_tokens)
+        self._unrecorded_tokens = 0
+        self._tokens_recorded_at = now
 
     def _fail(self, exc: PaddlerError, *, outcome: str) -> ErrorEnvelope:
         self._finished = True
@@ -306,6 +319,7 @@ class InferenceStream:
         if self._released or self._entry is None:
             return
         self._released = True
+        self._record_tokens(time.monotonic())
         send = self._entry.routes.pop(self.agent_request_id, None)
         if send is not None:
             send.close()
