@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from openai_cluster import OpenAICluster, start_cluster
 
-from conftest import OpenAICluster, start_cluster
 from paddler.client import HTTPStatusError, InferenceClient
 from paddler.wire import (
     L2,

@@ -246,7 +246,9 @@ def test_buffer_timeout_is_counted_and_its_wait_observed(
         after = scrape(lonely)
         assert delta(after, before, "paddler_requests_total{outcome=504}") == 1
         assert delta(after, before, "paddler_buffer_wait_seconds_count") == 1
-        assert delta(after, before, "paddler_buffer_wait_seconds_sum") >= 0.3
+        # The wait observed is the 0.3 s timeout, give or take the microseconds between the
+        # balancer's deadline and its stopwatch (0.29986 was seen once).
+        assert delta(after, before, "paddler_buffer_wait_seconds_sum") >= 0.25
         assert delta(after, before, "paddler_time_to_first_token_seconds_count") == 0
     finally:
         lonely.stop()

@@ -7,8 +7,8 @@ from typing import Any
 
 import anyio
 import pytest
+from core_cluster import agents, cluster, collect, desired_state, prompt, unique_name
 
-from conftest import agents, cluster, collect, desired_state, prompt, unique_name
 from paddler.balancer import Balancer, BalancerConfig
 from paddler.wire import Done, ErrorEnvelope
 

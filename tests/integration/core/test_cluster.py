@@ -8,8 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
+from core_cluster import cluster, collect, prompt
 
-from conftest import cluster, collect, prompt
 from paddler.balancer import Balancer
 from paddler.wire import ContentToken, Done, ErrorEnvelope, ResponseEnvelope
 

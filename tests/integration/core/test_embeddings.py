@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from core_cluster import cluster, desired_state, wait_applied
 
-from conftest import cluster, desired_state, wait_applied
 from paddler.wire import (
     L2,
     Embedding,

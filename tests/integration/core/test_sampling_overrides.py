@@ -13,8 +13,8 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from core_cluster import agents, prompt, unique_name
 
-from conftest import agents, prompt, unique_name
 from paddler.balancer import Balancer, BalancerConfig
 from paddler.engine import SamplingOverrides as EngineOverrides
 from paddler.wire import (

@@ -7,8 +7,8 @@ from typing import Any
 
 import anyio
 import pytest
+from core_cluster import cluster, collect, desired_state, prompt, wait_applied
 
-from conftest import cluster, collect, desired_state, prompt, wait_applied
 from paddler.wire import Done, ResponseEnvelope
 
 pytestmark = [pytest.mark.anyio, pytest.mark.model]
