@@ -7,7 +7,11 @@ every contender generates the same tokens.
 
 1. Aggregate generated tokens/s and mean time to first token for 1, 4 and 8 concurrent
    requests (128 new tokens each) on engines with 4 and 8 slots, against the same requests done
-   one at a time with llama-cpp-python's high-level `Llama`.
+   one at a time with llama-cpp-python's high-level `Llama` on this process's main thread.
+   The engine decodes in its worker process, so no other thread of this process ever calls
+   `llama_decode`: with OpenMP, one that did would slow the baseline ~3x too and hide a slow
+   engine behind an equally slow baseline (it did, before the worker). Both sides load with
+   llama.cpp's extra CPU kernels off (they crash on some machines of this kind).
 2. The scheduler's time outside `llama_decode` as a share of its steps.
 3. An 8-turn chat whose history reaches about 1,000 tokens: time to first token with the prompt
    cache against the same engine with `prompt_cache=False`.
@@ -21,9 +25,11 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
+import llama_cpp.llama_cpp as llama_low
 from llama_cpp import Llama
 
 from paddler.engine import LlamaEngine
@@ -81,6 +87,22 @@ class Measured:
 
 
 def baseline_model() -> Llama:
+    """The high-level `Llama`, loaded without extra buffer types (it has no option for it)."""
+    original = llama_low.llama_model_default_params
+
+    def without_extra_buffer_types() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    llama_low.llama_model_default_params = without_extra_buffer_types
+    try:
+        return _baseline_model()
+    finally:
+        llama_low.llama_model_default_params = original
+
+
+def _baseline_model() -> Llama:
     return Llama(
         str(model_path()),
         n_ctx=2048,
@@ -200,7 +222,9 @@ async def main(slot_counts: Sequence[int], concurrencies: Sequence[int]) -> None
     shares: list[tuple[str, float, float]] = []
     run = 1
     for slots in slot_counts:
-        async with await LlamaEngine.load(model_path(), parameters(), slots=slots) as engine:
+        async with await LlamaEngine.load(
+            model_path(), parameters(), slots=slots, extra_buffer_types=False
+        ) as engine:
             await run_concurrent(engine, [raw_prompt(0, 999)])  # warm the code paths
             sequential(llm, [raw_prompt(0, 999)])
             for c in concurrencies:
@@ -241,9 +265,11 @@ async def main(slot_counts: Sequence[int], concurrencies: Sequence[int]) -> None
         print(f"{label:<24} {share * 100:>14.1f}% {per_step * 1000:>8.1f}")
 
     async with (
-        await LlamaEngine.load(model_path(), parameters(), slots=1) as with_cache,
         await LlamaEngine.load(
-            model_path(), parameters(), slots=1, prompt_cache=False
+            model_path(), parameters(), slots=1, extra_buffer_types=False
+        ) as with_cache,
+        await LlamaEngine.load(
+            model_path(), parameters(), slots=1, prompt_cache=False, extra_buffer_types=False
         ) as without_cache,
     ):
         cached, uncached, last_prompt = await chat(with_cache, without_cache)

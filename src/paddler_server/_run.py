@@ -62,6 +62,7 @@ class AgentOptions:
     management_addr: Address
     slots: int
     name: str | None = None
+    extra_buffer_types: bool = True
 
 
 def run_until_signal(runner: Callable[[T, anyio.Event], Awaitable[None]], options: T) -> None:
@@ -255,7 +256,12 @@ async def run_agent(options: AgentOptions, shutdown: anyio.Event) -> None:
     from paddler.agent import Agent, AgentConfig
 
     url = f"ws://{options.management_addr.original}"
-    config = AgentConfig(management_url=url, slots=options.slots, name=options.name)
+    config = AgentConfig(
+        management_url=url,
+        slots=options.slots,
+        name=options.name,
+        extra_buffer_types=options.extra_buffer_types,
+    )
     async with Agent(config):
         logger.info("agent started management=%s slots=%d", url, options.slots)
         await shutdown.wait()

@@ -214,15 +214,27 @@ def balancer(
     default=None,
     help="Display name, shown in the admin panel and as generated_by in responses.",
 )
+@click.option(
+    "--no-repack",
+    is_flag=True,
+    help="Turn off llama.cpp's optional CPU kernels (AMX, weight repacking), as llama-server's "
+    "--no-repack does. Without it the agent still falls back by itself when they crash.",
+)
 @log_level_option("info")
-def agent(management_addr: Address, slots: int, name: str | None, log_level: str) -> None:
+def agent(
+    management_addr: Address, slots: int, name: str | None, no_repack: bool, log_level: str
+) -> None:
     """Run an agent: load the cluster's model and serve its slots to the balancer."""
     from paddler_server._run import AgentOptions, run_agent, run_until_signal
 
     configure_logging(log_level)
-    run_until_signal(
-        run_agent, AgentOptions(management_addr=management_addr, slots=slots, name=name)
+    options = AgentOptions(
+        management_addr=management_addr,
+        slots=slots,
+        name=name,
+        extra_buffer_types=not no_repack,
     )
+    run_until_signal(run_agent, options)
 
 
 @cli.command()

@@ -46,6 +46,7 @@ __all__ = ["Agent", "AgentConfig", "AgentState"]
 logger = logging.getLogger("paddler.agent")
 
 MIN_REPORT_GAP = 0.05
+RESTART_WAIT = 60.0  # how long a request waits for an engine that replaces a crashed one
 NO_MODEL_MESSAGE = "agent has no model loaded (it is swapping or has none)"
 
 
@@ -65,6 +66,9 @@ class AgentConfig:
     status_interval: float = 1.0
     cache_dir: Path | None = None
     progress_bar: bool | None = False
+    #: False turns off llama.cpp's optional CPU kernels (AMX, repacking), like
+    #: ``llama-server --no-repack``; the engine also falls back by itself when they crash.
+    extra_buffer_types: bool = True
 
 
 class AgentState(enum.Enum):
@@ -205,6 +209,14 @@ class Agent:
             and self.status.state_application_status is AgentStateApplicationStatus.APPLIED
         ):
             await changes.wait_beyond(changes.version)
+
+    async def _wait_restarted_engine(self) -> Any:
+        """The engine that replaces a crashed one (None if that load fails or takes too long)."""
+        changes = self.status.changes
+        with anyio.move_on_after(RESTART_WAIT):
+            while self._reconciler.restarting:
+                await changes.wait_beyond(changes.version)
+        return self.engine
 
     async def _wait_idle(self) -> None:
         while self._in_flight:
@@ -383,6 +395,8 @@ class Agent:
             self._respond(protocol, request_id, ModelMetadataResponse(metadata))
             return
         embedding = isinstance(payload, GenerateEmbeddingBatchParams)
+        if engine is None and self._reconciler.restarting:
+            engine = await self._wait_restarted_engine()
         if engine is None:
             error: Any = (
                 EmbeddingError(NO_MODEL_MESSAGE) if embedding else SamplerError(NO_MODEL_MESSAGE)
@@ -405,6 +419,7 @@ class Agent:
 
 
 async def _default_loader(model_path: Path, parameters: Any, **kwargs: Any) -> Any:
+    """``LlamaEngine.load``; the agent's engine runs in a worker process of its own."""
     from paddler.engine import LlamaEngine
 
     return await LlamaEngine.load(model_path, parameters, **kwargs)

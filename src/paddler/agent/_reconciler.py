@@ -4,6 +4,9 @@ A swap never loses a request: the agent first reports ``slots_total: 0`` and wai
 balancer's in-order acknowledgement (after which nothing more is dispatched here), keeps serving
 whatever arrived meanwhile on the old engine, waits until nothing is in flight, and only then
 closes the old engine and loads the new one.
+
+An engine whose worker process dies is replaced by a fresh load of the same state, with
+``EngineWorkerCrashed`` in the issues; the requests it was serving already ended with an error.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from paddler.wire import (
     AgentIssueParams,
     AgentStateApplicationStatus,
     ChatTemplateDoesNotCompile,
+    EngineWorkerCrashed,
+    ExtraBufferTypesDisabled,
     ModelCannotBeLoaded,
     NoModel,
     SlotCannotStart,
@@ -79,15 +84,22 @@ class Reconciler:
         self._agent = agent
         self._loader = loader
         self.applied: AgentDesiredState | None = None
+        #: Set while a crashed engine is being replaced: requests that reach the agent then
+        #: wait for the fresh engine rather than failing.
+        self.restarting = False
 
     async def run(self) -> None:
         agent = self._agent
         seen = 0
+        crash: str | None = None
         while True:
-            seen = await agent._desired_changed.wait_beyond(seen)
+            if crash is None:
+                seen = await agent._desired_changed.wait_beyond(seen)
             state = agent.desired_state
             if state is None:
+                crash = None
                 continue
+            restarting, crash = crash is not None, None
             async with anyio.create_task_group() as tg:
 
                 async def cancel_on_change(scope: anyio.CancelScope, version: int) -> None:
@@ -95,13 +107,52 @@ class Reconciler:
                     scope.cancel()
 
                 tg.start_soon(cancel_on_change, tg.cancel_scope, seen)
-                await self.apply(state)
+                try:
+                    await self.apply(state, restarting=restarting)
+                finally:
+                    self._set_restarting(False)
+                crash = await self._wait_engine_crash()
                 tg.cancel_scope.cancel()
+            if crash is not None:
+                self._engine_crashed(crash)
 
-    async def apply(self, state: AgentDesiredState) -> None:
+    def _set_restarting(self, restarting: bool) -> None:
+        if self.restarting != restarting:
+            self.restarting = restarting
+            self._agent.status.changes.notify()
+
+    async def _wait_engine_crash(self) -> str | None:
+        """Wait while the engine serves; return how its worker died (never, for fake engines)."""
+        wait_stopped = getattr(self._agent.engine, "wait_stopped", None)
+        crash: str | None = None if wait_stopped is None else await wait_stopped()
+        if crash is None:  # closed on purpose (a swap, the agent stopping), or a fake engine
+            await anyio.sleep_forever()
+        return crash
+
+    def _engine_crashed(self, how: str) -> None:
+        agent = self._agent
+        logger.error("the engine worker %s; loading the model again", how)
+        agent.engine = None
+        self.applied = None
+        self.restarting = True
+        issues: list[AgentIssue] = [
+            i for i in agent.status.issues if not isinstance(i, EngineWorkerCrashed)
+        ]
+        issues.append(EngineWorkerCrashed(error=f"the engine worker {how}; it was restarted"))
+        agent.status.update(
+            issues=tuple(issues),
+            slots_total=0,
+            state_application_status=Status.FRESH,
+        )
+
+    async def apply(self, state: AgentDesiredState, *, restarting: bool = False) -> None:
         agent = self._agent
         status = agent.status
         await self._drain()
+        if not restarting:  # a new state: an old crash is moot
+            status.update(
+                issues=tuple(i for i in status.issues if not isinstance(i, EngineWorkerCrashed))
+            )
         status.update(
             state_application_status=Status.FRESH,
             model_path=None,
@@ -186,21 +237,35 @@ class Reconciler:
                 uses_chat_template_override=override is not None,
             )
             return True
+        options: dict[str, Any] = {}
+        if not agent.config.extra_buffer_types:  # only then: custom loaders need not know it
+            options["extra_buffer_types"] = False
         try:
             engine = await self._loader(
                 Path(path),
                 state.inference_parameters,
                 slots=agent.config.slots,
                 chat_template_override=override.content if override is not None else None,
+                **options,
             )
         except Exception as exc:
             logger.warning("model load failed: %s", exc)
+            self._set_restarting(False)
             issue = load_issue(exc, str(path))
             status.update(issues=issues_after(status.issues, ModelLoadFailed(issue)))
             return False
         agent.engine = engine
+        self._set_restarting(False)
+        issues: list[AgentIssue] = [
+            i
+            for i in issues_after(status.issues, ModelLoaded())
+            if not isinstance(i, ExtraBufferTypesDisabled)
+        ]
+        fault = getattr(engine, "extra_buffer_types_fault", None)
+        if fault is not None:
+            issues.append(ExtraBufferTypesDisabled(error=fault))
         status.update(
-            issues=issues_after(status.issues, ModelLoaded()),
+            issues=tuple(issues),
             model_path=str(path),
             slots_total=agent.config.slots,
             uses_chat_template_override=override is not None,

@@ -1,78 +1,86 @@
-"""`LlamaEngine`: the anyio face of the scheduler thread (load, generate, embed, close)."""
+"""`LlamaEngine`: the anyio face of one engine worker process (load, generate, embed, close).
+
+The model lives in a worker process whose initial thread runs the `Scheduler` (see
+`_worker.py` for why). This object keeps each request's result stream, turns the worker's
+deliveries into stream items, and turns a worker that dies into a terminal error for every
+request it was serving.
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import os
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
-import anyio.to_thread
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from paddler.engine._errors import SlotCannotStart
-from paddler.engine._llama import LlamaContext, LlamaModel
-from paddler.engine._loading import LoadedModel, load_blocking
-from paddler.engine._prepare import GenerationParams, PrepareContext
+from paddler.engine._errors import EngineCrashed, SlotCannotStart
 from paddler.engine._sampling import SamplingOverrides
-from paddler.engine._scheduler import Cancel, Embed, Outbox, Result, Scheduler, Submit
+from paddler.engine._scheduler import Cancel, Counters, Embed, Outbox, Result, Stop, Submit
 from paddler.engine._stream import EmbeddingStream, EngineStatistics, GenerationStream, ResultStream
-from paddler.engine._template import ChatTemplate
-from paddler.wire import GenerateEmbeddingBatchParams, InferenceParameters
+from paddler.engine._worker_process import WorkerProcess, describe_exit
+from paddler.engine._worker_wire import (
+    Delivery,
+    LoadFailed,
+    LoadModel,
+    LoadProgress,
+    LogLine,
+    ModelReady,
+)
+from paddler.wire import (
+    ContinueFromConversationHistoryParams,
+    ContinueFromRawPromptParams,
+    EmbeddingError,
+    GenerateEmbeddingBatchParams,
+    InferenceParameters,
+    SamplerError,
+)
 
 logger = logging.getLogger("paddler.engine")
 
 STREAM_BUFFER = 8192
+STOP_GRACE = 10.0  # seconds a worker gets to stop before it is killed
+
+GenerationParams = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
+
+_extra_buffer_types_fault: str | None = None  # once they crashed a worker of this process
 
 
 class LlamaEngine:
-    """One model, one context with `slots` sequences, one scheduler thread."""
+    """One model in one worker process, with `slots` sequences in one llama context.
+
+    Create it with `await LlamaEngine.load(...)`. If the worker dies (a fault in llama.cpp),
+    every open stream ends with an error and `wait_stopped()` returns why.
+    """
 
     def __init__(
-        self,
-        *,
-        model: LlamaModel,
-        ctx: LlamaContext,
-        parameters: InferenceParameters,
-        slots: int,
-        template: ChatTemplate | None,
-        metadata: dict[str, str],
-        token: anyio.lowlevel.EventLoopToken,
-        prompt_cache: bool = True,
+        self, parameters: InferenceParameters, slots: int, *, extra_buffer_types: bool
     ) -> None:
         self.parameters = parameters
-        self.metadata = metadata
-        self.model_chat_template: str | None = metadata.get("tokenizer.chat_template")
         self.slots_total = slots
-        self._model = model
-        self._ctx = ctx
-        self._token = token
+        self.extra_buffer_types = extra_buffer_types
+        self.extra_buffer_types_fault: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.model_chat_template: str | None = None
+        self.n_ctx = 0
+        self._worker: WorkerProcess | None = None
         self._ids = itertools.count(1)
-        self._streams: dict[int, MemoryObjectSendStream[Result]] = {}
-        self._closed = False
-        self._idle_waiters: list[anyio.Event] = []
-        self._scheduler = Scheduler(
-            model=model,
-            ctx=ctx,
-            prepare_context=PrepareContext(
-                model=model, template=template, parameters=parameters, n_ctx=ctx.n_ctx
-            ),
-            slots=slots,
-            embeddings_enabled=parameters.enable_embeddings,
-            pooling=parameters.pooling_type,
-            deliver=self._deliver_from_thread,
-            prompt_cache=prompt_cache,
-        )
-        self._thread = threading.Thread(
-            target=self._scheduler.run_blocking, name="paddler-scheduler", daemon=True
-        )
-        self._thread.start()
+        self._streams: dict[int, tuple[MemoryObjectSendStream[Result], bool]] = {}
+        self._counters = Counters()
+        self._closing = False
+        self._crash: str | None = None
+        self._stopped = anyio.Event()
+        self._ready = anyio.Event()
+        self._load_error: Exception | None = None
+        self._on_progress: Callable[[float], None] | None = None
+        self._idle = anyio.Event()
+        self._idle.set()
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
@@ -85,74 +93,74 @@ class LlamaEngine:
         chat_template_override: str | None = None,
         on_progress: Callable[[float], None] | None = None,
         prompt_cache: bool = True,
+        extra_buffer_types: bool = True,
     ) -> LlamaEngine:
-        """Load on a worker thread; cancelling the caller's scope aborts the load.
+        """Start a worker and load the model in it; cancelling the caller kills the worker.
 
         `prompt_cache=False` clears a slot's KV for every request, as Paddler does.
+        `extra_buffer_types=False` turns off llama.cpp's optional CPU kernels (AMX, weight
+        repacking), like `llama-server --no-repack`. When they crash the worker while the model
+        loads or warms up, the load is retried once without them; `extra_buffer_types_fault`
+        then says why.
         """
-        token = anyio.lowlevel.current_token()
-        cancelled = threading.Event()
-        last = [-1.0]
-
-        def progress(value: float) -> bool:
-            if cancelled.is_set():
-                return False
-            if on_progress is not None and (value >= 1.0 or value - last[0] >= 0.01):
-                last[0] = value
-                anyio.from_thread.run_sync(on_progress, value, token=token)
-            return not cancelled.is_set()
-
-        def work() -> LlamaEngine | None:
-            if slots < 1 or slots > parameters.n_batch:
-                raise SlotCannotStart(f"slots must be between 1 and n_batch, got {slots}")
-            loaded: LoadedModel | None = load_blocking(
-                Path(model_path),
-                parameters,
-                slots=slots,
-                template_override=chat_template_override,
-                progress=progress,
-                cancelled=cancelled,
+        if slots < 1 or slots > parameters.n_batch:
+            raise SlotCannotStart(f"slots must be between 1 and n_batch, got {slots}")
+        request = LoadModel(
+            path=os.fspath(model_path),
+            parameters=parameters,
+            slots=slots,
+            template_override=chat_template_override,
+            prompt_cache=prompt_cache,
+            extra_buffer_types=extra_buffer_types,
+            log_level=logging.getLogger("paddler").getEffectiveLevel(),
+        )
+        global _extra_buffer_types_fault
+        if extra_buffer_types and _extra_buffer_types_fault is not None:
+            # They crashed a worker of this process before: do not crash every load.
+            request = attrs.evolve(request, extra_buffer_types=False)
+            engine = await cls._load_in_worker(request, on_progress)
+            engine.extra_buffer_types_fault = _extra_buffer_types_fault
+            return engine
+        try:
+            return await cls._load_in_worker(request, on_progress)
+        except EngineCrashed as exc:
+            if not extra_buffer_types:
+                raise
+            logger.warning(
+                "the engine worker %s while loading with llama.cpp's extra buffer types (AMX, "
+                "repacked weights); loading again without them, as llama-server --no-repack "
+                "does",
+                exc.how,
             )
-            if loaded is None:
-                return None
-            return cls(
-                model=loaded.model,
-                ctx=loaded.ctx,
-                parameters=parameters,
-                slots=slots,
-                template=loaded.template,
-                metadata=loaded.metadata,
-                token=token,
-                prompt_cache=prompt_cache,
-            )
+            fault = f"llama.cpp's optional CPU kernels crashed the engine worker ({exc.how})"
+            retry = attrs.evolve(request, extra_buffer_types=False)
+            engine = await cls._load_in_worker(retry, on_progress)
+            engine.extra_buffer_types_fault = _extra_buffer_types_fault = fault
+            return engine
 
-        finished = False
-
-        async def watch() -> None:
-            try:
-                await anyio.sleep_forever()
-            finally:
-                if not finished:
-                    cancelled.set()
-
-        engine: LlamaEngine | None = None
-        error: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            try:
-                engine = await anyio.to_thread.run_sync(work)
-            except Exception as exc:  # raised below, not wrapped in an exception group
-                error = exc
-            finally:
-                finished = True
-                tg.cancel_scope.cancel()
-        if error is not None:
-            raise error
-        if cancelled.is_set() or engine is None:  # our scope was cancelled during the load
-            if engine is not None:
-                await engine.aclose()
-            await anyio.lowlevel.checkpoint()
-            raise anyio.get_cancelled_exc_class()()
+    @classmethod
+    async def _load_in_worker(
+        cls, request: LoadModel, on_progress: Callable[[float], None] | None
+    ) -> LlamaEngine:
+        engine = cls(
+            request.parameters, request.slots, extra_buffer_types=request.extra_buffer_types
+        )
+        engine._on_progress = on_progress
+        worker = await WorkerProcess.start(
+            on_messages=engine._handle_messages, on_exit=engine._handle_exit
+        )
+        engine._worker = worker
+        try:
+            worker.send(request)
+            await engine._ready.wait()
+        except BaseException:
+            worker.kill()  # a cancelled load: the worker has nothing to finish
+            with anyio.CancelScope(shield=True):
+                await worker.wait()
+            raise
+        engine._on_progress = None
+        if engine._load_error is not None:
+            raise engine._load_error
         return engine
 
     # -- requests --------------------------------------------------------------------------
@@ -160,67 +168,129 @@ class LlamaEngine:
         self, params: GenerationParams, *, overrides: SamplingOverrides | None = None
     ) -> GenerationStream:
         """Start a generation request; iterate the returned stream for its results."""
-        request_id, receive = self._open()
-        self._scheduler.send(Submit(request_id, params, overrides))
+        request_id, receive = self._open(embedding=False)
+        self._send(Submit(request_id, params, overrides))
         return ResultStream(request_id, receive, self._cancel)  # type: ignore[arg-type]
 
     def embed(self, params: GenerateEmbeddingBatchParams) -> EmbeddingStream:
-        request_id, receive = self._open()
-        self._scheduler.send(Embed(request_id, params))
+        request_id, receive = self._open(embedding=True)
+        self._send(Embed(request_id, params))
         return ResultStream(request_id, receive, self._cancel)  # type: ignore[arg-type]
 
-    def _open(self) -> tuple[int, MemoryObjectReceiveStream[Result]]:
-        if self._closed:
-            raise RuntimeError("The engine is closed; load a new one.")
+    def _open(self, *, embedding: bool) -> tuple[int, MemoryObjectReceiveStream[Result]]:
         request_id = next(self._ids)
         send, receive = anyio.create_memory_object_stream[Result](STREAM_BUFFER)
-        self._streams[request_id] = send
+        if self._crash is not None:
+            send.send_nowait(self._crashed_result(embedding))
+            send.close()
+        elif self._closing:
+            raise RuntimeError("The engine is closed; load a new one.")
+        else:
+            self._streams[request_id] = (send, embedding)
+            self._idle = anyio.Event()
         return request_id, receive
 
-    def _cancel(self, request_id: int) -> None:
-        if request_id in self._streams and not self._closed:
-            self._scheduler.send(Cancel(request_id))
+    def _send(self, command: Any) -> None:
+        if self._worker is not None and self._crash is None:
+            self._worker.send(command)
 
-    def _deliver_from_thread(self, outbox: Outbox) -> None:
-        try:
-            anyio.from_thread.run_sync(self._deliver, outbox, token=self._token)
-        except Exception:  # a closed event loop, or a bug: never kill the scheduler for it
-            logger.exception("could not deliver results to the event loop")
+    def _cancel(self, request_id: int) -> None:
+        if request_id in self._streams:
+            self._send(Cancel(request_id))
+
+    # -- on the event loop, from the worker's reader thread ----------------------------------
+    def _handle_messages(self, messages: list[Any]) -> None:
+        progress: float | None = None
+        for message in messages:
+            if isinstance(message, Delivery):
+                self._counters = message.counters
+                self._deliver(message.outbox)
+            elif isinstance(message, LogLine):
+                logging.getLogger(message.name).log(message.level, "%s", message.message)
+            elif isinstance(message, LoadProgress):
+                progress = message.value  # one callback per batch, with the latest value
+            elif isinstance(message, ModelReady):
+                self.metadata = message.metadata
+                self.model_chat_template = message.metadata.get("tokenizer.chat_template")
+                self.n_ctx = message.n_ctx
+                self._ready.set()
+            elif isinstance(message, LoadFailed):
+                self._load_error = message.error
+                self._ready.set()
+        if progress is not None and self._on_progress is not None:
+            self._on_progress(progress)
 
     def _deliver(self, outbox: Outbox) -> None:
-        """Runs on the event loop: hand each request its results, never blocking."""
+        """Hand each request its results, never blocking."""
         for request_id, results, terminal in outbox:
-            send = self._streams.get(request_id)
-            if send is None:
+            entry = self._streams.get(request_id)
+            if entry is None:
                 continue
+            send = entry[0]
             try:
                 for result in results:
                     send.send_nowait(result)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
                 terminal = True  # the consumer is gone or stuck: stop spending the batch on it
-                self._scheduler.send(Cancel(request_id))
+                self._send(Cancel(request_id))
             if terminal:
-                send.close()
-                del self._streams[request_id]
-        if self._idle_waiters and self._scheduler.counters.slots_busy == 0:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for event in waiters:
-                event.set()
+                self._end_stream(request_id)
 
+    def _end_stream(self, request_id: int) -> None:
+        send, _ = self._streams.pop(request_id)
+        send.close()
+        if not self._streams:
+            self._idle.set()
+
+    def _handle_exit(self, returncode: int) -> None:
+        how = describe_exit(returncode)
+        if not self._ready.is_set():
+            self._load_error = EngineCrashed(how)
+            self._ready.set()
+        elif not self._closing and self._load_error is None:
+            self._crash = how
+            logger.error(
+                "the engine worker %s; %d request(s) end with an error", how, len(self._streams)
+            )
+        for request_id, (send, embedding) in list(self._streams.items()):
+            if self._crash is not None:
+                try:
+                    send.send_nowait(self._crashed_result(embedding))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
+                    pass
+            self._end_stream(request_id)
+        self._stopped.set()
+
+    def _crashed_result(self, embedding: bool) -> Result:
+        message = f"The engine worker {self._crash}; the agent restarts it"
+        return EmbeddingError(message) if embedding else SamplerError(message)
+
+    # -- waiting ---------------------------------------------------------------------------
     async def wait_idle(self) -> None:
-        """Return once no slot is busy (for tests and graceful drains)."""
-        while self._scheduler.counters.slots_busy and not self._closed:
-            event = anyio.Event()
-            self._idle_waiters.append(event)
-            await event.wait()
+        """Return once no request is in flight (for tests and graceful drains)."""
+        await self._idle.wait()
+
+    async def wait_stopped(self) -> str | None:
+        """Return once the worker has exited: why it crashed, or None after `aclose()`."""
+        await self._stopped.wait()
+        return self._crash
 
     # -- introspection ---------------------------------------------------------------------
     @property
     def slots_busy(self) -> int:
-        return self._scheduler.counters.slots_busy
+        return len(self._streams)
+
+    @property
+    def crashed(self) -> str | None:
+        """How the worker died, if it did (`killed by SIGSEGV`)."""
+        return self._crash
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._worker.pid if self._worker is not None else None
 
     def statistics(self) -> EngineStatistics:
-        c = self._scheduler.counters
+        c = self._counters
         return EngineStatistics(
             slots_total=self.slots_total,
             slots_busy=c.slots_busy,
@@ -239,23 +309,25 @@ class LlamaEngine:
 
     # -- closing ---------------------------------------------------------------------------
     async def aclose(self) -> None:
-        """Stop the scheduler and free llama.cpp; open streams end without a terminal."""
-        if self._closed:
+        """Stop the worker (killed after a grace period); open streams end without a terminal."""
+        if self._closing:
+            await self._stopped.wait()
             return
-        self._closed = True
-        self._scheduler.stop()
+        self._closing = True
+        worker = self._worker
+        if worker is None:
+            return
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._thread.join)
-        for send in self._streams.values():
-            send.close()
-        self._streams.clear()
-        for slot in self._scheduler.slots:
-            if slot.request is not None:
-                slot.request.sampler.free()
-        for event in self._idle_waiters:
-            event.set()
-        self._ctx.free()
-        self._model.free()
+            worker.send(Stop())
+            worker.close_input()
+            with anyio.move_on_after(STOP_GRACE):
+                await worker.wait()
+            if worker.returncode is None:
+                logger.warning(
+                    "the engine worker did not stop within %.0f s; killing it", STOP_GRACE
+                )
+                worker.kill()
+                await worker.wait()
 
     async def __aenter__(self) -> LlamaEngine:
         return self

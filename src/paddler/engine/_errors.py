@@ -23,6 +23,9 @@ class ChatTemplateDoesNotCompile(ModelLoadError):
         self.error = error
         self.template = template
 
+    def __reduce__(self) -> tuple[type[ChatTemplateDoesNotCompile], tuple[str, str]]:
+        return type(self), (self.error, self.template)  # it crosses the worker's pipe
+
 
 class SlotCannotStart(ModelLoadError):
     """The llama context (and so every slot) could not be created."""
@@ -30,3 +33,11 @@ class SlotCannotStart(ModelLoadError):
     def __init__(self, error: str) -> None:
         super().__init__(error)
         self.error = error
+
+
+class EngineCrashed(ModelLoadError):
+    """The engine worker process died (a fault inside llama.cpp, or it was killed)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(f"the engine worker {how}")
+        self.how = how

@@ -1,7 +1,7 @@
 """The one adapter over llama-cpp-python's ctypes API.
 
 Everything that touches `llama_cpp` internals lives here, so a library upgrade touches one file.
-Objects here are not thread-safe: after loading, only the scheduler thread uses them.
+Objects here are not thread-safe: only the engine worker's main thread uses them.
 """
 
 from __future__ import annotations
@@ -76,11 +76,17 @@ class LlamaModel:
 
     @classmethod
     def load(
-        cls, path: Path, *, n_gpu_layers: int, on_progress: Callable[[float], bool]
+        cls,
+        path: Path,
+        *,
+        n_gpu_layers: int,
+        on_progress: Callable[[float], bool],
+        extra_buffer_types: bool = True,
     ) -> LlamaModel:
         ensure_backend()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        params.use_extra_bufts = extra_buffer_types
 
         def progress(value: float, _user_data: Any) -> bool:
             try:

@@ -1,4 +1,4 @@
-"""Loading on a worker thread: model, metadata, chat template, context, warm-up (spec §6.1)."""
+"""Loading in the engine worker: model, metadata, chat template, context, warm-up (spec §6.1)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,22 @@ def load_blocking(
     template_override: str | None,
     progress: Callable[[float], bool],
     cancelled: threading.Event,
+    extra_buffer_types: bool = True,
 ) -> LoadedModel | None:
-    """The whole load on a worker thread; None when it was cancelled."""
+    """The whole load, blocking; None when it was cancelled.
+
+    `extra_buffer_types=False` turns off llama.cpp's optional CPU kernels (AMX, weight
+    repacking), as `llama-server --no-repack` does: they fault on some CPUs and VMs.
+    """
     if not path.is_file():
         raise ModelCannotBeLoaded(f"model file does not exist: {path}")
     try:
-        model = LlamaModel.load(path, n_gpu_layers=parameters.n_gpu_layers, on_progress=progress)
+        model = LlamaModel.load(
+            path,
+            n_gpu_layers=parameters.n_gpu_layers,
+            on_progress=progress,
+            extra_buffer_types=extra_buffer_types,
+        )
     except LlamaError as exc:
         if cancelled.is_set():
             return None

@@ -1,8 +1,10 @@
-"""Continuous batching on one dedicated thread: build one batch, decode once, sample, emit.
+"""Continuous batching on one thread: build one batch, decode once, sample, emit.
 
 Every generating slot contributes its pending token and ingesting slots fill the rest of
 `n_batch` with prompt chunks, in ascending `seq_id` order (llama.cpp splits unordered batches).
-The outputs of a whole step reach the event loop in one call.
+The outputs of a whole step leave in one `deliver` call. The engine worker runs this loop on its
+process's initial thread (llama.cpp with OpenMP is ~3x slower from any other thread), taking
+commands from its pipe; `QueueCommands` feeds it from other threads for library use and tests.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import attrs
 import numpy as np
@@ -61,7 +64,42 @@ class Cancel:
     request_id: int
 
 
-Command = Submit | Embed | Cancel | None  # None only wakes the loop
+@attrs.frozen
+class Stop:
+    """End the loop after this step (results already queued are still delivered)."""
+
+
+Command = Submit | Embed | Cancel | Stop
+
+
+class CommandSource(Protocol):
+    """Where the scheduler's commands come from (a queue, or the engine worker's pipe)."""
+
+    def take(self, timeout: float) -> list[Command]:
+        """The commands waiting now; with nothing waiting, wait up to `timeout` seconds."""
+        ...
+
+
+class QueueCommands:
+    """Commands put from any thread (in-process use and tests)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
+
+    def put(self, command: Command) -> None:
+        self._queue.put(command)
+
+    def take(self, timeout: float) -> list[Command]:
+        try:
+            first = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        commands = [first]
+        while True:
+            try:
+                commands.append(self._queue.get_nowait())
+            except queue.Empty:
+                return commands
 
 
 @attrs.define
@@ -93,6 +131,7 @@ class Scheduler:
         pooling: PoolingType,
         deliver: Callable[[Outbox], None],
         prompt_cache: bool = True,
+        commands: CommandSource | None = None,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -104,18 +143,24 @@ class Scheduler:
         self._deliver = deliver
         self._prompt_cache = prompt_cache
         self._batch = Batch(ctx.n_batch)
-        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._queue: QueueCommands | None = None
+        if commands is None:
+            self._queue = commands = QueueCommands()
+        self._commands: CommandSource = commands
         self._stop = threading.Event()
         self._outbox: Outbox = []
         self._by_id: dict[int, Slot] = {}
 
-    # -- called from any thread ------------------------------------------------------------
+    # -- called from any thread (only when the scheduler owns its command queue) ------------
     def send(self, command: Command) -> None:
-        self._commands.put(command)
+        if self._queue is None:
+            raise RuntimeError("This scheduler takes its commands from a CommandSource.")
+        self._queue.put(command)
 
     def stop(self) -> None:
         self._stop.set()
-        self._commands.put(None)
+        if self._queue is not None:
+            self._queue.put(Stop())
 
     # -- the thread ------------------------------------------------------------------------
     def run_blocking(self) -> None:
@@ -153,16 +198,8 @@ class Scheduler:
             self._deliver(outbox)
 
     def _take_commands(self, *, block: bool) -> None:
-        try:
-            command = self._commands.get(timeout=0.5) if block else self._commands.get_nowait()
-        except queue.Empty:
-            return
-        while True:
+        for command in self._commands.take(0.5 if block else 0.0):
             self._handle(command)
-            try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
-                return
 
     def _handle(self, command: Command) -> None:
         try:
@@ -175,7 +212,9 @@ class Scheduler:
                 self._outbox.append((command.request_id, [EmbeddingError(str(exc))], True))
 
     def _dispatch(self, command: Command) -> None:
-        if isinstance(command, Submit):
+        if isinstance(command, Stop):
+            self._stop.set()
+        elif isinstance(command, Submit):
             self._accept(command)
         elif isinstance(command, Cancel):
             slot = self._by_id.get(command.request_id)

@@ -1,6 +1,8 @@
 """Problems an agent reports in its status (``AgentIssue``, spec §3.2).
 
-Most variants carry ``{"model_path": ...}``; three carry other payloads.
+Most variants carry ``{"model_path": ...}``; three carry other payloads. Two are ours, beyond
+Paddler's set: ``EngineWorkerCrashed`` and ``ExtraBufferTypesDisabled`` (clients that read issues
+as externally tagged enums, such as paddler-client, accept any variant).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ __all__ = [
     "DownloadServerIsUnreachable",
     "DownloadServerRejectedRequest",
     "DownloadUrlIsMalformed",
+    "EngineWorkerCrashed",
+    "ExtraBufferTypesDisabled",
     "HuggingFaceCannotAcquireLock",
     "HuggingFaceModelDoesNotExist",
     "HuggingFacePermissions",
@@ -144,6 +148,20 @@ class SlotCannotStart:
     slot_index: int
 
 
+@frozen(kw_only=True)
+class EngineWorkerCrashed:
+    """The engine worker process died while serving (a fault in llama.cpp); it was restarted."""
+
+    error: str
+
+
+@frozen(kw_only=True)
+class ExtraBufferTypesDisabled:
+    """llama.cpp's optional CPU kernels (AMX, repacking) crashed a load; running without them."""
+
+    error: str
+
+
 AgentIssue = (
     CacheCannotAcquireLock
     | CacheDirectoryIsNotWritable
@@ -155,6 +173,8 @@ AgentIssue = (
     | DownloadServerIsUnreachable
     | DownloadServerRejectedRequest
     | DownloadUrlIsMalformed
+    | EngineWorkerCrashed
+    | ExtraBufferTypesDisabled
     | HuggingFaceCannotAcquireLock
     | HuggingFaceModelDoesNotExist
     | HuggingFacePermissions

@@ -27,6 +27,7 @@ from state_helpers import (
     issue_names,
     loaded,
     only,
+    problems,
     start_agent,
     url_state,
 )
@@ -412,4 +413,4 @@ def assert_load_failure_then_recovery(
     assert cluster.agents[AGENT].alive, cluster.agents[AGENT].log()
     recovered = restore_good_state(cluster)
     assert recovered["state_application_status"] == "Applied"
-    assert recovered["issues"] == []
+    assert problems(recovered) == []

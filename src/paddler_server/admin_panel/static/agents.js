@@ -33,6 +33,8 @@ const ISSUE_HINTS = {
   CacheDirectoryIsNotWritable: "The agent's cache directory is not writable.",
   CacheStorageIsFull: "The agent's disk is full.",
   MultimodalProjectionCannotBeLoaded: "The multimodal projection file could not be loaded.",
+  EngineWorkerCrashed: "llama.cpp crashed the agent's engine worker; the agent restarted it and serves on.",
+  ExtraBufferTypesDisabled: "llama.cpp's optional CPU kernels (AMX, repacking) crashed on this machine; the agent runs without them (as with --no-repack).",
 };
 
 /** Split an externally tagged AgentIssue into its variant name and payload. */

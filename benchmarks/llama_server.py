@@ -1,0 +1,355 @@
+"""Our full HTTP path against llama-server, built from the same llama.cpp, in one run.
+
+    python benchmarks/llama_server.py            # builds the anchor first if needed (~10 min)
+
+Both sides get the same GGUF (the demo model), 4 slots, F16 KV cache, the same context and
+batch sizes and thread count, llama.cpp's extra CPU kernels off (``--no-repack``: they crash
+on some machines of this kind), greedy decoding and 128 new tokens per request, streamed over
+HTTP. Ours is the real CLI: ``paddler balancer`` + ``paddler agent --slots 4`` (agent, then its
+engine worker process), driven through the native NDJSON API. Blocks alternate between the two
+servers at each concurrency, and each prompt is new to both (no prompt-cache hits).
+
+The C++ ceiling is ``llama-batched-bench`` (no HTTP, no sampling) at 1, 4 and 8 sequences.
+Also printed: CPU seconds per generated token of the agent and of its worker, and their
+resident memory, read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import anyio
+import httpx
+
+from anchor_build import build
+from engine import model_path, raw_prompt, threads
+
+NEW_TOKENS = 128
+SLOTS = 4
+CONTEXT = 8192
+N_BATCH = 2048
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+class LlamaServer:
+    def __init__(self, binary: Path, log: Path) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                str(binary),
+                "-m",
+                str(model_path()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--parallel",
+                str(SLOTS),
+                "-c",
+                str(CONTEXT),
+                "-b",
+                str(N_BATCH),
+                "-ub",
+                "512",
+                "-t",
+                str(threads()),
+                "-tb",
+                str(threads()),
+                "-ctk",
+                "f16",
+                "-ctv",
+                "f16",
+                "--no-repack",
+                "--no-webui",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(f"http://127.0.0.1:{self.port}/health")
+
+    async def one(self, client: httpx.AsyncClient, prompt: str) -> int:
+        body = {
+            "prompt": prompt,
+            "n_predict": NEW_TOKENS,
+            "temperature": 0.0,
+            "top_k": 1,
+            "repeat_penalty": 1.0,
+            "stream": True,
+        }
+        tokens = 0
+        url = f"http://127.0.0.1:{self.port}/completion"
+        async with client.stream("POST", url, json=body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                event = json.loads(line[6:])
+                if event.get("stop"):
+                    tokens = int(event.get("tokens_predicted", tokens))
+        return tokens
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+class Ours:
+    def __init__(self, log_dir: Path) -> None:
+        self.inference = free_port()
+        self.management = free_port()
+        cli = [sys.executable, "-m", "paddler_server.cli"]
+        self.balancer = subprocess.Popen(
+            [
+                *cli,
+                "balancer",
+                "--inference-addr",
+                f"127.0.0.1:{self.inference}",
+                "--management-addr",
+                f"127.0.0.1:{self.management}",
+            ],
+            stdout=(log_dir / "balancer.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(f"http://127.0.0.1:{self.management}/health")
+        self.agent = subprocess.Popen(
+            [
+                *cli,
+                "agent",
+                "--management-addr",
+                f"127.0.0.1:{self.management}",
+                "--slots",
+                str(SLOTS),
+                "--no-repack",
+            ],
+            stdout=(log_dir / "agent.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        parameters = {
+            "n_batch": N_BATCH,
+            "context_size": CONTEXT,
+            "embedding_batch_size": 256,
+            "enable_embeddings": False,
+            "image_resize_to_fit": 1024,
+            "k_cache_dtype": "F16",
+            "v_cache_dtype": "F16",
+            "min_p": 0.0,
+            "n_gpu_layers": 0,
+            "penalty_frequency": 0.0,
+            "penalty_last_n": -1,
+            "penalty_presence": 0.0,
+            "penalty_repeat": 1.0,
+            "pooling_type": "Last",
+            "temperature": 0.0,
+            "top_k": 1,
+            "top_p": 1.0,
+        }
+        state = {
+            "chat_template_override": None,
+            "inference_parameters": parameters,
+            "model": {"LocalToAgent": str(model_path())},
+            "multimodal_projection": "None",
+            "use_chat_template_override": False,
+        }
+        management = f"http://127.0.0.1:{self.management}"
+        response = httpx.put(f"{management}/api/v1/balancer_desired_state", json=state)
+        response.raise_for_status()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            agents = httpx.get(f"{management}/api/v1/agents").json()["agents"]
+            if agents and agents[0]["slots_total"] == SLOTS:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the agent did not load the model")
+        self.worker = children(self.agent.pid)[0]
+
+    async def one(self, client: httpx.AsyncClient, prompt: str) -> int:
+        url = f"http://127.0.0.1:{self.inference}/api/v1/continue_from_raw_prompt"
+        body = {"raw_prompt": prompt, "max_tokens": NEW_TOKENS}
+        tokens = 0
+        async with client.stream("POST", url, json=body) as response:
+            async for line in response.aiter_lines():
+                if '"Done"' in line:
+                    done = json.loads(line)["Response"]["response"]["Done"]
+                    tokens = int(done["content_tokens"])
+        return tokens
+
+    def stop(self) -> None:
+        for process in (self.agent, self.balancer):
+            process.terminate()
+            process.wait(15)
+
+
+async def block(
+    one: Callable[[httpx.AsyncClient, str], Awaitable[int]],
+    prompts: Sequence[Sequence[str]],
+) -> tuple[int, float]:
+    """Each inner list is one client's requests, sent one after another."""
+    tokens = 0
+
+    async def client_loop(client: httpx.AsyncClient, mine: Sequence[str]) -> None:
+        nonlocal tokens
+        for prompt in mine:
+            tokens += await one(client, prompt)
+
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for mine in prompts:
+                tg.start_soon(client_loop, client, mine)
+        return tokens, time.perf_counter() - started
+
+
+def batched_bench(binary: Path) -> dict[int, float]:
+    """llama-batched-bench's generation tokens/s (S_TG) at 1, 4 and 8 sequences."""
+    output = subprocess.run(
+        [
+            str(binary),
+            "-m",
+            str(model_path()),
+            "-c",
+            str(CONTEXT),
+            "-b",
+            str(N_BATCH),
+            "-ub",
+            "512",
+            "-npp",
+            "128",
+            "-ntg",
+            str(NEW_TOKENS),
+            "-npl",
+            "1,4,8",
+            "-t",
+            str(threads()),
+            "-tb",
+            str(threads()),
+            "-ctk",
+            "f16",
+            "-ctv",
+            "f16",
+            "--no-repack",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rates: dict[int, float] = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 8 and re.fullmatch(r"\d+", cells[2] or "x"):
+            rates[int(cells[2])] = float(cells[7])
+    return rates
+
+
+async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> None:
+    binaries = build()
+    print(f"model: {model_path().name}, threads: {threads()}, cpus: {os.cpu_count()}, ", end="")
+    print(f"slots: {SLOTS}, F16 KV, greedy, {NEW_TOKENS} new tokens, load {os.getloadavg()[0]:.2f}")
+    ceiling = batched_bench(binaries["llama-batched-bench"])
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LlamaServer(binaries["llama-server"], Path(tmp) / "llama-server.log")
+        ours = Ours(Path(tmp))
+        try:
+            warm = [[raw_prompt(0, 0)]]
+            await block(server.one, warm)
+            await block(ours.one, warm)
+            rows = []
+            agent_cpu = worker_cpu = 0.0
+            our_tokens = 0
+            run = 1
+            for c in concurrencies:
+                totals = {"server": [0, 0.0], "ours": [0, 0.0]}
+                for _ in range(repeats):
+                    prompts = [
+                        [raw_prompt(i * per_client + j, run) for j in range(per_client)]
+                        for i in range(c)
+                    ]
+                    run += 1
+                    for name, side in (("server", server), ("ours", ours)):
+                        await anyio.sleep(0.5)  # let the other side go idle
+                        before = (cpu_seconds(ours.agent.pid), cpu_seconds(ours.worker))
+                        tokens, seconds = await block(side.one, prompts)
+                        if name == "ours":
+                            agent_cpu += cpu_seconds(ours.agent.pid) - before[0]
+                            worker_cpu += cpu_seconds(ours.worker) - before[1]
+                            our_tokens += tokens
+                        totals[name][0] += tokens
+                        totals[name][1] += seconds
+                s_rate = totals["server"][0] / totals["server"][1]
+                o_rate = totals["ours"][0] / totals["ours"][1]
+                rows.append((c, s_rate, o_rate, ceiling.get(c)))
+            memory = (rss_mib(ours.agent.pid), rss_mib(ours.worker), rss_mib(server.process.pid))
+        finally:
+            ours.stop()
+            server.stop()
+    print(
+        f"\n{'streams':>7} {'llama-server':>13} {'ours':>8} {'ratio':>6} "
+        f"{'batched-bench':>14} {'ours/bench':>11}"
+    )
+    for c, s_rate, o_rate, bench in rows:
+        bench_cells = f"{bench:>14.1f} {o_rate / bench:>11.2f}" if bench else f"{'':>14} {'':>11}"
+        print(f"{c:>7} {s_rate:>13.1f} {o_rate:>8.1f} {o_rate / s_rate:>6.2f} {bench_cells}")
+    print("(tokens/s, aggregate over the streams; batched-bench: S_TG, no HTTP)")
+    print(
+        f"\nagent CPU s per generated token: {agent_cpu / our_tokens * 1000:.2f} ms; "
+        f"worker: {worker_cpu / our_tokens * 1000:.2f} ms"
+    )
+    print(
+        f"resident memory: agent {memory[0]:.0f} MiB, worker {memory[1]:.0f} MiB, "
+        f"llama-server {memory[2]:.0f} MiB"
+    )
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--repeats", type=int, default=2, help="alternating blocks per row")
+    parser.add_argument("--per-client", type=int, default=2, help="requests per client and block")
+    args = parser.parse_args()
+    anyio.run(main, args.concurrency, args.repeats, args.per_client)

@@ -1,0 +1,207 @@
+"""The agent's handle on one engine worker process: start it, send commands, hear back.
+
+Two plain threads per worker move bytes between the pipes and the event loop, so neither the
+event loop nor the worker's decode loop ever waits for the other: the writer thread blocks on a
+full pipe instead of the loop, and the reader thread hands each chunk of messages to the loop in
+one call. Neither thread touches llama.cpp (this process never loads it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from paddler.engine._worker_wire import FrameDecoder, encode
+
+logger = logging.getLogger("paddler.engine")
+
+READ_SIZE = 1 << 20
+_CLOSE = object()
+
+
+def describe_exit(returncode: int) -> str:
+    """`killed by SIGSEGV` or `exited with status 3`."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+class WorkerProcess:
+    """`python -m paddler.engine._worker`, with its pipes served by two threads.
+
+    ``on_messages`` runs on the event loop with every batch of messages the worker sent;
+    ``on_exit`` runs there once, with the return code, after the worker's last message.
+    """
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        to_worker: int,
+        from_worker: int,
+        *,
+        on_messages: Callable[[list[Any]], None],
+        on_exit: Callable[[int], None],
+    ) -> None:
+        self._process = process
+        self._to_worker = to_worker
+        self._from_worker = from_worker
+        self._on_messages = on_messages
+        self._on_exit = on_exit
+        self._token = anyio.lowlevel.current_token()
+        self._outgoing: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.returncode: int | None = None
+        self._exited = anyio.Event()
+        threading.Thread(
+            target=self._write_loop, name=f"paddler-worker-{self.pid}-out", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._read_loop, name=f"paddler-worker-{self.pid}-in", daemon=True
+        ).start()
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        on_messages: Callable[[list[Any]], None],
+        on_exit: Callable[[int], None],
+    ) -> WorkerProcess:
+        def spawn() -> tuple[subprocess.Popen[bytes], int, int]:
+            command_read, command_write = os.pipe()
+            result_read, result_write = os.pipe()
+            env = dict(os.environ)
+            # numpy's BLAS threads would be more threads than CPUs beside llama.cpp's OpenMP.
+            env.setdefault("OPENBLAS_NUM_THREADS", "1")
+            try:
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "paddler.engine._worker",
+                        str(command_read),
+                        str(result_write),
+                    ],
+                    pass_fds=(command_read, result_write),
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                )
+            except BaseException:
+                for fd in (command_write, result_read):
+                    os.close(fd)
+                raise
+            finally:
+                os.close(command_read)
+                os.close(result_write)
+            return process, command_write, result_read
+
+        # Spawned from the event loop's thread, not a worker thread: Linux's parent-death
+        # signal, which the worker asks for, fires when the *thread* that forked it ends.
+        process, to_worker, from_worker = spawn()
+        await anyio.lowlevel.checkpoint()
+        logger.debug("engine worker %d started", process.pid)
+        return cls(process, to_worker, from_worker, on_messages=on_messages, on_exit=on_exit)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def send(self, message: Any) -> None:
+        """Queue a command; never blocks (the writer thread waits on the pipe)."""
+        self._outgoing.put(message)
+
+    def close_input(self) -> None:
+        """No more commands: the worker stops once it has read what was sent."""
+        self._outgoing.put(_CLOSE)
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            try:
+                self._process.kill()
+            except ProcessLookupError:
+                pass
+
+    async def wait(self) -> int:
+        """The return code, once the worker exited and its last message was handled."""
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+    # -- threads ------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                message = self._outgoing.get()
+                if message is _CLOSE:
+                    return
+                data = bytearray(encode(message))
+                while True:  # one write for everything queued
+                    try:
+                        more = self._outgoing.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _CLOSE:
+                        self._outgoing.put(_CLOSE)
+                        break
+                    data += encode(more)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._to_worker, view) :]
+        except OSError:  # the worker is gone; the reader reports it
+            pass
+        finally:
+            os.close(self._to_worker)
+
+    def _read_loop(self) -> None:
+        decoder = FrameDecoder()
+        loop_alive = True
+        try:
+            while True:
+                try:
+                    data = os.read(self._from_worker, READ_SIZE)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                messages = decoder.feed(data)
+                if messages and loop_alive:
+                    loop_alive = self._call_loop(self._on_messages, messages)
+                    if not loop_alive:  # nobody is left to serve: stop the worker
+                        self.kill()
+        finally:
+            os.close(self._from_worker)
+            returncode = self._process.wait()
+            if loop_alive:
+                self._call_loop(self._exit, returncode)
+
+    def _call_loop(self, function: Callable[[Any], None], argument: Any) -> bool:
+        """Run `function(argument)` on the event loop; False once the loop is gone."""
+        try:
+            anyio.from_thread.run_sync(_guarded, function, argument, token=self._token)
+        except Exception:  # RunFinishedError, or a closed loop
+            return False
+        return True
+
+    def _exit(self, returncode: int) -> None:
+        self.returncode = returncode
+        self._exited.set()
+        self._on_exit(returncode)
+
+
+def _guarded(function: Callable[[Any], None], argument: Any) -> None:
+    try:
+        function(argument)
+    except Exception:  # a bug in a handler must not stop the reader thread
+        logger.exception("engine worker message handling failed")
