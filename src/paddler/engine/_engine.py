@@ -127,9 +127,9 @@ class LlamaEngine:
             if not extra_buffer_types:
                 raise
             logger.warning(
-                "the engine worker %s while loading with llama.cpp's extra buffer types (AMX, "
-                "repacked weights); loading again without them, as llama-server --no-repack "
-                "does",
+                "llama.cpp's optional CPU kernels (AMX, repacked weights) crashed the engine "
+                "worker while loading (%s); loading again without them, as llama-server "
+                "--no-repack does",
                 exc.how,
             )
             fault = f"llama.cpp's optional CPU kernels crashed the engine worker ({exc.how})"

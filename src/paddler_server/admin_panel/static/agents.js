@@ -37,6 +37,9 @@ const ISSUE_HINTS = {
   ExtraBufferTypesDisabled: "llama.cpp's optional CPU kernels (AMX, repacking) crashed on this machine; the agent runs without them (as with --no-repack).",
 };
 
+/** Issues that say how an agent runs rather than what is wrong: a tag, not the red badge. */
+const NOTICES = { ExtraBufferTypesDisabled: "no extra CPU kernels" };
+
 /** Split an externally tagged AgentIssue into its variant name and payload. */
 export function issueParts(issue) {
   if (typeof issue === "string") return [issue, null];
@@ -95,7 +98,9 @@ function dirname(path) { return path.slice(0, path.length - basename(path).lengt
 
 /** One agent as a card; `data-agent-id` lets the page and the tests find it. */
 export function agentCard(agent) {
-  const issues = agent.issues ?? [];
+  const all = agent.issues ?? [];
+  const issues = all.filter((issue) => !(issueParts(issue)[0] in NOTICES));
+  const notices = all.filter((issue) => issueParts(issue)[0] in NOTICES);
   const status = agent.state_application_status;
   return h("article", { class: "agent", dataset: { agentId: agent.id, status } },
     h("header", {},
@@ -110,7 +115,11 @@ export function agentCard(agent) {
       agent.model_path
         ? [h("code", {}, basename(agent.model_path)), h("span", { class: "muted dir" }, dirname(agent.model_path))]
         : h("span", { class: "muted" }, "no model loaded"),
-      agent.uses_chat_template_override ? h("span", { class: "tag" }, "template override") : null),
+      agent.uses_chat_template_override ? h("span", { class: "tag" }, "template override") : null,
+      notices.map((notice) => {
+        const [name, payload] = issueParts(notice);
+        return h("span", { class: "tag", title: `${ISSUE_HINTS[name] ?? name} ${payload?.error ?? ""}`, dataset: { role: "notice" } }, NOTICES[name]);
+      })),
     downloadBar(agent));
 }
 
