@@ -46,8 +46,18 @@ def _environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+#: Probe text for telling templates that read content parts from those that expect strings.
+_PROBE = "<<paddler probe: content part>>"
+
+
 class ChatTemplate:
-    """A compiled chat template plus the model's special token strings."""
+    """A compiled chat template plus the model's special token strings.
+
+    ``typed_content`` says whether the template reads OpenAI content parts
+    (``[{"type": "text", ...}]``) itself. Most GGUF templates (ChatML, Llama 3, Mistral)
+    concatenate ``message.content`` as a string; for those, a message's text parts are joined
+    (one newline between parts, media markers kept in place) before rendering.
+    """
 
     def __init__(self, source: str, *, bos_token: str, eos_token: str) -> None:
         try:
@@ -57,6 +67,42 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
+        self.typed_content = self._reads_content_parts()
+
+    def _reads_content_parts(self) -> bool:
+        """True when a text part renders exactly as the same text given as a string would.
+
+        A template that concatenates strings fails on a list, and one that prints the value
+        (``{{ message.content | trim }}``) shows the list's repr; neither reads parts.
+        """
+
+        def probe(content: Any) -> str | None:
+            try:
+                return self._render([{"role": "user", "content": content}], True, False, None)
+            except Exception:
+                return None
+
+        as_parts = probe([{"type": "text", "text": _PROBE}])
+        if as_parts is None or _PROBE not in as_parts:
+            return False
+        return as_parts == probe(_PROBE)
+
+    def _render(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        enable_thinking: bool,
+        tools: list[dict[str, Any]] | None,
+    ) -> str:
+        return self._template.render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=enable_thinking,
+            tools=tools,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+            nl_token="\n",
+        )
 
     def render(
         self,
@@ -67,20 +113,24 @@ class ChatTemplate:
         tools: Sequence[dict[str, Any]] | None,
     ) -> str:
         """Render a conversation; raises `TemplateRenderError` with a message for the client."""
+        shaped = [m if self.typed_content else _joined(m) for m in messages]
         try:
-            return self._template.render(
-                messages=list(messages),
-                add_generation_prompt=add_generation_prompt,
-                enable_thinking=enable_thinking,
-                tools=list(tools) if tools else None,
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
-                nl_token="\n",
+            return self._render(
+                shaped, add_generation_prompt, enable_thinking, list(tools) if tools else None
             )
         except TemplateRenderError:
             raise
         except Exception as exc:  # any Jinja or sandbox failure is the template's fault
             raise TemplateRenderError(f"Failed to render the chat template: {exc}") from exc
+
+
+def _joined(message: dict[str, Any]) -> dict[str, Any]:
+    """The message with its content parts joined into one string (for string templates)."""
+    content = message.get("content")
+    if isinstance(content, str) or not isinstance(content, list | tuple):
+        return message
+    texts = [str(part.get("text", "")) for part in content if isinstance(part, dict)]
+    return {**message, "content": "\n".join(texts)}
 
 
 def message_to_template(role: str, content: str | Sequence[Any]) -> dict[str, Any]:
