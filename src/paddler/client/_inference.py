@@ -38,6 +38,25 @@ logger = logging.getLogger("paddler.client")
 DEFAULT_INFERENCE_URL = "http://127.0.0.1:8061"
 
 
+def _unwrapped(group: BaseExceptionGroup, raised: BaseException | None) -> BaseException:
+    """What leaves ``async with``: the block's own exception as it was raised (``except
+    HTTPStatusError`` around the block catches it), else a background task's single error;
+    only several unrelated errors stay a group."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    if raised is not None and any(leaf is raised for leaf in leaves):
+        return raised
+    return leaves[0] if len(leaves) == 1 else group
+
+
 def _new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -78,10 +97,23 @@ class InferenceClient(HttpClientBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
-        assert self._tg is not None
-        self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(exc_type, exc, tb)
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        try:
+            await self.aclose()
+        finally:
+            tg.cancel_scope.cancel()
+            try:
+                await tg.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                plain = _unwrapped(group, exc)
+                if plain is group:
+                    raise
+                context = plain.__context__
+                try:
+                    raise plain
+                finally:
+                    plain.__context__ = context  # not "during handling of the group"
 
     async def aclose(self) -> None:
         if self._socket is not None:

@@ -211,3 +211,34 @@ def test_sync_client(cluster: Cluster) -> None:
                 if isinstance(envelope.response, ContentToken):
                     break
     anyio.run(wait_all_slots_free, cluster, 1.0)
+
+
+@pytest.mark.anyio
+async def test_errors_leave_the_async_with_block_as_themselves(cluster: Cluster) -> None:
+    """``except HTTPStatusError`` around the block catches it; no ExceptionGroup."""
+    bad_tool = Tool(
+        Function(
+            name="f",
+            description="",
+            parameters=ValidatedParametersSchema(
+                properties={"a": {"type": "string"}}, required=("missing",)
+            ),
+        )
+    )
+    try:
+        async with InferenceClient(cluster.inference_url) as client:
+            await client.post_continue_from_conversation_history(conversation(tools=(bad_tool,)))
+    except HTTPStatusError as exc:
+        assert exc.status_code == 400
+    else:
+        pytest.fail("no HTTPStatusError")
+    with pytest.raises(ConnectError) as connect:
+        async with InferenceClient("http://127.0.0.1:9") as client:
+            await client.continue_from_conversation_history(conversation())
+    assert connect.value.__cause__ is not None  # the chain to the OS error is kept
+    with pytest.raises(ValueError, match="mine"):
+        async with InferenceClient(cluster.inference_url) as client:
+            stream = await client.continue_from_conversation_history(conversation())
+            async for _ in stream:
+                raise ValueError("mine")
+    await wait_all_slots_free(cluster, 5.0)
