@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -148,13 +148,31 @@ def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) 
     return error_response(exc.status_code, str(exc.detail))
 
 
-def exception_handlers() -> ExceptionHandlersMap:
-    """The one table from exceptions to HTTP responses, shared by every app."""
-    return {
+def exception_handlers(*, on_rejected: Callable[[int], None] | None = None) -> ExceptionHandlersMap:
+    """The one table from exceptions to HTTP responses, shared by every app.
+
+    :param on_rejected: called with the status of every request refused by a handler (the
+        inference service passes ``balancer.count_rejected``, so bad input shows in /metrics).
+    """
+    handlers: ExceptionHandlersMap = {
         PaddlerError: _handle_paddler_error,
         WireError: _handle_wire_error,
         HTTPException: _handle_http_exception,
     }
+    if on_rejected is None:
+        return handlers
+    counting: ExceptionHandlersMap = {}
+    for exc_type, handle in handlers.items():
+
+        def counted(
+            request: Request[Any, Any, Any], exc: Exception, handle: Any = handle
+        ) -> Response[bytes]:
+            response: Response[bytes] = handle(request, exc)
+            on_rejected(response.status_code or 500)
+            return response
+
+        counting[exc_type] = counted
+    return counting
 
 
 def read_wire(body: bytes, cls: type[Any]) -> Any:

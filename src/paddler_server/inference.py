@@ -162,6 +162,11 @@ async def inference_socket(
     await InferenceSocketSession(socket, balancer, shutdown=shutdown).run()
 
 
+def _rejection_counter(balancer: Any) -> Any:
+    """``balancer.count_rejected`` (a stand-in balancer without it counts nothing)."""
+    return getattr(balancer, "count_rejected", None)
+
+
 def create_inference_app(
     balancer: BalancerDep,
     *,
@@ -178,7 +183,7 @@ def create_inference_app(
     return Litestar(
         route_handlers=[health, InferenceController, inference_socket],
         dependencies=dependencies(balancer=balancer, shutdown=shutdown),
-        exception_handlers=exception_handlers(),
+        exception_handlers=exception_handlers(on_rejected=_rejection_counter(balancer)),
         cors_config=cors_config(cors_origins),
         request_max_body_size=MAX_BODY_BYTES,
         state=State({"service": "inference"}),

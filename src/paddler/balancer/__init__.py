@@ -5,6 +5,7 @@ from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
 from paddler.balancer._desired_state import to_agent_desired_state, validate_desired_state
 from paddler.balancer._embeddings import EmbeddingStream, split_documents
+from paddler.balancer._outcomes import failure_status, outcome_of
 from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.balancer._selection import AgentCandidate, RequestInfo
 from paddler.balancer._state_store import (
@@ -34,7 +35,9 @@ __all__ = [
     "StateStore",
     "StateStoreError",
     "Waiter",
+    "failure_status",
     "open_state_store",
+    "outcome_of",
     "split_documents",
     "to_agent_desired_state",
     "validate_desired_state",

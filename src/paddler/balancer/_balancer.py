@@ -106,6 +106,7 @@ class Balancer:
         self._active: set[InferenceStream] = set()
         self._completed = 0
         self._failed = 0
+        self._cancelled = 0
 
     def __repr__(self) -> str:
         return (
@@ -301,9 +302,19 @@ class Balancer:
         self._task_group.start_soon(stream._drain)
         return True
 
+    def count_rejected(self, status: int) -> None:
+        """Count a request refused before it reached the buffer (a 400 for bad input, ...).
+
+        The HTTP services call this for what they reject themselves; it shows in
+        ``statistics().requests_failed`` and as ``requests_total{outcome="<status>"}``.
+        """
+        self._count_request(str(status))
+
     def _count_request(self, outcome: str) -> None:
         if outcome == "ok":
             self._completed += 1
+        elif outcome == "cancelled":
+            self._cancelled += 1
         else:
             self._failed += 1
         if self.metrics is not None:
@@ -470,6 +481,7 @@ class Balancer:
             requests_active=len(self._active),
             requests_completed=self._completed,
             requests_failed=self._failed,
+            requests_cancelled=self._cancelled,
             generation_enabled=self.generation_enabled,
         )
 

@@ -32,5 +32,8 @@ class BalancerStatistics:
     requests_buffered: int
     requests_active: int
     requests_completed: int
+    #: Ended in an error, or refused (bad input, buffer full, timeouts): not the cancelled.
     requests_failed: int
     generation_enabled: bool
+    #: Stopped by their client (``cancel()``, a disconnect) before they finished.
+    requests_cancelled: int = 0

@@ -19,6 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from paddler.balancer._ids import new_request_id
+from paddler.balancer._outcomes import outcome_of
 from paddler.balancer._selection import RequestInfo
 from paddler.balancer._trace import Trace
 from paddler.errors import AgentGone, InferenceItemTimeout, PaddlerError, ShuttingDown
@@ -132,7 +133,12 @@ class InferenceStream:
         return f"<InferenceStream [{self.request_id} {state} agent={self.agent_id}]>"
 
     async def __aenter__(self) -> InferenceStream:
-        self._balancer._check_accepting(self._info.kind)
+        try:
+            self._balancer._check_accepting(self._info.kind)
+        except PaddlerError as exc:  # refused before dispatch: counted with its status
+            self._finished = True
+            self._balancer._count_request(str(exc.code))
+            raise
         return self
 
     async def __aexit__(
@@ -254,7 +260,7 @@ class InferenceStream:
         if is_terminal_payload(payload):
             self._finished = True
             self._release()
-            self._balancer._count_request("cancelled" if self._cancelled else "ok")
+            self._balancer._count_request(outcome_of(payload, cancelled=self._cancelled))
         return ResponseEnvelope(
             generated_by=self._entry.name, request_id=self.request_id, response=payload
         )

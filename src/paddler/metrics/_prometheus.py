@@ -38,7 +38,7 @@ INTER_TOKEN_LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5,
 )  # fmt: skip
 #: Values of the ``outcome`` label of ``<prefix>requests_total`` (the HTTP status or "ok").
-REQUEST_OUTCOMES = ("ok", "cancelled", "400", "500", "502", "503", "504")
+REQUEST_OUTCOMES = ("ok", "cancelled", "400", "500", "501", "502", "503", "504")
 #: Window over which per-agent tokens/s is measured, in seconds.
 TOKENS_PER_SECOND_WINDOW = 10.0
 

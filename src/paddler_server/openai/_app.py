@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
@@ -12,6 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
+from paddler.errors import PaddlerError
 from paddler_server._http import cors_config, health
 from paddler_server.openai._chat import answer_chat
 from paddler_server.openai._chat_request import read_chat_request
@@ -43,30 +45,49 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
         raw = await request.body()
 
         async def producer(responder: Responder) -> None:
-            await answer(balancer, load_object(raw), names, responder)
+            with _counted_if_refused(balancer):
+                body = load_object(raw)
+            await answer(balancer, body, names, responder)
 
         return ProducerResponse(producer)
 
     return post(path, name=path)(handler)
 
 
+@contextlib.contextmanager
+def _counted_if_refused(balancer: Any) -> Iterator[None]:
+    """A request refused while its body is read (a 400 naming the field) is counted in the
+    balancer's statistics and ``/metrics``; what fails later, the balancer counts itself."""
+    try:
+        yield
+    except (OpenAIError, PaddlerError) as exc:
+        count = getattr(balancer, "count_rejected", None)
+        if count is not None:
+            count(exc.status if isinstance(exc, OpenAIError) else exc.code)
+        raise
+
+
 async def _chat(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
-    chat = read_chat_request(body)
+    with _counted_if_refused(balancer):
+        chat = read_chat_request(body)
     await answer_chat(balancer, chat, await names.echo(chat.model), responder)
 
 
 async def _completion(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
-    completion = read_completion_request(body)
+    with _counted_if_refused(balancer):
+        completion = read_completion_request(body)
     await answer_completion(balancer, completion, await names.echo(completion.model), responder)
 
 
 async def _responses(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
-    parsed = read_responses_request(body)
+    with _counted_if_refused(balancer):
+        parsed = read_responses_request(body)
     await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
 
 
 async def _embeddings(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
-    parsed = read_embedding_request(body)
+    with _counted_if_refused(balancer):
+        parsed = read_embedding_request(body)
     await responder.json(await answer_embeddings(balancer, parsed, await names.echo(parsed.model)))
 
 

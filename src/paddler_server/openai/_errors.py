@@ -9,18 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from paddler.balancer import failure_status
 from paddler.errors import PaddlerError
-from paddler.wire import (
-    ChatTemplateError,
-    GrammarIncompatibleWithThinking,
-    GrammarInitializationFailed,
-    GrammarSyntaxError,
-    ImageDecodingFailed,
-    ImageExceedsBatchSize,
-    MultimodalNotSupported,
-    TokenGenerationDisabled,
-    ToolSchemaInvalid,
-)
+from paddler.wire import ImageExceedsBatchSize, TokenGenerationDisabled
 
 __all__ = [
     "RETRY_AFTER_SECONDS",
@@ -94,29 +85,16 @@ def error_from_paddler(exc: PaddlerError) -> OpenAIError:
     return OpenAIError(code, exc.description, param=getattr(exc, "field", None))
 
 
-_BAD_INPUT = (
-    GrammarIncompatibleWithThinking,
-    GrammarSyntaxError,
-    GrammarInitializationFailed,
-    ImageDecodingFailed,
-    ImageExceedsBatchSize,
-    MultimodalNotSupported,
-    ToolSchemaInvalid,
-    ChatTemplateError,
-)
-
-
 def error_from_result(result: object) -> OpenAIError:
     """A terminal error variant of ``GeneratedTokenResult``: the request's fault or the server's."""
     message = getattr(result, "message", None)
     if isinstance(result, ImageExceedsBatchSize):
         message = f"the image needs {result.image_tokens} tokens but n_batch is {result.n_batch}"
     text = f"{type(result).__name__}: {message}" if message else type(result).__name__
+    status = failure_status(result) or 500
     if isinstance(result, TokenGenerationDisabled):
         return OpenAIError(501, text)
-    if isinstance(result, _BAD_INPUT):
-        return OpenAIError(400, text, code=_snake(type(result).__name__))
-    return OpenAIError(500, text, code=_snake(type(result).__name__))
+    return OpenAIError(status, text, code=_snake(type(result).__name__))
 
 
 def _snake(name: str) -> str:

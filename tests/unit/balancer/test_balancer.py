@@ -534,3 +534,20 @@ async def test_a_terminal_error_is_not_counted_as_a_token() -> None:
 async def _fail_first_request(agent: FakeAgent) -> None:
     await eventually(lambda: agent.requests)
     await agent.send(agent.requests[0].id, SamplerError("no slots"))
+
+
+async def test_statistics_count_cancelled_requests_apart_from_failed_ones() -> None:
+    """A cancel is neither a completion nor a failure; a refused request is a failure."""
+    async with cluster(("a1", 1), hold=True) as (balancer, (agent,)):
+        async with balancer.generate(PROMPT) as stream, anyio.create_task_group() as tg:
+            tg.start_soon(collect_into, stream, [])
+            await eventually(lambda: bool(agent.requests))
+            await stream.cancel()
+        balancer.count_rejected(400)
+        statistics = balancer.statistics()
+        assert (statistics.requests_cancelled, statistics.requests_failed) == (1, 1)
+        assert statistics.requests_completed == 0
+
+
+async def collect_into(stream: Any, items: list[Any]) -> None:
+    items.extend([item async for item in stream])

@@ -1,0 +1,58 @@
+"""What a finished request counts as: ``ok``, ``cancelled``, or the status its client sees.
+
+One classification for the balancer's counters and the OpenAI layer's HTTP statuses, so a
+request that ends in ``ChatTemplateError`` is a 400 in both places.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paddler.wire import (
+    ChatTemplateError,
+    Done,
+    EmbeddingDone,
+    EmbeddingsDisabled,
+    GrammarIncompatibleWithThinking,
+    GrammarInitializationFailed,
+    GrammarSyntaxError,
+    ImageDecodingFailed,
+    ImageExceedsBatchSize,
+    MultimodalNotSupported,
+    TokenGenerationDisabled,
+    ToolSchemaInvalid,
+)
+
+__all__ = ["BAD_INPUT_RESULTS", "failure_status", "outcome_of"]
+
+#: Terminal results that are the request's fault: the client sees 400.
+BAD_INPUT_RESULTS = (
+    GrammarIncompatibleWithThinking,
+    GrammarSyntaxError,
+    GrammarInitializationFailed,
+    ImageDecodingFailed,
+    ImageExceedsBatchSize,
+    MultimodalNotSupported,
+    ToolSchemaInvalid,
+    ChatTemplateError,
+)
+
+
+def failure_status(result: Any) -> int | None:
+    """The status a terminal result stands for: None for success, 400 for bad input,
+    501 when generation or embeddings are switched off, 500 for the server's own failures."""
+    if isinstance(result, Done | EmbeddingDone):
+        return None
+    if isinstance(result, TokenGenerationDisabled | EmbeddingsDisabled):
+        return 501
+    if isinstance(result, BAD_INPUT_RESULTS):
+        return 400
+    return 500
+
+
+def outcome_of(result: Any, *, cancelled: bool = False) -> str:
+    """The ``outcome`` label of a request that ended with ``result``."""
+    status = failure_status(result)
+    if status is None:
+        return "cancelled" if cancelled else "ok"
+    return str(status)
