@@ -55,6 +55,7 @@ class BalancerOptions:
     statsd_addr: Address | None = None
     statsd_prefix: str = "paddler_"
     statsd_reporting_interval_ms: int = 10000
+    served_model_name: str | None = None
 
 
 @attrs.frozen
@@ -63,6 +64,8 @@ class AgentOptions:
     slots: int
     name: str | None = None
     extra_buffer_types: bool = True
+    engine_stall_timeout: float | None = None
+    drain_timeout: float = 300.0
 
 
 def run_until_signal(runner: Callable[[T, anyio.Event], Awaitable[None]], options: T) -> None:
@@ -160,7 +163,11 @@ def build_apps(
     if options.compat_openai_addr is not None:
         from paddler_server.openai import create_openai_app
 
-        openai_app = create_openai_app(balancer, cors_origins=inference_origins)
+        openai_app = create_openai_app(
+            balancer,
+            cors_origins=inference_origins,
+            served_model_name=options.served_model_name,
+        )
         apps.append((openai_app, options.compat_openai_addr.host, options.compat_openai_addr.port))
     if options.web_admin_panel_addr is not None:
         from paddler_server.admin_panel import AdminPanelConfig, create_admin_panel_app
@@ -261,6 +268,8 @@ async def run_agent(options: AgentOptions, shutdown: anyio.Event) -> None:
         slots=options.slots,
         name=options.name,
         extra_buffer_types=options.extra_buffer_types,
+        engine_stall_timeout=options.engine_stall_timeout,
+        drain_timeout=options.drain_timeout,
     )
     async with Agent(config):
         logger.info("agent started management=%s slots=%d", url, options.slots)

@@ -81,6 +81,13 @@ def cli() -> None:
     None,
     "Where the OpenAI-compatible API listens (/v1/...). Off unless given.",
 )
+@click.option(
+    "--served-model-name",
+    default=None,
+    metavar="NAME",
+    help="The model id the OpenAI API lists at /v1/models. Default: the model file's name "
+    "without .gguf. Requests may name any model either way.",
+)
 @address_option(
     "--web-admin-panel-addr",
     None,
@@ -157,6 +164,7 @@ def balancer(
     inference_addr: Address,
     management_addr: Address,
     compat_openai_addr: Address | None,
+    served_model_name: str | None,
     web_admin_panel_addr: Address | None,
     buffered_request_timeout: int,
     inference_item_timeout: int,
@@ -191,6 +199,7 @@ def balancer(
         statsd_addr=statsd_addr,
         statsd_prefix=statsd_prefix,
         statsd_reporting_interval_ms=statsd_reporting_interval,
+        served_model_name=served_model_name,
     )
     run_until_signal(run_balancer, options)
 
@@ -220,9 +229,30 @@ def balancer(
     help="Turn off llama.cpp's optional CPU kernels (AMX, weight repacking), as llama-server's "
     "--no-repack does. Without it the agent still falls back by itself when they crash.",
 )
+@click.option(
+    "--engine-stall-timeout",
+    type=click.FloatRange(min=5.0),
+    default=120.0,
+    show_default=True,
+    help="Seconds an engine worker may serve requests without a sign of life (it reports "
+    "between decode steps) before it is killed and restarted.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0.0),
+    default=300.0,
+    show_default=True,
+    help="Seconds a model swap waits for requests in flight before it stops them.",
+)
 @log_level_option("info")
 def agent(
-    management_addr: Address, slots: int, name: str | None, no_repack: bool, log_level: str
+    management_addr: Address,
+    slots: int,
+    name: str | None,
+    no_repack: bool,
+    engine_stall_timeout: float,
+    drain_timeout: float,
+    log_level: str,
 ) -> None:
     """Run an agent: load the cluster's model and serve its slots to the balancer."""
     from paddler_server._run import AgentOptions, run_agent, run_until_signal
@@ -233,6 +263,8 @@ def agent(
         slots=slots,
         name=name,
         extra_buffer_types=not no_repack,
+        engine_stall_timeout=engine_stall_timeout,
+        drain_timeout=drain_timeout,
     )
     run_until_signal(run_agent, options)
 

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
+import anyio
 from litestar import Litestar, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
@@ -69,7 +70,7 @@ def _counted_if_refused(balancer: Any) -> Iterator[None]:
 
 async def _chat(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
     with _counted_if_refused(balancer):
-        chat = read_chat_request(body)
+        chat = await anyio.to_thread.run_sync(read_chat_request, body)  # grammar work: off the loop
     await answer_chat(balancer, chat, await names.echo(chat.model), responder)
 
 
@@ -81,7 +82,9 @@ async def _completion(balancer: Any, body: Object, names: ModelNames, responder:
 
 async def _responses(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
     with _counted_if_refused(balancer):
-        parsed = read_responses_request(body)
+        parsed = await anyio.to_thread.run_sync(
+            read_responses_request, body
+        )  # grammar work: off the loop
     await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
 
 
@@ -121,9 +124,15 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return Response(error.body(), status_code=exc.status_code, headers=error.headers)
 
 
-def create_openai_app(balancer: Any, *, cors_origins: Sequence[str] = ()) -> Litestar:
-    """The app served at ``--compat-openai-addr``; it shares the balancer (buffer, timeouts)."""
-    names = ModelNames(balancer)
+def create_openai_app(
+    balancer: Any, *, cors_origins: Sequence[str] = (), served_model_name: str | None = None
+) -> Litestar:
+    """The app served at ``--compat-openai-addr``; it shares the balancer (buffer, timeouts).
+
+    :param served_model_name: the model id ``/v1/models`` lists (default: the GGUF file's
+        stem, e.g. ``SmolLM2-135M-Instruct.Q4_1``).
+    """
+    names = ModelNames(balancer, served_model_name)
     return Litestar(
         route_handlers=[
             health,

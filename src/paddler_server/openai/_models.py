@@ -1,24 +1,20 @@
-"""``GET /v1/models``: the one model the cluster serves, named from its GGUF metadata.
+"""``GET /v1/models``: the one model the cluster serves, under an id a client can type.
 
-The name is ``general.name`` from the model's metadata (asked of an agent that has it loaded,
-once per model path), else the model file's name, else what the desired state points at.
+The id is ``--served-model-name`` when given, else the loaded model file's stem (an agent's
+``model_path``), else the stem of what the desired state points at.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import PurePath
 from typing import Any
 
 import attrs
 
-from paddler.errors import PaddlerError
 from paddler.wire import HuggingFaceModel, LocalToAgentModel, NoModel, UrlModel
 
 __all__ = ["ModelNames"]
-
-logger = logging.getLogger("paddler_server.openai")
 
 #: Echoed when no model is configured and the request named none.
 FALLBACK_NAME = "paddler"
@@ -36,41 +32,30 @@ def _name_of_desired(model: object) -> str | None:
 
 @attrs.define
 class ModelNames:
-    """Resolves and caches the served model's name for one balancer."""
+    """The served model's id for one balancer: ``served_name`` if given, else the file stem.
+
+    An id is something a client can type: ``SmolLM2-135M-Instruct.Q4_1``, not the GGUF's
+    ``general.name`` (often with spaces). Requests may still name any model; it is echoed.
+    """
 
     balancer: Any
-    _by_path: dict[str, str] = attrs.Factory(dict)
+    served_name: str | None = None
     created: int = attrs.Factory(lambda: int(time.time()))
 
     async def current(self) -> str | None:
-        """The loaded model's name, or ``None`` when no model is configured."""
+        """The served model's id, or ``None`` when no model is configured."""
+        if self.served_name:
+            return self.served_name
         snapshot = self.balancer.agents_snapshot()
         for agent in snapshot.agents:
-            if agent.model_path is None:
-                continue
-            cached = self._by_path.get(agent.model_path)
-            if cached is not None:
-                return cached
-            name = await self._ask(agent.id) or PurePath(agent.model_path).stem
-            self._by_path[agent.model_path] = name
-            return name
+            if agent.model_path is not None:
+                return PurePath(agent.model_path).stem
         try:
             state = self.balancer.applicable_state
         except Exception:
             state = None
         model = getattr(state, "model", NoModel())
         return _name_of_desired(model)
-
-    async def _ask(self, agent_id: str) -> str | None:
-        try:
-            metadata = await self.balancer.get_model_metadata(agent_id)
-        except PaddlerError as exc:
-            logger.info("model metadata unavailable from agent %s: %s", agent_id, exc)
-            return None
-        if metadata is None:
-            return None
-        name = metadata.metadata.get("general.name")
-        return name.strip() or None if isinstance(name, str) else None
 
     async def echo(self, requested: str | None) -> str:
         """What a response's ``model`` field says: the request's name, else the served one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,16 +60,15 @@ def test_completion_echo_and_stop(client: OpenAI) -> None:
     assert stopped.choices[0].text == text[: text.index(stop)]
 
 
-def test_models_lists_the_loaded_model_by_its_gguf_name(
-    client: OpenAI, openai_cluster: Any
+def test_models_lists_the_loaded_model_by_its_file_name(
+    client: OpenAI, openai_cluster: Any, model_path: Path
 ) -> None:
+    """The id is the GGUF file's stem: no spaces, nothing to URL-encode."""
     models = client.models.list().data
     assert len(models) == 1
-    agent_id = openai_cluster.agents_snapshot()[0]["id"]
-    metadata = httpx.get(
-        f"{openai_cluster.management_url}/api/v1/agent/{agent_id}/model_metadata"
-    ).json()["metadata"]
-    assert models[0].id == metadata["general.name"]
+    assert models[0].id == model_path.stem == "SmolLM2-135M-Instruct.Q4_1"
+    typed = httpx.get(f"{openai_cluster.openai_url}/models/SmolLM2-135M-Instruct.Q4_1")
+    assert typed.status_code == 200 and typed.json()["id"] == models[0].id
     assert models[0].owned_by == "paddler"
     assert client.models.retrieve(models[0].id).id == models[0].id
     with pytest.raises(openai.NotFoundError):

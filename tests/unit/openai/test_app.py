@@ -221,3 +221,17 @@ def test_chat_request_id_and_model_echo(sdk: OpenAI, balancer: ScriptedBalancer)
     answer = sdk.chat.completions.create(model="my-model", messages=HI)
     assert answer.model == "my-model"
     assert answer.id.startswith("chatcmpl-")
+
+
+def test_a_served_model_name_is_what_models_lists(balancer: ScriptedBalancer) -> None:
+    """``--served-model-name`` names the model; any requested name is still echoed."""
+    app = create_openai_app(balancer, served_model_name="smol")
+    with TestClient(app) as http:
+        sdk = OpenAI(
+            base_url="http://testserver.local/v1", api_key="x", http_client=http, max_retries=0
+        )
+        assert [m.id for m in sdk.models.list().data] == ["smol"]
+        assert sdk.models.retrieve("smol").id == "smol"
+        balancer.script = [envelope(ContentToken("Hi")), envelope(Done(USAGE))]
+        answer = sdk.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=2)
+        assert answer.model == "gpt-4o"
