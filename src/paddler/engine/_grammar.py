@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from paddler.engine._grammar_limits import GrammarLimitError, check_gbnf, load_json_schema
 from paddler.engine._llama import GrammarSampler, LlamaError, LlamaModel
 from paddler.wire import (
     GbnfGrammar,
@@ -19,15 +18,33 @@ GrammarFailure = GrammarSyntaxError | GrammarInitializationFailed
 
 
 def to_gbnf(constraint: GrammarConstraint) -> tuple[str, str] | GrammarSyntaxError:
-    """The GBNF text and root rule of a constraint, or the syntax error to report."""
+    """The GBNF text and root rule of a constraint, or the syntax error to report.
+
+    Limits are checked before the converter or llama.cpp's parser sees anything (see
+    `paddler.engine._grammar_limits`).
+    """
     if isinstance(constraint, GbnfGrammar):
+        try:
+            check_gbnf(constraint.grammar)
+        except GrammarLimitError as exc:
+            return GrammarSyntaxError(f"Grammar rejected: {exc}")
         return constraint.grammar, constraint.root
     assert isinstance(constraint, JsonSchemaGrammar)
     try:
-        json.loads(constraint.schema)
-        return json_schema_to_gbnf(constraint.schema), "root"
+        load_json_schema(constraint.schema)
+    except GrammarLimitError as exc:
+        return GrammarSyntaxError(f"JSON schema rejected: {exc}")
+    except ValueError as exc:
+        return GrammarSyntaxError(f"Invalid JSON schema: {exc}")
+    try:
+        gbnf = json_schema_to_gbnf(constraint.schema)
     except Exception as exc:  # the converter raises a variety of errors for bad schemas
         return GrammarSyntaxError(f"Invalid JSON schema: {exc}")
+    try:
+        check_gbnf(gbnf)
+    except GrammarLimitError as exc:
+        return GrammarSyntaxError(f"JSON schema rejected: its grammar is too large ({exc})")
+    return gbnf, "root"
 
 
 def make_grammar_sampler(

@@ -37,6 +37,8 @@ from paddler_server.openai._fields import (
 from paddler_server.openai._sampling import read_max_tokens, read_sampling
 from paddler_server.openai._tools import (
     ToolChoice,
+    check_grammar_limits,
+    check_schema_limits,
     forced_tool_call_grammar,
     read_tool,
     read_tool_choice,
@@ -179,6 +181,7 @@ def read_response_format(fmt: Object | None, path: str) -> GrammarConstraint | N
         schema = spec.get("schema")
         if not isinstance(schema, dict | bool):
             raise invalid(child(spec_path, "schema"), "a JSON schema object is required")
+        check_schema_limits(schema, child(spec_path, "schema"))
         return JsonSchemaGrammar(json.dumps(schema))
     raise invalid(child(path, "type"), f"unsupported response format {kind!r}")
 
@@ -189,9 +192,11 @@ def read_grammar_extension(body: Object) -> GrammarConstraint | None:
     if value is None:
         return None
     try:
-        return converter.structure(value, GrammarConstraint)  # type: ignore[arg-type]
+        grammar: GrammarConstraint = converter.structure(value, GrammarConstraint)  # type: ignore[arg-type]
     except (WireError, Exception) as exc:
         raise invalid("grammar", f"expected a Paddler grammar constraint ({exc})") from exc
+    check_grammar_limits(grammar, "grammar")
+    return grammar
 
 
 def resolve_thinking(body: Object, grammar: GrammarConstraint | None, grammar_field: str) -> bool:
@@ -276,7 +281,8 @@ def read_constraints(
             raise invalid(
                 "tool_choice", f"a forced tool call cannot be combined with {grammar_field}"
             )
-        grammar, grammar_field = forced_tool_call_grammar(tools, choice), "tool_choice"
+        grammar = forced_tool_call_grammar(tools, choice, flat=flat)
+        grammar_field = "tool_choice"
     return Constraints(tools, choice, grammar, resolve_thinking(body, grammar, grammar_field))
 
 

@@ -11,11 +11,25 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from paddler.wire import Function, GbnfGrammar, Tool, ValidatedParametersSchema
+from paddler.wire import (
+    Function,
+    GbnfGrammar,
+    GrammarConstraint,
+    JsonSchemaGrammar,
+    Tool,
+    ValidatedParametersSchema,
+)
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, child, opt_object, opt_str, req_str
 
-__all__ = ["ToolChoice", "forced_tool_call_grammar", "read_tool", "read_tool_choice"]
+__all__ = [
+    "ToolChoice",
+    "check_grammar_limits",
+    "check_schema_limits",
+    "forced_tool_call_grammar",
+    "read_tool",
+    "read_tool_choice",
+]
 
 #: The grammar's own root rule; the JSON rules underneath keep the converter's names.
 _ROOT = "paddler-tool-call"
@@ -112,16 +126,74 @@ def _call_schema(tool: Tool) -> dict[str, Any]:
     }
 
 
-def forced_tool_call_grammar(tools: Sequence[Tool], choice: str) -> GbnfGrammar:
-    """A grammar admitting exactly one tool call (``choice`` = a name, or ``"required"``)."""
+def check_schema_limits(schema: Any, param: str) -> None:
+    """A 400 naming the field when a JSON schema is past a grammar limit (size, depth,
+    repetition bounds, remote ``$ref``); checked before anything converts it."""
+    from paddler.engine._grammar_limits import (  # lazy: the engine package loads llama.cpp
+        MAX_SCHEMA_BYTES,
+        GrammarLimitError,
+        check_json_schema,
+    )
+
+    try:
+        check_json_schema(schema)
+    except GrammarLimitError as exc:
+        where = param
+        for key in exc.location:
+            where = child(where, key)
+        raise invalid(where, exc.message) from exc
+    size = len(json.dumps(schema).encode())
+    if size > MAX_SCHEMA_BYTES:
+        raise invalid(param, f"the schema is {size} bytes; at most {MAX_SCHEMA_BYTES} are accepted")
+
+
+def check_grammar_limits(grammar: GrammarConstraint, param: str) -> None:
+    """The same limits for a Paddler grammar constraint (``param`` names it)."""
+    from paddler.engine._grammar_limits import GrammarLimitError, check_gbnf
+
+    if isinstance(grammar, JsonSchemaGrammar):
+        try:
+            schema = json.loads(grammar.schema)
+        except (ValueError, RecursionError) as exc:
+            raise invalid(child(param, "schema"), f"not valid JSON ({exc})") from exc
+        check_schema_limits(schema, child(param, "schema"))
+        return
+    assert isinstance(grammar, GbnfGrammar)
+    try:
+        check_gbnf(grammar.grammar)
+    except GrammarLimitError as exc:
+        raise invalid(child(param, "grammar"), str(exc)) from exc
+
+
+def forced_tool_call_grammar(
+    tools: Sequence[Tool], choice: str, *, flat: bool = False
+) -> GbnfGrammar:
+    """A grammar admitting exactly one tool call (``choice`` = a name, or ``"required"``).
+
+    Each chosen tool's schema is checked against the grammar limits first (a 400 naming the
+    tool); callers run this off the event loop, as the conversion is CPU work.
+    """
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    chosen = [t for t in tools if choice == "required" or t.function.name == choice]
-    schemas = [_call_schema(t) for t in chosen]
+    from paddler.engine._grammar_limits import GrammarLimitError, check_gbnf
+
+    chosen = [
+        (i, t) for i, t in enumerate(tools) if choice == "required" or t.function.name == choice
+    ]
+    for index, tool in chosen:
+        fn_path = child("tools", index) if flat else child(child("tools", index), "function")
+        check_schema_limits(
+            _call_schema(tool)["properties"]["arguments"], child(fn_path, "parameters")
+        )
+    schemas = [_call_schema(t) for _, t in chosen]
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
     try:
         gbnf = json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises assorted errors on odd schemas
         raise invalid("tools", f"cannot build a grammar from the tool schemas: {exc}") from exc
     rule = f'{_ROOT} ::= "<tool_call>\\n" root "\\n</tool_call>"\n'
+    try:
+        check_gbnf(rule + gbnf)
+    except GrammarLimitError as exc:
+        raise invalid("tools", f"the tool schemas make a grammar that is too large: {exc}") from exc
     return GbnfGrammar(grammar=rule + gbnf, root=_ROOT)
