@@ -13,7 +13,9 @@ from typing import Any
 
 __all__ = ["KeyValueFormatter", "configure_logging", "reapply_logging"]
 
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+#: Libraries whose debug output floods a log (uvicorn and websockets log every ping frame).
+THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "litestar", "websockets", "httpx", "httpcore")
 _configured_level: str | None = None
 
 
@@ -47,19 +49,25 @@ def configure_logging(level: str) -> None:
     """Send every record at ``level`` or above to stderr, one key=value line each.
 
     Our own loggers (``paddler``, ``paddler_server``) follow ``level``; the libraries
-    underneath (uvicorn, litestar, websockets, httpx) only speak up at warning or above unless
-    ``level`` is debug.
+    underneath (uvicorn, litestar, websockets, httpx) speak up at warning or above, at info
+    when ``level`` is debug, and at debug (every WebSocket ping frame) only with ``trace``.
     """
     global _configured_level
     _configured_level = level
-    numeric = logging.getLevelName(level.upper())
+    everything = level.lower() == "trace"
+    numeric = logging.DEBUG if everything else logging.getLevelName(level.upper())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    library_level = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
-    for name in ("uvicorn", "uvicorn.error", "litestar", "websockets", "httpx", "httpcore"):
+    if everything:
+        library_level = logging.DEBUG
+    elif numeric <= logging.DEBUG:
+        library_level = logging.INFO
+    else:
+        library_level = max(numeric, logging.WARNING)
+    for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
 
 
