@@ -22,6 +22,7 @@ from litestar.types import ExceptionHandlersMap
 from paddler.balancer import Balancer
 from paddler.errors import PaddlerError
 from paddler.wire import WireError, converter
+from paddler.wire._json import DEFAULT_MAX_JSON_DEPTH
 
 __all__ = [
     "ERROR_STATUS",
@@ -145,7 +146,19 @@ def _handle_wire_error(request: Request[Any, Any, Any], exc: WireError) -> Respo
 
 
 def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    if exc.status_code == 413:
+        return error_response(413, _too_large(request))
     return error_response(exc.status_code, str(exc.detail))
+
+
+def _too_large(request: Request[Any, Any, Any]) -> str:
+    try:
+        limit = request.route_handler.resolve_request_max_body_size()
+    except Exception:
+        limit = None
+    if not isinstance(limit, int):
+        return "Request body is too large"
+    return f"Request body is larger than the limit of {limit} bytes (--max-body-bytes)"
 
 
 def exception_handlers(*, on_rejected: Callable[[int], None] | None = None) -> ExceptionHandlersMap:
@@ -175,11 +188,14 @@ def exception_handlers(*, on_rejected: Callable[[int], None] | None = None) -> E
     return counting
 
 
-def read_wire(body: bytes, cls: type[Any]) -> Any:
-    """Parse a request body as the wire type ``cls``; a ``WireError`` becomes a 400."""
+def read_wire(body: bytes, cls: type[Any], *, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
+    """Parse a request body as the wire type ``cls``; a ``WireError`` becomes a 400.
+
+    NaN, infinities and nesting deeper than ``max_depth`` are ``WireError``s too.
+    """
     if not body.strip():
         raise WireError(["$: request body is empty; expected a JSON document"])
-    return converter.loads(body, cls)
+    return converter.loads(body, cls, max_depth=max_depth)
 
 
 def wire_response(obj: Any, cls: Any = None, *, status_code: int = 200) -> Response[bytes]:

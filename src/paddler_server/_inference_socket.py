@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from paddler.wire import (
     converter,
     tool_schema_problems,
 )
+from paddler_server._limits import ServerLimits
 from paddler_server._token_frames import dumps_client_message
 
 __all__ = ["InferenceSocketSession", "check_tools"]
@@ -63,11 +65,17 @@ class InferenceSocketSession:
     """Reads requests and notifications from one socket and streams the answers back."""
 
     def __init__(
-        self, socket: WebSocket[Any, Any, Any], balancer: Balancer, *, shutdown: anyio.Event | None
+        self,
+        socket: WebSocket[Any, Any, Any],
+        balancer: Balancer,
+        *,
+        shutdown: anyio.Event | None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self._socket = socket
         self._balancer = balancer
         self._shutdown = shutdown
+        self._limits = limits or ServerLimits()
         self._headers = {key.lower(): value for key, value in socket.headers.items()}
         self._requests: dict[str, _InFlight] = {}
         # fast_acquire: an uncontended send does not yield to the loop (one pass per token).
@@ -108,7 +116,9 @@ class InferenceSocketSession:
 
     async def _handle_text(self, text: str, tg: anyio.abc.TaskGroup) -> None:
         try:
-            message = converter.loads(text, InferenceServerMessage)
+            message = converter.loads(
+                text, InferenceServerMessage, max_depth=self._limits.max_json_depth
+            )
         except (WireError, ValueError) as exc:
             request_id = _guess_request_id(text)
             logger.info("malformed inference socket message error=%s", exc)
@@ -122,6 +132,24 @@ class InferenceSocketSession:
             logger.info("client reported an error message=%s", text[:500])
 
     async def _start_request(self, request_id: str, request: Any, tg: anyio.abc.TaskGroup) -> None:
+        limits = self._limits
+        if len(request_id) > limits.max_request_id_length:
+            # Answered once, never echoed per token: the id is what the client matches on.
+            description = (
+                f"Invalid request parameters: $.Request.id: request id is {len(request_id)} "
+                f"characters long; the limit is {limits.max_request_id_length} "
+                "(--max-request-id-length)"
+            )
+            await self._send(_error(request_id, 400, description))
+            return
+        if len(self._requests) >= limits.max_in_flight_per_socket:
+            description = (
+                f"Too many requests in flight on this connection (limit "
+                f"{limits.max_in_flight_per_socket}, --max-in-flight-per-socket); "
+                "wait for one to finish"
+            )
+            await self._send(_error(request_id, 429, description))
+            return
         if request_id in self._requests:
             description = f'Request id "{request_id}" is already in flight on this connection'
             await self._send(_error(request_id, 400, description))
@@ -235,12 +263,25 @@ def _error(request_id: str, code: int, description: str) -> ErrorEnvelope:
     return ErrorEnvelope(request_id=request_id, error=ErrorBody(code=code, description=description))
 
 
+#: ``{"Request":{"id":"..."`` at the start of a frame (how clients write it), for frames that
+#: are not JSON we can read (too deep, say): only that request fails, by its id.
+_LEADING_ID = re.compile(r'\A\s*\{\s*"Request"\s*:\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
 def _guess_request_id(text: str) -> str:
-    """The ``id`` of a request we could not parse, when the JSON itself is readable."""
+    """The ``id`` of a request we could not parse, when we can find it."""
     try:
         document = json.loads(text)
         request = document.get("Request", {})
         value = request.get("id") if isinstance(request, dict) else None
         return value if isinstance(value, str) else ""
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    match = _LEADING_ID.match(text)
+    if match is None:
         return ""
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""

@@ -18,6 +18,7 @@ import anyio
 import attrs
 import click
 
+from paddler_server._limits import ConnectionLimit, ServerLimits
 from paddler_server._logging import reapply_logging
 from paddler_server._options import Address
 
@@ -56,6 +57,7 @@ class BalancerOptions:
     statsd_prefix: str = "paddler_"
     statsd_reporting_interval_ms: int = 10000
     served_model_name: str | None = None
+    limits: ServerLimits = attrs.field(factory=ServerLimits)
 
 
 @attrs.frozen
@@ -143,18 +145,30 @@ def build_apps(
 
     panel = _panel_origin(options.web_admin_panel_addr)
     inference_origins = [*options.inference_cors, *panel]
+    limits = options.limits
     apps: list[tuple[Any, str, int]] = [
         (
-            create_inference_app(balancer, cors_origins=inference_origins, shutdown=shutdown),
+            ConnectionLimit(
+                create_inference_app(
+                    balancer, cors_origins=inference_origins, shutdown=shutdown, limits=limits
+                ),
+                limits.max_connections,
+                service="inference",
+            ),
             options.inference_addr.host,
             options.inference_addr.port,
         ),
         (
-            create_management_app(
-                balancer,
-                cors_origins=[*options.management_cors, *panel],
-                metrics=metrics,
-                shutdown=shutdown,
+            ConnectionLimit(
+                create_management_app(
+                    balancer,
+                    cors_origins=[*options.management_cors, *panel],
+                    metrics=metrics,
+                    shutdown=shutdown,
+                    limits=limits,
+                ),
+                limits.max_connections,
+                service="management",
             ),
             options.management_addr.host,
             options.management_addr.port,
@@ -168,7 +182,9 @@ def build_apps(
             cors_origins=inference_origins,
             served_model_name=options.served_model_name,
         )
-        apps.append((openai_app, options.compat_openai_addr.host, options.compat_openai_addr.port))
+        openai_app.request_max_body_size = limits.max_body_bytes  # read lazily by Litestar
+        limited = ConnectionLimit(openai_app, limits.max_connections, service="OpenAI")
+        apps.append((limited, options.compat_openai_addr.host, options.compat_openai_addr.port))
     if options.web_admin_panel_addr is not None:
         from paddler_server.admin_panel import AdminPanelConfig, create_admin_panel_app
 
@@ -228,7 +244,10 @@ async def serve_balancer(
             async with anyio.create_task_group() as servers:
                 await servers.start(
                     lambda task_status: serve_apps(
-                        apps, shutdown=server_shutdown, task_status=task_status
+                        apps,
+                        shutdown=server_shutdown,
+                        ws_max_size=options.limits.max_frame_bytes,
+                        task_status=task_status,
                     )
                 )
                 if on_ready is not None:

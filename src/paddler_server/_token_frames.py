@@ -64,8 +64,9 @@ def _token_response(value: Any) -> AgentResponse | None:
 def loads_agent_message(text: str) -> Any:
     """``converter.loads(text, AgentToBalancerMessage)``, faster for single-token frames."""
     try:
+        # Only exact string-only shapes pass, so NaN or infinity never takes this path.
         fast = _token_response(json.loads(text))
-    except ValueError:
+    except (ValueError, RecursionError):
         fast = None
     if fast is not None:
         return fast

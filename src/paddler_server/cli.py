@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from paddler_server._limits import limit_options
 from paddler_server._logging import LOG_LEVELS, configure_logging
 from paddler_server._options import ADDRESS, MILLISECONDS, Address, state_database_url
 
@@ -159,6 +160,7 @@ def cli() -> None:
     show_default=True,
     help="How often StatsD gauges are pushed, in milliseconds.",
 )
+@limit_options
 @log_level_option("info")
 def balancer(
     inference_addr: Address,
@@ -176,8 +178,10 @@ def balancer(
     statsd_prefix: str,
     statsd_reporting_interval: int,
     log_level: str,
+    **limits: int,
 ) -> None:
     """Run the balancer: buffer requests and dispatch each one to an agent's free slot."""
+    from paddler_server._limits import ServerLimits
     from paddler_server._run import BalancerOptions, run_balancer, run_until_signal
 
     try:
@@ -200,6 +204,7 @@ def balancer(
         statsd_prefix=statsd_prefix,
         statsd_reporting_interval_ms=statsd_reporting_interval,
         served_model_name=served_model_name,
+        limits=ServerLimits(**limits),
     )
     run_until_signal(run_balancer, options)
 

@@ -36,14 +36,13 @@ from paddler_server._http import (
     read_wire,
 )
 from paddler_server._inference_socket import InferenceSocketSession, check_tools
+from paddler_server._limits import LimitsDep, ServerLimits
 from paddler_server._streaming import Emit, ProducerStream
 
 __all__ = ["create_inference_app", "generation_disabled", "ndjson_stream"]
 
 logger = logging.getLogger("paddler_server.inference")
 
-#: Request bodies may carry images as data URIs; same limit as the WebSocket.
-MAX_BODY_BYTES = 50 * 1024 * 1024
 NDJSON_HEADERS = {"cache-control": "no-cache"}
 SHUTDOWN_DESCRIPTION = "Balancer is shutting down"
 INTERNAL = "Failed to generate response"
@@ -115,9 +114,17 @@ class InferenceController(Controller):
 
     @post("/continue_from_conversation_history", status_code=200)
     async def continue_from_conversation_history(
-        self, request: Request[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
+        self,
+        request: Request[Any, Any, Any],
+        balancer: BalancerDep,
+        shutdown: ShutdownDep,
+        limits: LimitsDep,
     ) -> ASGIResponse:
-        params = read_wire(await request.body(), ContinueFromConversationHistoryParams)
+        params = read_wire(
+            await request.body(),
+            ContinueFromConversationHistoryParams,
+            max_depth=limits.max_json_depth,
+        )
         check_tools(params.tools)
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
@@ -127,9 +134,15 @@ class InferenceController(Controller):
 
     @post("/continue_from_raw_prompt", status_code=200)
     async def continue_from_raw_prompt(
-        self, request: Request[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
+        self,
+        request: Request[Any, Any, Any],
+        balancer: BalancerDep,
+        shutdown: ShutdownDep,
+        limits: LimitsDep,
     ) -> ASGIResponse:
-        params = read_wire(await request.body(), ContinueFromRawPromptParams)
+        params = read_wire(
+            await request.body(), ContinueFromRawPromptParams, max_depth=limits.max_json_depth
+        )
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
         return ndjson_stream(
@@ -138,9 +151,15 @@ class InferenceController(Controller):
 
     @post("/generate_embedding_batch", status_code=200)
     async def generate_embedding_batch(
-        self, request: Request[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
+        self,
+        request: Request[Any, Any, Any],
+        balancer: BalancerDep,
+        shutdown: ShutdownDep,
+        limits: LimitsDep,
     ) -> ASGIResponse:
-        params = read_wire(await request.body(), GenerateEmbeddingBatchParams)
+        params = read_wire(
+            await request.body(), GenerateEmbeddingBatchParams, max_depth=limits.max_json_depth
+        )
         state = balancer.applicable_state
         if state is None:
             raise StateNotSet("Balancer applicable state is not yet set")
@@ -155,11 +174,14 @@ class InferenceController(Controller):
 
 @websocket("/api/v1/inference_socket")
 async def inference_socket(
-    socket: WebSocket[Any, Any, Any], balancer: BalancerDep, shutdown: ShutdownDep
+    socket: WebSocket[Any, Any, Any],
+    balancer: BalancerDep,
+    shutdown: ShutdownDep,
+    limits: LimitsDep,
 ) -> None:
     """Multiplexed generation over one WebSocket (spec §2.2); see ``InferenceSocketSession``."""
     await socket.accept()
-    await InferenceSocketSession(socket, balancer, shutdown=shutdown).run()
+    await InferenceSocketSession(socket, balancer, shutdown=shutdown, limits=limits).run()
 
 
 def _rejection_counter(balancer: Any) -> Any:
@@ -172,6 +194,7 @@ def create_inference_app(
     *,
     cors_origins: Sequence[str] = (),
     shutdown: anyio.Event | None = None,
+    limits: ServerLimits | None = None,
     debug: bool = False,
 ) -> Litestar:
     """The inference service for ``balancer``.
@@ -179,13 +202,16 @@ def create_inference_app(
     :param cors_origins: allowed browser origins (``--inference-cors-allowed-host``).
     :param shutdown: set by the owner when the server stops: open streams end with an
         ``Error`` 503 envelope and sockets close with 1001 "going away".
+    :param limits: body size (413 above it), JSON depth, request ids and in-flight requests
+        per WebSocket; the defaults of ``ServerLimits`` when not given.
     """
+    limits = limits or ServerLimits()
     return Litestar(
         route_handlers=[health, InferenceController, inference_socket],
-        dependencies=dependencies(balancer=balancer, shutdown=shutdown),
+        dependencies=dependencies(balancer=balancer, shutdown=shutdown, limits=limits),
         exception_handlers=exception_handlers(on_rejected=_rejection_counter(balancer)),
         cors_config=cors_config(cors_origins),
-        request_max_body_size=MAX_BODY_BYTES,
+        request_max_body_size=limits.max_body_bytes,
         state=State({"service": "inference"}),
         openapi_config=None,
         logging_config=None,

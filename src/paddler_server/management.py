@@ -39,6 +39,7 @@ from paddler_server._http import (
     read_wire,
     wire_response,
 )
+from paddler_server._limits import LimitsDep, ServerLimits
 from paddler_server._sse import snapshot_stream
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "create_management_app"]
@@ -99,9 +100,10 @@ class DesiredStateController(Controller):
 
     @put("/balancer_desired_state", status_code=HTTP_204_NO_CONTENT)
     async def put_desired_state(
-        self, request: Request[Any, Any, Any], balancer: BalancerDep
+        self, request: Request[Any, Any, Any], balancer: BalancerDep, limits: LimitsDep
     ) -> None:
-        state = read_wire(await request.body(), BalancerDesiredState)
+        body = await request.body()
+        state = read_wire(body, BalancerDesiredState, max_depth=limits.max_json_depth)
         await balancer.set_desired_state(state)  # validates first: InvalidRequest -> 400
 
     @get("/balancer_applicable_state")
@@ -139,15 +141,20 @@ def create_management_app(
     cors_origins: Sequence[str] = (),
     metrics: BalancerMetrics,
     shutdown: anyio.Event | None = None,
+    limits: ServerLimits | None = None,
     debug: bool = False,
 ) -> Litestar:
     """The management service for ``balancer``; agents connect to its agent socket.
+
+    :param limits: the JSON depth of a desired state document (``ServerLimits`` defaults).
 
     :param metrics: renders ``/metrics`` (names use ``--statsd-prefix``).
     :param shutdown: set by the owner when the server stops: SSE streams end and agent
         sockets close with 1001 "going away".
     """
-    deps = dependencies(balancer=balancer, shutdown=shutdown, metrics=metrics)
+    deps = dependencies(
+        balancer=balancer, shutdown=shutdown, metrics=metrics, limits=limits or ServerLimits()
+    )
     return Litestar(
         route_handlers=[
             health,

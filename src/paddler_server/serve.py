@@ -39,7 +39,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _config(app: Any, host: str, port: int, grace_period: float) -> uvicorn.Config:
+def _config(
+    app: Any, host: str, port: int, grace_period: float, ws_max_size: int
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
@@ -48,7 +50,7 @@ def _config(app: Any, host: str, port: int, grace_period: float) -> uvicorn.Conf
         log_config=None,
         access_log=False,
         ws="websockets-sansio",
-        ws_max_size=WEBSOCKET_MAX_SIZE,
+        ws_max_size=ws_max_size,
         ws_ping_interval=WEBSOCKET_PING_INTERVAL,
         ws_ping_timeout=WEBSOCKET_PING_INTERVAL * 3,
         ws_per_message_deflate=False,
@@ -70,15 +72,20 @@ async def serve_apps(
     *,
     shutdown: anyio.Event | None = None,
     grace_period: float = 3.0,
+    ws_max_size: int = WEBSOCKET_MAX_SIZE,
     task_status: TaskStatus[list[BoundAddress]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve each ``(app, host, port)`` until ``shutdown`` is set or the task is cancelled.
+
+    ``ws_max_size`` bounds one WebSocket message (bigger ones close the socket with 1009).
 
     Reports the bound addresses (port 0 resolved to the real port) through ``task_status``
     once every server listens. A server that cannot bind (address in use) raises
     ``OSError`` naming the address, and the others are stopped.
     """
-    servers = [_Server(_config(app, host, port, grace_period)) for app, host, port in apps]
+    servers = [
+        _Server(_config(app, host, port, grace_period, ws_max_size)) for app, host, port in apps
+    ]
     failure: list[BaseException] = []
 
     async def run_one(server: _Server) -> None:

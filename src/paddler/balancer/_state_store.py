@@ -19,7 +19,9 @@ from urllib.parse import unquote, urlsplit
 import anyio
 from attrs import frozen
 
-from paddler.wire import BalancerDesiredState, WireError, converter
+from paddler.balancer._desired_state import validate_desired_state
+from paddler.errors import InvalidRequest
+from paddler.wire import BalancerDesiredState, WireError, converter, parse_json
 
 __all__ = [
     "FileStateStore",
@@ -130,9 +132,9 @@ class FileStateStore(StateStore):
 
     def _parse(self, text: str) -> BalancerDesiredState:
         try:
-            document: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise self._invalid(f"not JSON ({exc})") from exc
+            document: Any = parse_json(text)
+        except WireError as exc:  # bad JSON, NaN or infinity, or nested too deeply
+            raise self._invalid(f"not JSON that can be read ({exc})") from exc
         if not isinstance(document, dict):
             raise self._invalid("expected a JSON object")
         extra = sorted(set(document) - {"balancer_desired_state", "version"})
@@ -146,11 +148,13 @@ class FileStateStore(StateStore):
         if "balancer_desired_state" not in document:
             raise self._invalid("the key balancer_desired_state is missing")
         try:
-            return converter.loads(
+            state = converter.loads(
                 json.dumps(document["balancer_desired_state"]), BalancerDesiredState
             )
-        except WireError as exc:
+            validate_desired_state(state)
+        except (WireError, InvalidRequest) as exc:
             raise self._invalid(f"balancer_desired_state: {exc}") from exc
+        return state
 
     def _invalid(self, problem: str) -> StateStoreError:
         return StateStoreError(
@@ -163,7 +167,8 @@ class FileStateStore(StateStore):
             "balancer_desired_state": converter.unstructure(state),
             "version": FILE_FORMAT_VERSION,
         }
-        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
+        data = (text + "\n").encode("utf-8")
         directory = self.path.parent
         try:
             fd, temporary = tempfile.mkstemp(

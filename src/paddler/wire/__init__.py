@@ -120,6 +120,7 @@ from ._issues import (
     SlotCannotStart,
     UnableToFindChatTemplate,
 )
+from ._json import fits_f32, parse_json
 from ._markers import F32
 from ._requests import (
     ContentPart,
@@ -293,9 +294,11 @@ __all__ = [
     "WireError",
     "configure_converter",
     "converter",
+    "fits_f32",
     "is_embedding_terminal",
     "is_terminal",
     "make_converter",
+    "parse_json",
     "sampling_overrides_from",
     "tool_schema_problems",
 ]

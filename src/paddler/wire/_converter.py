@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -26,6 +27,7 @@ from . import _requests as req
 from . import _sampling as sampling
 from . import _state as state
 from ._errors import WireError, WireProblem, describe_structure_error
+from ._json import DEFAULT_MAX_JSON_DEPTH, F32_OVERFLOW, parse_json
 from ._markers import F32, REQUIRED_KEY, to_f32, to_f32_list
 from ._strategies import configure_externally_tagged_union, union_members
 
@@ -149,10 +151,28 @@ def _structure_enum(value: Any, cl: type[enum.Enum]) -> enum.Enum:
         raise WireProblem(f"unknown {cl.__name__} {value!r}, expected one of: {expected}") from None
 
 
-def _structure_f32(value: Any, _: Any) -> float:
+def _structure_float(value: Any, _: Any) -> float:
+    """A finite double: ints are accepted (serde reads ``1`` as ``1.0``) unless they overflow."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise WireProblem("invalid value for type, expected float")
-    return to_f32(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise WireProblem("number out of range for a float") from None
+    if not math.isfinite(number):
+        raise WireProblem("number out of range for a float (NaN and infinity are not allowed)")
+    return number
+
+
+def _structure_f32(value: Any, _: Any) -> float:
+    number = _structure_float(value, None)
+    if abs(number) >= F32_OVERFLOW:
+        raise WireProblem(f"number out of range for an f32 (|value| must be below {F32_MAX:g})")
+    return to_f32(number)
+
+
+#: The largest finite f32, for messages.
+F32_MAX = 3.4028234663852886e38
 
 
 def _structure_f32_vector(value: Any, _: Any) -> tuple[float, ...]:
@@ -162,7 +182,14 @@ def _structure_f32_vector(value: Any, _: Any) -> tuple[float, ...]:
     for index, item in enumerate(value):
         if type(item) is not float and (isinstance(item, bool) or not isinstance(item, int)):
             raise WireProblem(f"invalid value at index {index}, expected float")
-    return tuple(map(float, value))
+    try:
+        values = tuple(map(float, value))
+    except OverflowError:
+        raise WireProblem("number out of range for an f32 in the vector") from None
+    if values and not (max(values) < F32_OVERFLOW and min(values) > -F32_OVERFLOW):
+        index = next(i for i, v in enumerate(values) if not abs(v) < F32_OVERFLOW)
+        raise WireProblem(f"invalid value at index {index}, number out of range for an f32")
+    return values
 
 
 def _missing(cl: type, names: list[str], extra: set[str]) -> ClassValidationError:
@@ -224,17 +251,22 @@ class WireConverter(Converter):
     home_unions: dict[type, Any]
 
     @overload
-    def loads(self, data: str | bytes | bytearray, cls: type[T]) -> T: ...
+    def loads(self, data: str | bytes | bytearray, cls: type[T], *, max_depth: int = ...) -> T: ...
     @overload
-    def loads(self, data: str | bytes | bytearray, cls: object) -> Any: ...
-    def loads(self, data: str | bytes | bytearray, cls: Any) -> Any:
-        """Parse JSON text into ``cls``; raises ``WireError`` naming the path of each problem."""
-        try:
-            value = json.loads(data)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise WireError([f"invalid JSON: {exc}"]) from exc
+    def loads(self, data: str | bytes | bytearray, cls: object, *, max_depth: int = ...) -> Any: ...
+    def loads(
+        self, data: str | bytes | bytearray, cls: Any, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH
+    ) -> Any:
+        """Parse JSON text into ``cls``; raises ``WireError`` naming the path of each problem.
+
+        NaN, infinities, numbers that overflow and nesting deeper than ``max_depth`` are
+        rejected as invalid JSON (see ``parse_json``).
+        """
+        value = parse_json(data, max_depth=max_depth)
         try:
             return self.structure(value, cls)
+        except RecursionError:
+            raise WireError(["$: document is nested too deeply"]) from None
         except Exception as exc:
             raise WireError(describe_structure_error(exc)) from exc
 
@@ -255,7 +287,7 @@ def configure_converter(converter: Converter) -> None:
     converter.register_structure_hook(str, _strict(str))
     converter.register_structure_hook(int, _strict(int))
     converter.register_structure_hook(bool, _strict(bool))
-    converter.register_structure_hook(float, _strict(float, int, float))
+    converter.register_structure_hook(float, _structure_float)
     # singledispatch goes by MRO: StrEnum comes before str, so our enums get this hook.
     converter.register_structure_hook(enum.StrEnum, _structure_enum)
     converter.register_structure_hook(enum.Enum, _structure_enum)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+import math
+from typing import Any
 
+from attrs import Attribute, field, frozen
+
+from ._errors import WireProblem
 from ._inference_params import PoolingType
 from ._markers import F32, newtype
 
@@ -26,6 +30,11 @@ __all__ = [
 ]
 
 
+def _positive_finite(_: Any, attribute: Attribute[float], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise WireProblem(f"{attribute.name} must be a finite number above 0 (got {value})")
+
+
 @frozen
 class L2:
     """Divide by the Euclidean norm (wire ``"L2"``)."""
@@ -38,9 +47,12 @@ class NoNormalization:
 
 @frozen
 class RmsNorm:
-    """Divide by ``sqrt(mean(x²) + epsilon)`` (wire ``{"RmsNorm":{"epsilon":...}}``)."""
+    """Divide by ``sqrt(mean(x²) + epsilon)`` (wire ``{"RmsNorm":{"epsilon":...}}``).
 
-    epsilon: F32
+    ``epsilon`` must be finite and above 0: otherwise a zero vector gives NaN, which has no JSON.
+    """
+
+    epsilon: F32 = field(validator=_positive_finite)
 
 
 EmbeddingNormalizationMethod = L2 | NoNormalization | RmsNorm

@@ -11,7 +11,7 @@ import attrs
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from paddler.wire import F32, ValidatedParametersSchema
+from paddler.wire import F32, RmsNorm, ValidatedParametersSchema
 from paddler.wire._markers import to_f32
 
 # A fast profile: the wire suite runs on every commit of every contributor.
@@ -27,6 +27,11 @@ json_values: st.SearchStrategy[Any] = st.recursive(
 )
 
 _SPECIAL: dict[Any, st.SearchStrategy[Any]] = {
+    # epsilon must be finite and above 0 (RmsNorm's validator)
+    RmsNorm: st.builds(
+        RmsNorm,
+        st.floats(min_value=0.0, exclude_min=True, allow_infinity=False, width=32).map(to_f32),
+    ),
     ValidatedParametersSchema: st.builds(
         ValidatedParametersSchema,
         type=st.just("object"),
