@@ -9,7 +9,15 @@ from typing import Any
 
 import jsonschema
 import jsonschema.exceptions
+import jsonschema.validators
 
+from paddler.engine._schema_regex import (
+    PATTERN_BUDGET_SECONDS,
+    PatternTimeout,
+    pattern_deadline,
+    safe_validator_class,
+    uses_unbounded_regex,
+)
 from paddler.wire import (
     GeneratedTokenResult,
     InvalidJson,
@@ -52,7 +60,12 @@ def compile_tool_validators(
             raise ToolSchemaError(
                 f"Tool '{name}' has an invalid parameters schema: {exc.message}"
             ) from exc
-        validators[name] = cls(schema)
+        if uses_unbounded_regex(schema):
+            raise ToolSchemaError(
+                f"Tool '{name}' has an unsupported parameters schema: patternProperties "
+                "cannot be combined with unevaluatedProperties"
+            )
+        validators[name] = safe_validator_class(cls)(schema)
     return validators
 
 
@@ -76,6 +89,13 @@ def parse_tool_calls(
         return UnrecognizedToolCallFormat(
             text=text, ffi_error_message="expected an object with 'name' and 'arguments'"
         )
+    with pattern_deadline():
+        return _check_calls(items, validators)
+
+
+def _check_calls(
+    items: list[dict[str, Any]], validators: Mapping[str, jsonschema.protocols.Validator | None]
+) -> GeneratedTokenResult:
     calls: list[ParsedToolCall] = []
     errors: list[str] = []
     for item in items:
@@ -98,7 +118,14 @@ def parse_tool_calls(
                 errors.append(f"Arguments of tool '{name}' must be a JSON object")
                 continue
         else:
-            error = jsonschema.exceptions.best_match(validator.iter_errors(raw))
+            try:
+                error = jsonschema.exceptions.best_match(validator.iter_errors(raw))
+            except PatternTimeout as exc:
+                errors.append(
+                    f"Tool '{name}' arguments could not be checked: the schema's pattern "
+                    f"{exc.pattern!r} took longer than {PATTERN_BUDGET_SECONDS} s"
+                )
+                continue
             if error is not None:
                 errors.append(f"Tool '{name}' arguments are invalid: {error.message}")
                 continue
