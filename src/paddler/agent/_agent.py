@@ -69,6 +69,10 @@ class AgentConfig:
     #: False turns off llama.cpp's optional CPU kernels (AMX, repacking), like
     #: ``llama-server --no-repack``; the engine also falls back by itself when they crash.
     extra_buffer_types: bool = True
+    #: Kill an engine worker that is busy but silent this long (None: the engine's default).
+    engine_stall_timeout: float | None = None
+    #: A swap waits this long for requests in flight, then stops them (they end with Done).
+    drain_timeout: float = 300.0
 
 
 class AgentState(enum.Enum):
@@ -217,6 +221,11 @@ class Agent:
             while self._reconciler.restarting:
                 await changes.wait_beyond(changes.version)
         return self.engine
+
+    async def _stop_streams(self) -> None:
+        """Cancel every request in flight; each ends with ``Done`` and its usage so far."""
+        for stream in list(self._streams.values()):
+            await stream.cancel()
 
     async def _wait_idle(self) -> None:
         while self._in_flight:

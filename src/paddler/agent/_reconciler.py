@@ -190,7 +190,17 @@ class Reconciler:
         if ack is not None:
             with anyio.move_on_after(DRAIN_ACK_TIMEOUT):
                 await ack.wait()
-        await agent._wait_idle()
+        with anyio.move_on_after(agent.config.drain_timeout) as waited:
+            await agent._wait_idle()
+        if waited.cancelled_caught:
+            logger.warning(
+                "%d request(s) still running after %.0f s of draining; stopping them",
+                agent._in_flight,
+                agent.config.drain_timeout,
+            )
+            await agent._stop_streams()
+            with anyio.move_on_after(DRAIN_ACK_TIMEOUT):
+                await agent._wait_idle()
         engine, agent.engine = agent.engine, None
         if engine is not None:
             with anyio.CancelScope(shield=True):
@@ -237,9 +247,11 @@ class Reconciler:
                 uses_chat_template_override=override is not None,
             )
             return True
-        options: dict[str, Any] = {}
-        if not agent.config.extra_buffer_types:  # only then: custom loaders need not know it
+        options: dict[str, Any] = {}  # only what differs: custom loaders need not know them
+        if not agent.config.extra_buffer_types:
             options["extra_buffer_types"] = False
+        if agent.config.engine_stall_timeout is not None:
+            options["stall_timeout"] = agent.config.engine_stall_timeout
         try:
             engine = await self._loader(
                 Path(path),

@@ -46,6 +46,7 @@ logger = logging.getLogger("paddler.engine")
 
 STREAM_BUFFER = 8192
 STOP_GRACE = 10.0  # seconds a worker gets to stop before it is killed
+STALL_TIMEOUT = 120.0  # a busy worker silent this long (stuck in llama.cpp or a regex) is killed
 
 GenerationParams = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
 
@@ -60,8 +61,14 @@ class LlamaEngine:
     """
 
     def __init__(
-        self, parameters: InferenceParameters, slots: int, *, extra_buffer_types: bool
+        self,
+        parameters: InferenceParameters,
+        slots: int,
+        *,
+        extra_buffer_types: bool,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
+        self.stall_timeout = stall_timeout
         self.parameters = parameters
         self.slots_total = slots
         self.extra_buffer_types = extra_buffer_types
@@ -94,6 +101,7 @@ class LlamaEngine:
         on_progress: Callable[[float], None] | None = None,
         prompt_cache: bool = True,
         extra_buffer_types: bool = True,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> LlamaEngine:
         """Start a worker and load the model in it; cancelling the caller kills the worker.
 
@@ -101,7 +109,8 @@ class LlamaEngine:
         `extra_buffer_types=False` turns off llama.cpp's optional CPU kernels (AMX, weight
         repacking), like `llama-server --no-repack`. When they crash the worker while the model
         loads or warms up, the load is retried once without them; `extra_buffer_types_fault`
-        then says why.
+        then says why. A worker that serves requests but sends nothing for `stall_timeout`
+        seconds (it reports every second between steps) is killed, as if it had crashed.
         """
         if slots < 1 or slots > parameters.n_batch:
             raise SlotCannotStart(f"slots must be between 1 and n_batch, got {slots}")
@@ -118,11 +127,11 @@ class LlamaEngine:
         if extra_buffer_types and _extra_buffer_types_fault is not None:
             # They crashed a worker of this process before: do not crash every load.
             request = attrs.evolve(request, extra_buffer_types=False)
-            engine = await cls._load_in_worker(request, on_progress)
+            engine = await cls._load_in_worker(request, on_progress, stall_timeout)
             engine.extra_buffer_types_fault = _extra_buffer_types_fault
             return engine
         try:
-            return await cls._load_in_worker(request, on_progress)
+            return await cls._load_in_worker(request, on_progress, stall_timeout)
         except EngineCrashed as exc:
             if not extra_buffer_types:
                 raise
@@ -134,20 +143,29 @@ class LlamaEngine:
             )
             fault = f"llama.cpp's optional CPU kernels crashed the engine worker ({exc.how})"
             retry = attrs.evolve(request, extra_buffer_types=False)
-            engine = await cls._load_in_worker(retry, on_progress)
+            engine = await cls._load_in_worker(retry, on_progress, stall_timeout)
             engine.extra_buffer_types_fault = _extra_buffer_types_fault = fault
             return engine
 
     @classmethod
     async def _load_in_worker(
-        cls, request: LoadModel, on_progress: Callable[[float], None] | None
+        cls,
+        request: LoadModel,
+        on_progress: Callable[[float], None] | None,
+        stall_timeout: float,
     ) -> LlamaEngine:
         engine = cls(
-            request.parameters, request.slots, extra_buffer_types=request.extra_buffer_types
+            request.parameters,
+            request.slots,
+            extra_buffer_types=request.extra_buffer_types,
+            stall_timeout=stall_timeout,
         )
         engine._on_progress = on_progress
         worker = await WorkerProcess.start(
-            on_messages=engine._handle_messages, on_exit=engine._handle_exit
+            on_messages=engine._handle_messages,
+            on_exit=engine._handle_exit,
+            is_busy=engine._is_busy,
+            stall_timeout=stall_timeout,
         )
         engine._worker = worker
         try:
@@ -242,8 +260,13 @@ class LlamaEngine:
         if not self._streams:
             self._idle.set()
 
+    def _is_busy(self) -> bool:
+        """Read from the worker's reader thread: an int read, racy but harmless."""
+        return bool(self._streams) and not self._closing
+
     def _handle_exit(self, returncode: int) -> None:
-        how = describe_exit(returncode)
+        worker = self._worker
+        how = (worker.kill_reason if worker else None) or describe_exit(returncode)
         if not self._ready.is_set():
             self._load_error = EngineCrashed(how)
             self._ready.set()

@@ -18,6 +18,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from paddler.engine._scheduler import Command, Outbox, Scheduler, Stop, Submit
 from paddler.engine._worker_wire import (
     Delivery,
     FrameDecoder,
+    Heartbeat,
     LoadFailed,
     LoadModel,
     LoadProgress,
@@ -38,11 +40,13 @@ from paddler.engine._worker_wire import (
 from paddler.wire import ContinueFromConversationHistoryParams, ContinueFromRawPromptParams
 
 READ_SIZE = 1 << 20
+HEARTBEAT_INTERVAL = 1.0  # the engine kills a busy worker that stays silent far longer
 
 FAULT_ENV = "PADDLER_ENGINE_TEST_FAULT"
 """Test hook, read by the worker only. ``extra_buffer_types``: crash with SIGSEGV after loading
 whenever llama.cpp's extra buffer types are on (what AMX kernels do in some VMs);
-``prompt:TEXT``: crash with SIGSEGV on a request whose prompt contains TEXT."""
+``prompt:TEXT``: crash with SIGSEGV on a request whose prompt contains TEXT; ``hang:TEXT``:
+stop answering (as a runaway regex or template would) on such a request."""
 
 
 class PipeChannel:
@@ -55,9 +59,11 @@ class PipeChannel:
         self._decoder = FrameDecoder()
         self._pending = bytearray()
         self._input_closed = False
+        self._last_send = time.monotonic()
 
     def send(self, message: object) -> None:
         self._pending += encode(message)
+        self._last_send = time.monotonic()
         self._write_some()
 
     def _write_some(self) -> None:
@@ -75,6 +81,8 @@ class PipeChannel:
         """`CommandSource.take`; a closed input (the engine went away) reads as `Stop`."""
         if self._input_closed:
             return [Stop()]
+        if time.monotonic() - self._last_send > HEARTBEAT_INTERVAL:
+            self.send(Heartbeat())  # between steps: a long prompt sends nothing else
         readers = [self._in]
         writers = [self._out] if self._pending else []
         readable, writable, _ = select.select(readers, writers, [], timeout)
@@ -131,16 +139,20 @@ def _crash() -> None:
 
 
 class FaultOnPrompt:
-    """Test hook: a `CommandSource` that crashes the worker on a prompt containing `marker`."""
+    """Test hook: a `CommandSource` that crashes (or hangs) on a prompt containing `marker`."""
 
-    def __init__(self, source: PipeChannel, marker: str) -> None:
+    def __init__(self, source: PipeChannel, marker: str, *, hang: bool) -> None:
         self._source = source
         self._marker = marker
+        self._hang = hang
 
     def take(self, timeout: float) -> list[Command]:
         commands = self._source.take(timeout)
         for command in commands:
             if isinstance(command, Submit) and self._marker in _prompt_text(command):
+                if self._hang:
+                    while True:
+                        time.sleep(3600)
                 _crash()
         return commands
 
@@ -195,7 +207,10 @@ def run(in_fd: int, out_fd: int) -> None:
     if fault == "extra_buffer_types" and command.extra_buffer_types:
         _crash()
     channel.send(ModelReady(metadata=loaded.metadata, n_ctx=loaded.ctx.n_ctx))
-    source = FaultOnPrompt(channel, fault[7:]) if fault.startswith("prompt:") else channel
+    kind, _, marker = fault.partition(":")
+    source: PipeChannel | FaultOnPrompt = channel
+    if kind in ("prompt", "hang") and marker:
+        source = FaultOnPrompt(channel, marker, hang=kind == "hang")
     scheduler: Scheduler
 
     def deliver(outbox: Outbox) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,7 @@ from paddler.engine._worker_wire import FrameDecoder, encode
 logger = logging.getLogger("paddler.engine")
 
 READ_SIZE = 1 << 20
+WATCH_INTERVAL = 1.0  # how often the reader checks a silent worker against its deadline
 _CLOSE = object()
 
 
@@ -55,8 +58,14 @@ class WorkerProcess:
         *,
         on_messages: Callable[[list[Any]], None],
         on_exit: Callable[[int], None],
+        is_busy: Callable[[], bool],
+        stall_timeout: float,
     ) -> None:
         self._process = process
+        self._is_busy = is_busy
+        self._stall_timeout = stall_timeout
+        #: Why this side killed the worker, when it did (it stopped answering).
+        self.kill_reason: str | None = None
         self._to_worker = to_worker
         self._from_worker = from_worker
         self._on_messages = on_messages
@@ -78,7 +87,12 @@ class WorkerProcess:
         *,
         on_messages: Callable[[list[Any]], None],
         on_exit: Callable[[int], None],
+        is_busy: Callable[[], bool] = lambda: False,
+        stall_timeout: float = float("inf"),
     ) -> WorkerProcess:
+        """Spawn the worker. While ``is_busy()``, a worker silent for ``stall_timeout``
+        seconds (it sends a heartbeat every second between steps) is killed."""
+
         def spawn() -> tuple[subprocess.Popen[bytes], int, int]:
             command_read, command_write = os.pipe()
             result_read, result_write = os.pipe()
@@ -112,7 +126,15 @@ class WorkerProcess:
         process, to_worker, from_worker = spawn()
         await anyio.lowlevel.checkpoint()
         logger.debug("engine worker %d started", process.pid)
-        return cls(process, to_worker, from_worker, on_messages=on_messages, on_exit=on_exit)
+        return cls(
+            process,
+            to_worker,
+            from_worker,
+            on_messages=on_messages,
+            on_exit=on_exit,
+            is_busy=is_busy,
+            stall_timeout=stall_timeout,
+        )
 
     @property
     def pid(self) -> int:
@@ -167,8 +189,22 @@ class WorkerProcess:
     def _read_loop(self) -> None:
         decoder = FrameDecoder()
         loop_alive = True
+        heard = time.monotonic()
         try:
             while True:
+                ready, _, _ = select.select([self._from_worker], [], [], WATCH_INTERVAL)
+                if not ready:
+                    silent = time.monotonic() - heard
+                    if (
+                        silent > self._stall_timeout
+                        and self._is_busy()
+                        and self.kill_reason is None
+                    ):
+                        self.kill_reason = f"stopped answering for {silent:.0f} s and was killed"
+                        logger.error("the engine worker %d %s", self.pid, self.kill_reason)
+                        self.kill()
+                    continue
+                heard = time.monotonic()
                 try:
                     data = os.read(self._from_worker, READ_SIZE)
                 except OSError:

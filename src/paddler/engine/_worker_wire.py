@@ -59,6 +59,11 @@ class Delivery:
 
 
 @attrs.frozen
+class Heartbeat:
+    """Sent when the worker has sent nothing for a second: it is alive and between steps."""
+
+
+@attrs.frozen
 class LogLine:
     """A log record of the worker, re-emitted by the engine under the same logger name."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anyio
+import attrs
 import pytest
 from engine_test_helpers import chat, collect, content, done
 
@@ -115,3 +117,34 @@ async def test_the_explicit_switch_loads_without_the_extra_kernels(
         assert engine.extra_buffer_types_fault is None  # nothing crashed
         results = await collect(engine.generate(chat(("user", "Say hi."), max_tokens=4)))
         assert done(results).usage.completion_tokens == 4
+
+
+async def test_a_worker_that_stops_answering_is_killed_after_its_deadline(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that hangs the worker (as a runaway regex would) ends the worker, not the
+    agent: its streams end with an error that says so."""
+    monkeypatch.setenv(FAULT_ENV, f"hang:{CRASH}")
+    async with await LlamaEngine.load(
+        model_path, InferenceParameters.deterministic(), slots=1, stall_timeout=2.0
+    ) as engine:
+        with anyio.fail_after(30):
+            last = (await collect(engine.generate(chat(("user", CRASH)))))[-1]
+        assert isinstance(last, SamplerError), last
+        assert "stopped answering" in last.message
+        assert (await engine.wait_stopped() or "").startswith("stopped answering")
+
+
+async def test_heartbeats_keep_an_idle_or_ingesting_worker_alive(model_path: Path) -> None:
+    """Silence only counts while the worker is busy, and a long prompt (many chunks with no
+    output for seconds) is not silence: the worker reports between steps."""
+    # 16-token chunks: ~60 short steps with no output, longer in all than the deadline
+    parameters = attrs.evolve(InferenceParameters.deterministic(), n_batch=16, context_size=2048)
+    async with await LlamaEngine.load(model_path, parameters, slots=1, stall_timeout=3.0) as engine:
+        await anyio.sleep(4)
+        assert engine.crashed is None
+        long_prompt = "The quick brown fox jumps over the lazy dog. " * 100  # ~1,000 tokens
+        params = ContinueFromRawPromptParams(raw_prompt=long_prompt, max_tokens=2)
+        results = await collect(engine.generate(params))
+        assert done(results).usage.prompt_tokens > 900
+        assert engine.crashed is None
