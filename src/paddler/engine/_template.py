@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from paddler.engine._errors import ChatTemplateDoesNotCompile
+from paddler.engine._template_sandbox import BoundedSandbox, render_bounded
 
 MEDIA_MARKER = "<__media__>"
 
@@ -36,8 +36,8 @@ def _tojson(value: Any, indent: int | None = None, **kwargs: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+def _environment() -> BoundedSandbox:
+    env = BoundedSandbox(  # a time and size budget per render (range, output, operators)
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
     )
     env.filters["tojson"] = _tojson
@@ -94,7 +94,8 @@ class ChatTemplate:
         enable_thinking: bool,
         tools: list[dict[str, Any]] | None,
     ) -> str:
-        return self._template.render(
+        return render_bounded(
+            self._template,
             messages=messages,
             add_generation_prompt=add_generation_prompt,
             enable_thinking=enable_thinking,
