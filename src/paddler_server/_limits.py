@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import attrs
 import click
-from litestar.params import Dependency
+from litestar.di import NamedDependency
 
 from paddler.wire._json import DEFAULT_MAX_JSON_DEPTH
 
@@ -49,8 +49,8 @@ class ServerLimits:
     max_request_id_length: int = 256
 
 
-#: Injected into handlers (ours, not request data: Litestar must not validate it).
-LimitsDep = Annotated[ServerLimits, Dependency(skip_validation=True)]
+#: Injected into handlers by name (ours, not request data: Litestar does not validate it).
+LimitsDep = NamedDependency[ServerLimits]
 
 
 class ConnectionLimit:
