@@ -214,7 +214,8 @@ class Ours:
         async with client.stream("POST", url, json=body) as response:
             async for line in response.aiter_lines():
                 if '"Done"' in line:
-                    done = json.loads(line)["Response"]["response"]["Done"]
+                    response = json.loads(line)["Response"]["response"]
+                    done = response["GeneratedToken"]["Done"]["usage"]
                     tokens = int(done["content_tokens"])
         return tokens
 
