@@ -8,7 +8,8 @@ converter, and puts it back.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -77,21 +78,68 @@ def changed_state(
     return result
 
 
-def set_state(management_url: str, change: Any) -> BalancerDesiredState:
-    """GET the desired state, apply ``change(state) -> state``, PUT it back; the new state."""
-    url = f"{management_url.rstrip('/')}/api/v1/balancer_desired_state"
+def set_state(
+    management_url: str, change: Any, *, wait: float | None = None
+) -> BalancerDesiredState:
+    """GET the desired state, apply ``change(state) -> state``, PUT it back; the new state.
+
+    With ``wait`` (seconds), return only once every agent has loaded the new state: the agents
+    stream is opened before the PUT, so the swap (``slots_total`` dropping to 0, then back) is
+    seen in order, however fast it is.
+    """
+    base = management_url.rstrip("/")
+    url = f"{base}/api/v1/balancer_desired_state"
     with httpx.Client(timeout=30.0) as http:
         try:
             current = http.get(url)
             current.raise_for_status()
-            state = change(converter.loads(current.content, BalancerDesiredState))
-            put = http.put(
-                url,
-                content=converter.dumps(state, BalancerDesiredState),
-                headers={"content-type": "application/json"},
-            )
+            old = converter.loads(current.content, BalancerDesiredState)
+            state = change(old)
+            if wait is None or state == old:
+                _put(http, url, state)
+                return state  # type: ignore[no-any-return]
+            with http.stream(
+                "GET", f"{base}/api/v1/agents/stream", timeout=httpx.Timeout(30.0, read=wait)
+            ) as events:
+                snapshots = _agent_lists(events.iter_lines())
+                first = next(snapshots)
+                _put(http, url, state)
+                if first:
+                    _wait_reloaded(snapshots, wait)
         except httpx.HTTPError as exc:
-            raise SetStateError(f"cannot talk to {url}: {exc}") from exc
-        if put.status_code != 204:
-            raise SetStateError(f"the balancer refused the state ({put.status_code}): {put.text}")
+            raise SetStateError(f"cannot talk to {base}: {exc}") from exc
     return state  # type: ignore[no-any-return]
+
+
+def _put(http: httpx.Client, url: str, state: BalancerDesiredState) -> None:
+    put = http.put(
+        url,
+        content=converter.dumps(state, BalancerDesiredState),
+        headers={"content-type": "application/json"},
+    )
+    if put.status_code != 204:
+        raise SetStateError(f"the balancer refused the state ({put.status_code}): {put.text}")
+
+
+def _agent_lists(lines: Iterator[str]) -> Iterator[list[dict[str, Any]]]:
+    for line in lines:
+        if line.startswith("data:"):
+            yield json.loads(line[5:])["agents"]
+
+
+def _wait_reloaded(snapshots: Iterator[list[dict[str, Any]]], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    swapping = False
+    for agents in snapshots:
+        ready = all(
+            a["state_application_status"] == "Applied"
+            and (a["slots_total"] > 0 or a["model_path"] is None)
+            for a in agents
+        )
+        if not ready:
+            swapping = True
+        elif swapping:
+            return
+        if time.monotonic() > deadline:
+            break
+    raise SetStateError(f"the agents did not load the new state within {wait:g} s")

@@ -340,18 +340,34 @@ def demo(
 @click.option(
     "--model-template", is_flag=True, help="Stop using the override: the model's own template."
 )
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Return only once every connected agent has loaded the new state.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds --wait waits for the agents.",
+)
 @click.argument("parameters", nargs=-1, metavar="[NAME=VALUE]...")
 def set_state_command(
     management_addr: Address,
     model_path: str | None,
     chat_template_file: Any,
     model_template: bool,
+    wait: bool,
+    timeout: float,
     parameters: tuple[str, ...],
 ) -> None:
     """Change the cluster's desired state: GET it, change the given fields, PUT it back.
 
     NAME=VALUE sets an inference parameter, e.g. `paddler set-state enable_embeddings=true
-    pooling_type=Mean`. Every agent reloads with the new state.
+    pooling_type=Mean`. Every agent reloads with the new state; by default this waits until
+    they have.
     """
     from paddler_server._set_state import SetStateError, changed_state, set_state
 
@@ -367,7 +383,9 @@ def set_state_command(
         )
 
     try:
-        state = set_state(f"http://{management_addr.original}", change)
+        state = set_state(
+            f"http://{management_addr.original}", change, wait=timeout if wait else None
+        )
     except SetStateError as exc:
         raise click.ClickException(str(exc)) from exc
     from paddler.wire import converter

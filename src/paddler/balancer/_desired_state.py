@@ -47,12 +47,13 @@ def validate_desired_state(state: BalancerDesiredState) -> None:
     parameters = state.inference_parameters
     for name, (low, high) in PARAMETER_RANGES.items():
         value = getattr(parameters, name)
-        path = f"inference_parameters.{name}"
+        # The same JSON path format as the wire converter's errors (``$.max_tokens: ...``).
+        path = f"$.inference_parameters.{name}"
         if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidRequest(f"{path} must be a finite number (got {value})", field=path)
+            raise InvalidRequest(f"{path}: must be a finite number (got {value})", field=path)
         if not low <= value <= high:
             raise InvalidRequest(
-                f"{path} must be {_range_text(low, high)} (got {value})", field=path
+                f"{path}: must be {_range_text(low, high)} (got {value})", field=path
             )
 
 

@@ -33,7 +33,7 @@ def test_both_ends_are_valid_and_beyond_is_refused_naming_the_field(name: str) -
     for bad in (low - 1, high + 1) if kind is int else (low - 0.5, high * 2 + 1):
         with pytest.raises(InvalidRequest) as caught:
             validate_desired_state(_state(**{name: kind(bad)}))
-        assert caught.value.field == f"inference_parameters.{name}"
+        assert caught.value.field == f"$.inference_parameters.{name}"
         assert name in str(caught.value)
 
 
