@@ -73,6 +73,7 @@ class LlamaModel:
         self.adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
+        self._longest_piece: int | None = None
 
     @classmethod
     def load(
@@ -148,6 +149,16 @@ class LlamaModel:
             cached = buf.raw[: max(n, 0)]
             self._pieces[token] = cached
         return cached
+
+    def longest_piece(self) -> int:
+        """Bytes of the vocabulary's longest token (special tokens rendered), computed once.
+
+        No token covers more text than this, so a text of B bytes has at least
+        B / longest_piece() tokens: a bound on prompt length that needs no tokenizing.
+        """
+        if self._longest_piece is None:
+            self._longest_piece = max((len(self.piece(t)) for t in range(self.n_vocab)), default=1)
+        return max(self._longest_piece, 1)
 
     def token_text(self, token: int) -> str:
         if token < 0:
@@ -263,6 +274,8 @@ class LlamaContext:
         self._model = model
         self._memory = llama_cpp.llama_get_memory(handle)
         self.n_ctx: int = llama_cpp.llama_n_ctx(handle)
+        #: KV cells one sequence may use (n_ctx / n_seq_max without a unified KV stream).
+        self.n_ctx_seq: int = llama_cpp.llama_n_ctx_seq(handle)
         # llama.cpp clamps n_batch to n_ctx for causal models; a bigger batch aborts the process.
         self.n_batch: int = llama_cpp.llama_n_batch(handle)
         self.kv_unified = bool(params.kv_unified)

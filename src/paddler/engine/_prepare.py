@@ -26,6 +26,7 @@ from paddler.wire import (
     ImageUrlPart,
     InferenceParameters,
     MultimodalNotSupported,
+    SamplerError,
     ToolSchemaInvalid,
 )
 
@@ -38,6 +39,31 @@ class PrepareContext:
     template: ChatTemplate | None
     parameters: InferenceParameters
     n_ctx: int
+    #: KV cells one request may fill (``LlamaContext.n_ctx_seq``); None = ``n_ctx``.
+    n_ctx_seq: int | None = None
+
+    @property
+    def prompt_limit(self) -> int:
+        """A prompt must be shorter than this many tokens (one generated token must fit)."""
+        return self.n_ctx_seq if self.n_ctx_seq is not None else self.n_ctx
+
+
+def _prompt_too_long(model: LlamaModel, text: str, n_ctx: int) -> SamplerError | None:
+    """Refuse, before tokenizing, a prompt that cannot fit the context whatever its tokens.
+
+    A text of B bytes has at least B / longest-token tokens; only a text longer than the
+    context in bytes needs the vocabulary's longest token (computed once per model).
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size < n_ctx:
+        return None
+    longest = model.longest_piece()
+    if size // longest < n_ctx:
+        return None
+    return SamplerError(
+        f"The prompt is {size} bytes, at least {size // longest} tokens; "
+        f"this agent's context holds {n_ctx} tokens per request"
+    )
 
 
 def _tokenize_prompt(model: LlamaModel, text: str) -> list[int]:
@@ -101,6 +127,15 @@ def prepare(
             start = Section.REASONING
     else:
         text = params.raw_prompt
+    too_long = _prompt_too_long(ctx.model, text, ctx.prompt_limit)
+    if too_long is not None:
+        return too_long
+    prompt = _tokenize_prompt(ctx.model, text)
+    if len(prompt) >= ctx.prompt_limit:
+        return SamplerError(
+            f"The prompt is {len(prompt)} tokens; this agent's context holds "
+            f"{ctx.prompt_limit} per request (and needs room for at least one generated token)"
+        )
     grammar: GrammarSampler | None = None
     if params.grammar is not None:
         made = make_grammar_sampler(ctx.model, params.grammar)
@@ -108,7 +143,6 @@ def prepare(
             return made
         grammar = made
     settings = SamplingSettings.resolve(ctx.parameters, overrides)
-    prompt = _tokenize_prompt(ctx.model, text)
     sampler = RequestSampler(settings, grammar, n_ctx=ctx.n_ctx, n_vocab=ctx.model.n_vocab)
     sampler.prime(prompt)
     return ActiveRequest(
