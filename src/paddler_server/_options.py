@@ -11,7 +11,14 @@ from pathlib import Path
 import attrs
 import click
 
-__all__ = ["ADDRESS", "MILLISECONDS", "Address", "parse_address", "state_database_url"]
+__all__ = [
+    "ADDRESS",
+    "BYTE_SIZE",
+    "MILLISECONDS",
+    "Address",
+    "parse_address",
+    "state_database_url",
+]
 
 
 @attrs.frozen
@@ -77,7 +84,26 @@ class MillisecondsType(click.ParamType):  # type: ignore[type-arg]
         return number
 
 
+class ByteSizeType(click.ParamType):  # type: ignore[type-arg]
+    """A size in bytes: ``1073741824``, ``500MB``, ``64GiB``; ``0`` where it means no limit."""
+
+    name = "SIZE"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        from paddler.agent._download import parse_byte_size  # lazy: keeps --help quick
+
+        try:
+            return parse_byte_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 ADDRESS = AddressType()
+BYTE_SIZE = ByteSizeType()
 MILLISECONDS = MillisecondsType()
 
 

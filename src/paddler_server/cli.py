@@ -15,7 +15,13 @@ import click
 
 from paddler_server._limits import limit_options
 from paddler_server._logging import LOG_LEVELS, configure_logging
-from paddler_server._options import ADDRESS, MILLISECONDS, Address, state_database_url
+from paddler_server._options import (
+    ADDRESS,
+    BYTE_SIZE,
+    MILLISECONDS,
+    Address,
+    state_database_url,
+)
 
 __all__ = ["cli", "main"]
 
@@ -249,6 +255,15 @@ def balancer(
     show_default=True,
     help="Seconds a model swap waits for requests in flight before it stops them.",
 )
+@click.option(
+    "--max-download-size",
+    type=BYTE_SIZE,
+    default="64GiB",
+    show_default=True,
+    envvar="PADDLER_MAX_DOWNLOAD_SIZE",
+    help="Largest model file the agent downloads (bytes, or 500MB, 64GiB; 0 = no limit). A "
+    "bigger one is refused, and the agent reports CacheStorageIsFull for it.",
+)
 @log_level_option("info")
 def agent(
     management_addr: Address,
@@ -257,12 +272,17 @@ def agent(
     no_repack: bool,
     engine_stall_timeout: float,
     drain_timeout: float,
+    max_download_size: int,
     log_level: str,
 ) -> None:
     """Run an agent: load the cluster's model and serve its slots to the balancer."""
+    import os
+
     from paddler_server._run import AgentOptions, run_agent, run_until_signal
 
     configure_logging(log_level)
+    # Model downloads read the cap from the environment at call time (paddler.agent).
+    os.environ["PADDLER_MAX_DOWNLOAD_SIZE"] = str(max_download_size)
     options = AgentOptions(
         management_addr=management_addr,
         slots=slots,

@@ -45,12 +45,17 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 __all__ = [
+    "DEFAULT_MAX_DOWNLOAD_SIZE",
+    "MAX_DOWNLOAD_SIZE_ENV",
     "DownloadProgress",
     "DownloadProgressCallback",
     "ModelSourceError",
     "check_url",
     "download_url",
+    "max_download_size_from_env",
     "os_error_issue",
+    "parse_byte_size",
+    "too_large",
 ]
 
 logger = logging.getLogger("paddler.agent")
@@ -62,7 +67,16 @@ CHUNK_BYTES = 256 * 1024
 #: How often an agent waiting for another downloader checks the lock again.
 LOCK_POLL_SECONDS = 0.1
 
+#: Largest model an agent downloads unless told otherwise (``--max-download-size``); Hugging
+#: Face caps a file at 50 GB, so any single GGUF from there fits.
+DEFAULT_MAX_DOWNLOAD_SIZE = 64 * 1024**3
+#: The environment variable ``paddler agent --max-download-size`` sets (bytes, or 64GiB, 500MB).
+MAX_DOWNLOAD_SIZE_ENV = "PADDLER_MAX_DOWNLOAD_SIZE"
+#: Redirects followed before the server counts as broken (httpx's default).
+MAX_REDIRECTS = 20
+
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
 
 
 @frozen
@@ -94,6 +108,44 @@ class _Restart(Exception):
     """The partial file was discarded; download again from byte zero."""
 
 
+def parse_byte_size(text: str) -> int:
+    """``"64GiB"`` → 68719476736, ``"500MB"`` → 500000000, ``"1024"`` → 1024; ``0`` = no cap.
+
+    :raises ValueError: with a sentence saying what is accepted.
+    """
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (examples: 1073741824, 500MB, 64GiB, 0)")
+    number, unit, binary = match.groups()
+    power = " kmgtp".index(unit.lower() or " ")
+    return int(float(number) * (1024 if binary or not unit else 1000) ** power)
+
+
+def max_download_size_from_env() -> int | None:
+    """The cap from ``PADDLER_MAX_DOWNLOAD_SIZE`` (read at call time), else the default;
+    ``None`` when it is 0 (no cap)."""
+    raw = os.environ.get(MAX_DOWNLOAD_SIZE_ENV)
+    if not raw:
+        return DEFAULT_MAX_DOWNLOAD_SIZE
+    try:
+        size = parse_byte_size(raw)
+    except ValueError:
+        logger.warning("ignoring %s=%r; using the default cap", MAX_DOWNLOAD_SIZE_ENV, raw)
+        return DEFAULT_MAX_DOWNLOAD_SIZE
+    return size or None
+
+
+def too_large(model_path: str, size: int, limit: int, *, known: bool = True) -> ModelSourceError:
+    """The issue of a model past the agent's download cap (retrying cannot help)."""
+    what = f"is {size} bytes" if known else f"sent more than {limit} bytes"
+    return ModelSourceError(
+        CacheStorageIsFull(model_path=model_path),
+        f"{model_path} {what}; this agent downloads at most {limit} bytes "
+        f"(paddler agent --max-download-size, or {MAX_DOWNLOAD_SIZE_ENV})",
+        retryable=False,
+    )
+
+
 def check_url(url: str) -> httpx.URL:
     """Parse ``url``; only absolute http(s) URLs with a host are accepted."""
     try:
@@ -122,12 +174,15 @@ async def download_url(
     cache_dir: Path | None = None,
     progress_bar: bool | None = None,
     client: httpx.AsyncClient | None = None,
+    max_size: int | None = None,
 ) -> Path:
     """Return the local path of ``url``, downloading it into the cache if needed.
 
     :param progress_bar: draw a rich progress bar on stderr while bytes arrive; ``None``
         means "when stderr is a terminal".
     :param client: an ``httpx.AsyncClient`` to use (tests pass one with a transport).
+    :param max_size: refuse a model larger than this many bytes (``None``: no cap), from its
+        announced size before any byte is written, else once that many bytes have arrived.
     :raises ModelSourceError: with the issue that explains the failure.
     """
     parsed = check_url(url)
@@ -143,10 +198,11 @@ async def download_url(
                 return paths.final  # another process finished it while we waited
         show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         async with _client(client) as http:
+            fetch = _Fetch(http, url, paths, filename, on_progress, show_bar, max_size)
             try:
-                await _fetch_once(http, url, paths, filename, on_progress, show_bar)
+                await fetch.once()
             except _Restart:
-                await _fetch_once(http, url, paths, filename, on_progress, show_bar)
+                await fetch.once()
     return paths.final
 
 
@@ -156,7 +212,9 @@ async def _client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.Async
         yield client
         return
     timeout = httpx.Timeout(TIMEOUT_SECONDS)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as owned:
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS
+    ) as owned:
         yield owned
 
 
@@ -190,37 +248,87 @@ def _try_acquire(lock: filelock.BaseFileLock, url: str) -> bool:
     return True
 
 
-async def _fetch_once(
-    http: httpx.AsyncClient,
-    url: str,
-    paths: UrlCachePaths,
-    filename: str,
-    on_progress: DownloadProgressCallback,
-    show_bar: bool,
-) -> None:
-    """One GET (resuming the partial if there is one), written through to the final file."""
-    with _map_os_errors(url):
-        start = _size(paths.partial)
-    headers = {"Accept-Encoding": "identity"}  # byte offsets must be offsets in the file
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    receiving = False
-    try:
-        async with http.stream("GET", url, headers=headers) as response:
-            offset, total = _check_response(response, url, paths, start)
-            receiving = True
-            await _receive(response, url, paths, filename, offset, total, on_progress, show_bar)
-    except httpx.TransportError as exc:
-        if receiving:
+@frozen
+class _Fetch:
+    """One download attempt's parameters; ``once()`` is one GET."""
+
+    http: httpx.AsyncClient
+    url: str
+    paths: UrlCachePaths
+    filename: str
+    on_progress: DownloadProgressCallback
+    show_bar: bool
+    max_size: int | None
+
+    async def once(self) -> None:
+        """One GET (resuming the partial if there is one), written through to the final file.
+
+        Every failure leaves as a `ModelSourceError` (or `_Restart`): the agent's reconcile
+        loop must never see an httpx exception (a redirect loop, a body that does not decode).
+        """
+        url, paths = self.url, self.paths
+        with _map_os_errors(url):
+            start = _size(paths.partial)
+        headers = {"Accept-Encoding": "identity"}  # byte offsets must be offsets in the file
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        receiving = False
+        try:
+            async with self.http.stream("GET", url, headers=headers) as response:
+                offset, total = _check_response(response, url, paths, start)
+                self._check_size(total)
+                receiving = True
+                await _receive(
+                    response,
+                    url,
+                    paths,
+                    self.filename,
+                    offset,
+                    total,
+                    self.on_progress,
+                    self.show_bar,
+                    self.max_size,
+                )
+        except httpx.TooManyRedirects as exc:
             raise ModelSourceError(
-                DownloadInterrupted(model_path=url),
-                f"download of {url} was interrupted ({exc or type(exc).__name__}); "
-                "it resumes from the partial file on the next attempt",
+                DownloadServerErrored(model_path=url),
+                f"the server of {url} redirected more than {MAX_REDIRECTS} times",
             ) from exc
-        raise ModelSourceError(
-            DownloadServerIsUnreachable(model_path=url),
-            f"cannot reach the server of {url} ({exc or type(exc).__name__})",
-        ) from exc
+        except httpx.DecodingError as exc:
+            self._discard_partial()  # decoded bytes are not offsets of the file: start over
+            raise ModelSourceError(
+                DownloadServerErrored(model_path=url),
+                f"the server of {url} sent a body that cannot be decoded ({exc})",
+            ) from exc
+        except httpx.TransportError as exc:
+            if receiving:
+                raise ModelSourceError(
+                    DownloadInterrupted(model_path=url),
+                    f"download of {url} was interrupted ({exc or type(exc).__name__}); "
+                    "it resumes from the partial file on the next attempt",
+                ) from exc
+            raise ModelSourceError(
+                DownloadServerIsUnreachable(model_path=url),
+                f"cannot reach the server of {url} ({exc or type(exc).__name__})",
+            ) from exc
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            raise ModelSourceError(
+                DownloadServerErrored(model_path=url),
+                f"the server of {url} answered in a way that cannot be used "
+                f"({type(exc).__name__}: {exc})",
+            ) from exc
+        except ModelSourceError as exc:
+            if isinstance(exc.issue, CacheStorageIsFull) and not exc.retryable:
+                self._discard_partial()  # past the cap: the bytes so far are no use
+            raise
+
+    def _check_size(self, total: int | None) -> None:
+        if self.max_size is not None and total is not None and total > self.max_size:
+            raise too_large(self.url, total, self.max_size)
+
+    def _discard_partial(self) -> None:
+        with _map_os_errors(self.url):
+            self.paths.partial.unlink(missing_ok=True)
 
 
 def _check_response(
@@ -268,6 +376,7 @@ async def _receive(
     total: int | None,
     on_progress: DownloadProgressCallback,
     show_bar: bool,
+    max_size: int | None = None,
 ) -> None:
     current = offset
     on_progress(DownloadProgress(filename, current, total))
@@ -280,6 +389,9 @@ async def _receive(
             try:
                 async for chunk in response.aiter_bytes():
                     pending += chunk
+                    if max_size is not None and current + len(pending) > max_size:
+                        pending.clear()
+                        raise too_large(url, current, max_size, known=False)
                     if len(pending) >= CHUNK_BYTES:
                         await file.write(pending)
                         current += len(pending)

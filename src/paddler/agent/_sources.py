@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from attrs import frozen
@@ -52,7 +52,9 @@ from ._download import (
     DownloadProgressCallback,
     ModelSourceError,
     download_url,
+    max_download_size_from_env,
     os_error_issue,
+    too_large,
 )
 
 __all__ = [
@@ -96,16 +98,47 @@ async def resolve_model(
     on_progress: DownloadProgressCallback,
     cache_dir: Path | None = None,
     progress_bar: bool | None = None,
+    max_download_size: int | Literal["env"] | None = "env",
 ) -> Path | None:
     """The local file for ``model``, fetching it first if needed; ``None`` for ``NoModel``.
+
+    Every failure is a `ModelSourceError` carrying an issue: a bad desired state never ends
+    the agent (anything unforeseen becomes ``DownloadServerErrored`` or
+    ``ModelFileDoesNotExist`` with the exception in the message).
 
     :param on_progress: called (on the event loop) as bytes arrive; only for downloads.
     :param cache_dir: overrides the URL cache directory (see ``default_cache_dir``);
         Hugging Face files use the standard HF cache (``HF_HOME``/``HF_HUB_CACHE``).
     :param progress_bar: draw a progress bar on stderr during a download; ``None`` = when
         stderr is a terminal.
+    :param max_download_size: refuse to download a model larger than this (bytes; ``None``:
+        no cap); ``"env"``: ``PADDLER_MAX_DOWNLOAD_SIZE`` (set by ``paddler agent
+        --max-download-size``), else 64 GiB. A file already local is used whatever its size.
     :raises ModelSourceError: with the issue to report.
     """
+    limit = max_download_size_from_env() if max_download_size == "env" else max_download_size
+    try:
+        return await _resolve(model, on_progress, cache_dir, progress_bar, limit)
+    except ModelSourceError:
+        raise
+    except Exception as exc:
+        label = model_source_label(model) or repr(model)
+        logger.exception("unexpected failure while resolving %s", label)
+        issue: AgentIssue = (
+            ModelFileDoesNotExist(model_path=label)
+            if isinstance(model, LocalToAgentModel)
+            else DownloadServerErrored(model_path=label)
+        )
+        raise ModelSourceError(issue, f"cannot get {label}: {type(exc).__name__}: {exc}") from exc
+
+
+async def _resolve(
+    model: AgentDesiredModel,
+    on_progress: DownloadProgressCallback,
+    cache_dir: Path | None,
+    progress_bar: bool | None,
+    limit: int | None,
+) -> Path | None:
     match model:
         case NoModel():
             return None
@@ -118,10 +151,14 @@ async def resolve_model(
             return Path(path)
         case UrlModel(url=url):
             return await download_url(
-                url, on_progress=on_progress, cache_dir=cache_dir, progress_bar=progress_bar
+                url,
+                on_progress=on_progress,
+                cache_dir=cache_dir,
+                progress_bar=progress_bar,
+                max_size=limit,
             )
         case HuggingFaceModel():
-            return await _resolve_hugging_face(model, on_progress, progress_bar)
+            return await _resolve_hugging_face(model, on_progress, progress_bar, limit)
     raise TypeError(f"not an AgentDesiredModel: {model!r}")
 
 
@@ -129,7 +166,10 @@ async def resolve_model(
 
 
 async def _resolve_hugging_face(
-    model: HuggingFaceModel, on_progress: DownloadProgressCallback, progress_bar: bool | None
+    model: HuggingFaceModel,
+    on_progress: DownloadProgressCallback,
+    progress_bar: bool | None,
+    limit: int | None = None,
 ) -> Path:
     """Through ``huggingface_hub``: a cached file is used straight away, else it is downloaded.
 
@@ -148,7 +188,7 @@ async def _resolve_hugging_face(
     cached = await anyio.to_thread.run_sync(_hf_cached, kwargs)
     if cached is not None:
         return cached
-    tqdm_class = _progress_tqdm(model.filename, on_progress, progress_bar)
+    tqdm_class = _progress_tqdm(model.filename, on_progress, progress_bar, label, limit)
     try:
         path = await anyio.to_thread.run_sync(
             partial(_hf_download, kwargs, tqdm_class), abandon_on_cancel=True
@@ -186,11 +226,16 @@ def _hf_download(kwargs: dict[str, Any], tqdm_class: type[Any]) -> Path:
 
 
 def _progress_tqdm(
-    filename: str, on_progress: DownloadProgressCallback, progress_bar: bool | None
+    filename: str,
+    on_progress: DownloadProgressCallback,
+    progress_bar: bool | None,
+    label: str = "",
+    limit: int | None = None,
 ) -> type[Any]:
     """A tqdm class that forwards the hub's byte counts to ``on_progress`` (from its thread).
 
-    It counts bytes itself: a disabled tqdm ignores ``update``.
+    It counts bytes itself: a disabled tqdm ignores ``update``. Past ``limit`` bytes (announced
+    or received) it raises the too-large `ModelSourceError`, which ends the hub's download.
     """
     import importlib
     import sys
@@ -207,11 +252,15 @@ def _progress_tqdm(
             self._bytes = int(kwargs.get("initial") or 0)
             total = kwargs.get("total")
             self._size = int(total) if total else None
+            if limit is not None and self._size is not None and self._size > limit:
+                raise too_large(label, self._size, limit)
             super().__init__(*args, **kwargs)
             self._report()
 
         def update(self, n: float | None = 1) -> bool | None:
             self._bytes += int(n or 0)
+            if limit is not None and self._bytes > limit:
+                raise too_large(label, self._bytes, limit, known=False)
             shown: bool | None = super().update(n)
             self._report()
             return shown

@@ -2,7 +2,8 @@
 
 It serves files with ``Range`` support and can be told, per path, to answer with a status, to
 drop the connection after some bytes, to ignore ``Range``, or to hold the response until the
-test releases it. Every request it receives is recorded.
+test releases it; also to misbehave: reset the connection, answer with bytes that are not HTTP,
+or send a body without a length. Every request it receives is recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +30,9 @@ class Route:
     hold: threading.Event | None = None  # wait for this before sending the body
     stall_after: int | None = None  # send this many body bytes, then wait for ``hold`` (once)
     hugging_face: bool = False  # add the hub's metadata headers
+    reset: bool = False  # reset the connection (RST) instead of answering
+    garbage: bytes | None = None  # write these bytes instead of an HTTP response, then close
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
 
 
 @dataclass
@@ -108,6 +113,16 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if route is None:
                 self._status(404, {"X-Error-Code": "RepoNotFound"})
                 return
+            if route.reset:
+                linger = struct.pack("ii", 1, 0)  # close with RST, not FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.close_connection = True
+                return
+            if route.garbage is not None:
+                self.wfile.write(route.garbage)
+                self.wfile.flush()
+                self.close_connection = True
+                return
             if route.status is not None:
                 self._status(route.status, route.headers)
                 return
@@ -134,7 +149,11 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_response(200)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body) - start))
+            if route.no_length:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body) - start))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             if not send_body:
