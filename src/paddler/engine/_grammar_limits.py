@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from paddler.wire import GbnfGrammar, GrammarConstraint, JsonSchemaGrammar
+
 __all__ = [
     "MAX_GBNF_BYTES",
     "MAX_GBNF_NESTING",
@@ -26,6 +28,7 @@ __all__ = [
     "GrammarLimitError",
     "check_gbnf",
     "check_json_schema",
+    "grammar_problem",
     "load_json_schema",
 ]
 
@@ -238,3 +241,25 @@ def check_gbnf(text: str) -> None:
             i = match.end()
             continue
         i += 1
+
+
+def grammar_problem(grammar: GrammarConstraint | None) -> tuple[str, str] | None:
+    """``(field, message)`` when a request's grammar is past a limit, for a 400 before dispatch
+    (``field`` is a JSON path such as ``$.grammar.schema.properties.bio.maxLength``)."""
+    if grammar is None:
+        return None
+    try:
+        if isinstance(grammar, GbnfGrammar):
+            check_gbnf(grammar.grammar)
+        elif isinstance(grammar, JsonSchemaGrammar):
+            load_json_schema(grammar.schema)
+    except GrammarLimitError as exc:
+        inner = "grammar" if isinstance(grammar, GbnfGrammar) else "schema"
+        where = json_pointer(exc.location)
+        field = f"$.grammar.{inner}" + (
+            f".{where}" if where and not where.startswith("[") else where
+        )
+        return field, exc.message
+    except ValueError as exc:
+        return "$.grammar.schema", f"not valid JSON ({exc})"
+    return None

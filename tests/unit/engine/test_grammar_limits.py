@@ -99,3 +99,21 @@ def test_engine_reports_limits_as_grammar_syntax_errors():
     assert "nests groups" in result.message
     ok = to_gbnf(JsonSchemaGrammar(json.dumps({"type": "string", "maxLength": 20})))
     assert isinstance(ok, tuple)
+
+
+def test_grammar_problem_names_the_field_for_a_400():
+    """The check a server runs before dispatch: a JSON path and a message, or None."""
+    from paddler.engine._grammar_limits import grammar_problem
+
+    bomb = JsonSchemaGrammar(json.dumps({"properties": {"bio": {"maxLength": 10**7}}}))
+    field, message = grammar_problem(bomb) or ("", "")
+    assert field == "$.grammar.schema.properties.bio.maxLength"
+    assert "larger than the limit" in message
+    deep = GbnfGrammar(grammar="root ::= " + '("a" ' * 5000 + ")?" * 5000, root="root")
+    assert grammar_problem(deep) == (
+        "$.grammar.grammar",
+        f"the grammar nests groups deeper than {MAX_GBNF_NESTING} levels",
+    )
+    assert grammar_problem(JsonSchemaGrammar("{nope")) is not None
+    assert grammar_problem(GbnfGrammar(grammar='root ::= "a"', root="root")) is None
+    assert grammar_problem(None) is None
