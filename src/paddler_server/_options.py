@@ -94,7 +94,7 @@ class ByteSizeType(click.ParamType):  # type: ignore[type-arg]
     ) -> int:
         if isinstance(value, int):
             return value
-        from paddler.agent._download import parse_byte_size  # lazy: keeps --help quick
+        from paddler.agent._download_size import parse_byte_size  # lazy: keeps --help quick
 
         try:
             return parse_byte_size(str(value))

@@ -17,8 +17,6 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 import anyio
 import filelock
@@ -40,9 +38,13 @@ from paddler.wire import (
 )
 
 from ._cache_dir import UrlCachePaths, url_cache_paths
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
+from ._download_size import (
+    DEFAULT_MAX_DOWNLOAD_SIZE,
+    MAX_DOWNLOAD_SIZE_ENV,
+    max_download_size_from_env,
+    parse_byte_size,
+)
+from ._progress_bar import TerminalBar
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_SIZE",
@@ -67,16 +69,10 @@ CHUNK_BYTES = 256 * 1024
 #: How often an agent waiting for another downloader checks the lock again.
 LOCK_POLL_SECONDS = 0.1
 
-#: Largest model an agent downloads unless told otherwise (``--max-download-size``); Hugging
-#: Face caps a file at 50 GB, so any single GGUF from there fits.
-DEFAULT_MAX_DOWNLOAD_SIZE = 64 * 1024**3
-#: The environment variable ``paddler agent --max-download-size`` sets (bytes, or 64GiB, 500MB).
-MAX_DOWNLOAD_SIZE_ENV = "PADDLER_MAX_DOWNLOAD_SIZE"
 #: Redirects followed before the server counts as broken (httpx's default).
 MAX_REDIRECTS = 20
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
 
 
 @frozen
@@ -106,33 +102,6 @@ class ModelSourceError(Exception):
 
 class _Restart(Exception):
     """The partial file was discarded; download again from byte zero."""
-
-
-def parse_byte_size(text: str) -> int:
-    """``"64GiB"`` → 68719476736, ``"500MB"`` → 500000000, ``"1024"`` → 1024; ``0`` = no cap.
-
-    :raises ValueError: with a sentence saying what is accepted.
-    """
-    match = _SIZE.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a size (examples: 1073741824, 500MB, 64GiB, 0)")
-    number, unit, binary = match.groups()
-    power = " kmgtp".index(unit.lower() or " ")
-    return int(float(number) * (1024 if binary or not unit else 1000) ** power)
-
-
-def max_download_size_from_env() -> int | None:
-    """The cap from ``PADDLER_MAX_DOWNLOAD_SIZE`` (read at call time), else the default;
-    ``None`` when it is 0 (no cap)."""
-    raw = os.environ.get(MAX_DOWNLOAD_SIZE_ENV)
-    if not raw:
-        return DEFAULT_MAX_DOWNLOAD_SIZE
-    try:
-        size = parse_byte_size(raw)
-    except ValueError:
-        logger.warning("ignoring %s=%r; using the default cap", MAX_DOWNLOAD_SIZE_ENV, raw)
-        return DEFAULT_MAX_DOWNLOAD_SIZE
-    return size or None
 
 
 def too_large(model_path: str, size: int, limit: int, *, known: bool = True) -> ModelSourceError:
@@ -380,7 +349,7 @@ async def _receive(
 ) -> None:
     current = offset
     on_progress(DownloadProgress(filename, current, total))
-    with _map_os_errors(url), _TerminalBar(show_bar, filename, current, total) as bar:
+    with _map_os_errors(url), TerminalBar(show_bar, filename, current, total) as bar:
         async with await anyio.open_file(paths.partial, "r+b" if offset else "wb") as file:
             if offset:
                 await file.seek(offset)
@@ -471,49 +440,3 @@ def _map_os_errors(model_path: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise os_error_issue(exc, model_path) from exc
-
-
-class _TerminalBar:
-    """A rich progress bar on stderr, drawn only while bytes actually arrive."""
-
-    def __init__(self, enabled: bool, filename: str, current: int, total: int | None) -> None:
-        self._progress: Progress | None = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self._task = self._progress.add_task(filename, total=total, completed=current)
-
-    def __enter__(self) -> _TerminalBar:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def update(self, current: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=current)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
