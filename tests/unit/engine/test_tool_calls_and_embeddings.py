@@ -94,6 +94,6 @@ def test_normalisations() -> None:
     v = np.array([3.0, 4.0], dtype=np.float32)
     assert np.allclose(normalize(v, L2()), [0.6, 0.8])
     assert np.allclose(normalize(np.zeros(2, dtype=np.float32), L2()), [0.0, 0.0])
-    rms = normalize(v, RmsNorm(epsilon=0.0))
-    assert np.allclose(rms, v / np.sqrt(12.5))
+    rms = normalize(v, RmsNorm(epsilon=1e-6))  # epsilon must be above 0 (wire validation)
+    assert np.allclose(rms, v / np.sqrt(12.5 + 1e-6))
     assert normalize(v, NoNormalization()) is v
