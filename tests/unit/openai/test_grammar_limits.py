@@ -10,6 +10,7 @@ import pytest
 from litestar.testing import TestClient
 from openai import OpenAI
 
+from paddler.balancer import BalancerConfig
 from paddler.wire import (
     AgentControllerPoolSnapshot,
     ContentToken,
@@ -60,6 +61,7 @@ class _Answer:
 
 class CountingBalancer:
     applicable_state = None
+    config = BalancerConfig()  # the services read their settings (e.g. write deadlines) here
 
     def __init__(self) -> None:
         self.calls: list[Any] = []
