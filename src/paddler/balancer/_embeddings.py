@@ -12,7 +12,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler.balancer._ids import new_request_id
-from paddler.errors import EmbeddingsDisabled, NoAgents, StateNotSet
+from paddler.errors import EmbeddingsDisabled, NoAgents, PaddlerError, StateNotSet
 from paddler.wire import (
     EmbeddingDone,
     ErrorEnvelope,
@@ -56,6 +56,13 @@ class EmbeddingStream:
         self._task_group: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> EmbeddingStream:
+        try:
+            return await self._start()
+        except PaddlerError as exc:  # refused before dispatch: counted with its status
+            self._balancer._count_request(str(exc.code))
+            raise
+
+    async def _start(self) -> EmbeddingStream:
         balancer = self._balancer
         balancer._check_accepting("embed")
         state = balancer.applicable_state
