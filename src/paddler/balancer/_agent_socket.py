@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import ObjectStream
 
+from paddler.balancer._adoption import consider_adoption, keeps_own_state
 from paddler.balancer._pool import AgentEntry
 from paddler.wire import (
     AgentResponse,
@@ -55,8 +56,9 @@ async def serve_registered_agent(self: Balancer, agent_id: str, stream: ObjectSt
     )
     self.pool.add(entry)
     logger.info("agent registered id=%s name=%s", agent_id, entry.name)
-    if self._applicable is not None:
+    if self._applicable is not None and not keeps_own_state(self, entry):
         outbox_send.send_nowait(SetState(desired_state=self._applicable))
+    consider_adoption(self)
     self._pool_changed()
     try:
         async with anyio.create_task_group() as tg:

@@ -100,6 +100,9 @@ class Balancer:
         self._shutdown: anyio.Event | None = None
         self._desired: BalancerDesiredState | None = None
         self._applicable: AgentDesiredState | None = None
+        #: Nothing was stored: agents serving a model keep it and it is adopted (_adoption).
+        self._adopting = False
+        self._adopted: AgentDesiredState | None = None
         self._agents_changed = Changes()
         self._buffer_changed = Changes()
         self._state_changed = Changes()
@@ -134,6 +137,7 @@ class Balancer:
                 desired = BalancerDesiredState.default()
             self._desired = desired
             self._apply(desired)
+            self._adopting = desired == BalancerDesiredState.default()
             if self.config.inproc_name is not None:
                 from paddler.transports._inproc import register_inproc
 
@@ -373,6 +377,7 @@ class Balancer:
         validate_desired_state(state)
         if self._state_store is not None:
             await self._state_store.store(state)
+        self._adopting, self._adopted = False, None
         self._desired = state
         self._apply(state)
 
