@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 from litestar import MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.params import Dependency
 from litestar.types import ExceptionHandlersMap
 
 from paddler.balancer import Balancer
@@ -40,8 +39,8 @@ __all__ = [
 logger = logging.getLogger("paddler_server.http")
 
 #: Injected objects are ours, not request data: Litestar must not try to validate them.
-BalancerDep = Annotated[Balancer, Dependency(skip_validation=True)]
-ShutdownDep = Annotated[anyio.Event | None, Dependency(skip_validation=True)]
+BalancerDep = NamedDependency[Balancer]
+ShutdownDep = NamedDependency[anyio.Event | None]
 
 #: CORS of every service (spec §2.1).
 CORS_METHODS = ["DELETE", "GET", "POST", "PUT", "OPTIONS"]

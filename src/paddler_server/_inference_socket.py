@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -36,6 +36,7 @@ from paddler.wire import (
     tool_schema_problems,
 )
 from paddler_server._limits import ServerLimits
+from paddler_server._streaming import SlowClient, send_within, write_deadline
 from paddler_server._token_frames import dumps_client_message
 
 __all__ = ["InferenceSocketSession", "check_tools"]
@@ -82,6 +83,9 @@ class InferenceSocketSession:
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._closed = False
         self._scope: anyio.CancelScope | None = None
+        deadline = write_deadline(balancer)
+        self._write_timeout: float = deadline["write_timeout"]
+        self._on_cut: Callable[[], None] = deadline["on_cut"]
 
     async def run(self) -> None:
         try:
@@ -209,7 +213,13 @@ class InferenceSocketSession:
         text = dumps_client_message(item, InferenceClientMessage)
         async with self._send_lock:
             try:
-                await self._socket.send_text(text)
+                await send_within(self._socket.send_text, text, self._write_timeout)
+            except SlowClient as exc:  # it stopped reading: cut the socket, free its slots
+                logger.info("inference socket client cut off: %s", exc)
+                self._on_cut()
+                self._closed = True
+                if self._scope is not None:
+                    self._scope.cancel()
             except Exception:  # the client is gone: stop everything on this socket
                 logger.debug("inference socket send failed", exc_info=True)
                 self._closed = True

@@ -49,6 +49,7 @@ class BalancerOptions:
     web_admin_panel_addr: Address | None = None
     buffered_request_timeout_ms: int = 10000
     inference_item_timeout_ms: int = 30000
+    client_write_timeout_ms: int = 30000
     max_buffered_requests: int = 30
     inference_cors: tuple[str, ...] = ()
     management_cors: tuple[str, ...] = ()
@@ -212,6 +213,7 @@ def balancer_config(options: BalancerOptions, **extra: Any) -> Any:
     return BalancerConfig(
         buffered_request_timeout=options.buffered_request_timeout_ms / 1000,
         inference_item_timeout=options.inference_item_timeout_ms / 1000,
+        client_write_timeout=options.client_write_timeout_ms / 1000,
         max_buffered_requests=options.max_buffered_requests,
         **extra,
     )

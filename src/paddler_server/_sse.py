@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 
 from paddler.wire import converter
-from paddler_server._streaming import Emit, ProducerStream
+from paddler_server._streaming import WRITE_TIMEOUT, Emit, ProducerStream
 
 __all__ = ["KEEP_ALIVE_SECONDS", "snapshot_stream"]
 
@@ -26,6 +26,8 @@ def snapshot_stream(
     *,
     shutdown: anyio.Event | None,
     keep_alive: float = KEEP_ALIVE_SECONDS,
+    write_timeout: float = WRITE_TIMEOUT,
+    on_cut: Callable[[], None] | None = None,
 ) -> ProducerStream:
     """An SSE response: ``current()`` now, then every new snapshot from ``subscribe()``.
 
@@ -62,5 +64,10 @@ def snapshot_stream(
             tg.cancel_scope.cancel()
 
     return ProducerStream(
-        produce, media_type="text/event-stream", headers=SSE_HEADERS, shutdown=shutdown
+        produce,
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+        shutdown=shutdown,
+        write_timeout=write_timeout,
+        on_cut=on_cut,
     )

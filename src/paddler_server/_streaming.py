@@ -6,10 +6,14 @@ slot on an agent) that must be entered and exited in one task and closed promptl
 agent stops generating. So a producer here is a coroutine function given an ``emit``
 callable: it runs in the response task, may use task groups freely, and is cancelled when
 the client goes away or the server shuts down (then ``on_shutdown`` may add a last chunk).
+
+Every write has a deadline: a client that reads nothing for ``write_timeout`` seconds is cut
+off (``SlowClient``), so it cannot hold a slot on an agent; ``on_cut`` counts it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,10 +21,40 @@ import anyio
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
 
-__all__ = ["Emit", "ProducerStream"]
+__all__ = ["WRITE_TIMEOUT", "Emit", "ProducerStream", "SlowClient", "send_within", "write_deadline"]
+
+logger = logging.getLogger("paddler_server")
 
 Emit = Callable[[bytes], Awaitable[None]]
 Producer = Callable[[Emit], Awaitable[None]]
+WRITE_TIMEOUT = 30.0
+
+
+class SlowClient(Exception):
+    """A write to the client waited longer than its deadline: the client stopped reading."""
+
+
+async def send_within(
+    send: Callable[[Any], Awaitable[None]], message: Any, deadline: float
+) -> None:
+    """``await send(message)``, or ``SlowClient`` once it has waited ``deadline`` seconds."""
+    with anyio.move_on_after(deadline) as scope:
+        await send(message)
+    if scope.cancelled_caught:
+        raise SlowClient(f"the client read nothing for {deadline:g} s")
+
+
+def write_deadline(balancer: Any) -> dict[str, Any]:
+    """``write_timeout`` and ``on_cut`` for a response of ``balancer``'s services."""
+    metrics = getattr(balancer, "metrics", None)
+
+    def on_cut() -> None:
+        if metrics is not None and hasattr(metrics, "count_slow_client"):
+            metrics.count_slow_client()
+
+    config = getattr(balancer, "config", None)  # test doubles of the balancer may have none
+    timeout = getattr(config, "client_write_timeout", WRITE_TIMEOUT)
+    return {"write_timeout": timeout, "on_cut": on_cut}
 
 
 class ProducerStream(ASGIStreamingResponse):
@@ -35,6 +69,8 @@ class ProducerStream(ASGIStreamingResponse):
         status_code: int = 200,
         shutdown: anyio.Event | None = None,
         on_shutdown: Callable[[], bytes | None] | None = None,
+        write_timeout: float = WRITE_TIMEOUT,
+        on_cut: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(
             iterator=(), media_type=media_type, headers=headers, status_code=status_code
@@ -42,10 +78,26 @@ class ProducerStream(ASGIStreamingResponse):
         self._producer = producer
         self._shutdown = shutdown
         self._on_shutdown = on_shutdown
+        self._write_timeout = write_timeout
+        self._on_cut = on_cut
 
     async def send_body(self, send: Send, receive: Receive) -> None:
+        try:
+            await self._send_body(send, receive)
+        except* SlowClient as group:
+            exc = group.exceptions[0]
+            # The producer has left its balancer context (the request is stopped and its slot
+            # freed); the response stays incomplete and the server closes the connection.
+            logger.info("client cut off: %s", exc)
+            if self._on_cut is not None:
+                self._on_cut()
+
+    async def _send_body(self, send: Send, receive: Receive) -> None:
+        timeout = self._write_timeout
+
         async def emit(chunk: bytes) -> None:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            message = {"type": "http.response.body", "body": chunk, "more_body": True}
+            await send_within(send, message, timeout)
 
         async with anyio.create_task_group() as tg:
             with anyio.CancelScope() as producer_scope:
@@ -69,5 +121,6 @@ class ProducerStream(ASGIStreamingResponse):
                 last = self._on_shutdown()
                 if last:
                     await emit(last)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            end = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send_within(send, end, timeout)
             tg.cancel_scope.cancel()

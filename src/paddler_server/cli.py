@@ -117,6 +117,14 @@ def cli() -> None:
     "included), in milliseconds; then error 504.",
 )
 @click.option(
+    "--client-write-timeout",
+    type=MILLISECONDS,
+    default=30000,
+    show_default=True,
+    help="A client that reads nothing of its response for this long, in milliseconds, is cut "
+    "off and its request stopped, so a stalled reader cannot hold a slot.",
+)
+@click.option(
     "--max-buffered-requests",
     type=click.IntRange(min=0),
     default=30,
@@ -176,6 +184,7 @@ def balancer(
     web_admin_panel_addr: Address | None,
     buffered_request_timeout: int,
     inference_item_timeout: int,
+    client_write_timeout: int,
     max_buffered_requests: int,
     inference_cors: tuple[str, ...],
     management_cors: tuple[str, ...],
@@ -202,6 +211,7 @@ def balancer(
         web_admin_panel_addr=web_admin_panel_addr,
         buffered_request_timeout_ms=buffered_request_timeout,
         inference_item_timeout_ms=inference_item_timeout,
+        client_write_timeout_ms=client_write_timeout,
         max_buffered_requests=max_buffered_requests,
         inference_cors=inference_cors,
         management_cors=management_cors,

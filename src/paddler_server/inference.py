@@ -8,7 +8,7 @@ lines: ``Response`` envelopes, then one terminal item or one ``Error`` envelope.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -37,7 +37,7 @@ from paddler_server._http import (
 )
 from paddler_server._inference_socket import InferenceSocketSession, check_tools
 from paddler_server._limits import LimitsDep, ServerLimits
-from paddler_server._streaming import Emit, ProducerStream
+from paddler_server._streaming import WRITE_TIMEOUT, Emit, ProducerStream, write_deadline
 
 __all__ = ["create_inference_app", "generation_disabled", "ndjson_stream"]
 
@@ -59,7 +59,12 @@ def _headers(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 def ndjson_stream(
-    open_stream: Any, *, shutdown: anyio.Event | None, request_id_hint: str | None = None
+    open_stream: Any,
+    *,
+    shutdown: anyio.Event | None,
+    request_id_hint: str | None = None,
+    write_timeout: float = WRITE_TIMEOUT,
+    on_cut: Callable[[], None] | None = None,
 ) -> ProducerStream:
     """Stream a ``balancer.generate``/``embed`` context as NDJSON lines.
 
@@ -96,6 +101,8 @@ def ndjson_stream(
         headers=NDJSON_HEADERS,
         shutdown=shutdown,
         on_shutdown=on_shutdown,
+        write_timeout=write_timeout,
+        on_cut=on_cut,
     )
 
 
@@ -129,7 +136,9 @@ class InferenceController(Controller):
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
         return ndjson_stream(
-            balancer.generate(params, headers=_headers(request)), shutdown=shutdown
+            balancer.generate(params, headers=_headers(request)),
+            shutdown=shutdown,
+            **write_deadline(balancer),
         )
 
     @post("/continue_from_raw_prompt", status_code=200)
@@ -146,7 +155,9 @@ class InferenceController(Controller):
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
         return ndjson_stream(
-            balancer.generate(params, headers=_headers(request)), shutdown=shutdown
+            balancer.generate(params, headers=_headers(request)),
+            shutdown=shutdown,
+            **write_deadline(balancer),
         )
 
     @post("/generate_embedding_batch", status_code=200)
@@ -169,7 +180,11 @@ class InferenceController(Controller):
             )
         if not balancer.agents_snapshot().agents:
             raise NoAgents("No agents are currently connected")
-        return ndjson_stream(balancer.embed(params, headers=_headers(request)), shutdown=shutdown)
+        return ndjson_stream(
+            balancer.embed(params, headers=_headers(request)),
+            shutdown=shutdown,
+            **write_deadline(balancer),
+        )
 
 
 @websocket("/api/v1/inference_socket")

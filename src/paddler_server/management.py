@@ -8,7 +8,7 @@ shared table in ``_http``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 from litestar import (
@@ -22,7 +22,7 @@ from litestar import (
     put,
     websocket,
 )
-from litestar.params import Dependency
+from litestar.di import NamedDependency
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
@@ -41,10 +41,11 @@ from paddler_server._http import (
 )
 from paddler_server._limits import LimitsDep, ServerLimits
 from paddler_server._sse import snapshot_stream
+from paddler_server._streaming import write_deadline
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "create_management_app"]
 
-MetricsDep = Annotated[BalancerMetrics, Dependency(skip_validation=True)]
+MetricsDep = NamedDependency[BalancerMetrics]
 
 #: Content type of ``/metrics`` (spec §7).
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8; escaping=values"
@@ -61,7 +62,10 @@ class AgentsController(Controller):
     @get("/agents/stream")
     async def agents_stream(self, balancer: BalancerDep, shutdown: ShutdownDep) -> ASGIResponse:
         return snapshot_stream(
-            balancer.agents_snapshot, balancer.subscribe_agents, shutdown=shutdown
+            balancer.agents_snapshot,
+            balancer.subscribe_agents,
+            shutdown=shutdown,
+            **write_deadline(balancer),
         )
 
     @get("/agent/{agent_id:str}/chat_template_override")
@@ -88,6 +92,7 @@ class BufferedRequestsController(Controller):
             balancer.buffered_requests_snapshot,
             balancer.subscribe_buffered_requests,
             shutdown=shutdown,
+            **write_deadline(balancer),
         )
 
 

@@ -20,6 +20,8 @@ class BalancerConfig:
     max_buffered_requests: int = 30
     agent_rpc_timeout: float = 3.0
     inproc_name: str | None = None
+    #: A client that reads nothing for this long is cut off, and its request stopped.
+    client_write_timeout: float = 30.0
 
 
 @attrs.frozen

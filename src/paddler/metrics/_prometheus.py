@@ -105,6 +105,11 @@ class BalancerMetrics:
         )
         for outcome in REQUEST_OUTCOMES:
             self._requests.labels(outcome)
+        self._slow_clients = Counter(
+            f"{prefix}slow_clients_cut",
+            "Responses cut off because their client read nothing for the write deadline",
+            registry=self.registry,
+        )
 
     def __repr__(self) -> str:
         return f"<BalancerMetrics prefix={self.prefix!r}>"
@@ -130,6 +135,10 @@ class BalancerMetrics:
     def count_request(self, outcome: str) -> None:
         """A request finished: ``"ok"``, ``"cancelled"`` or the HTTP status as text."""
         self._requests.labels(outcome).inc()
+
+    def count_slow_client(self) -> None:
+        """A response was cut off: its client stopped reading (``--client-write-timeout``)."""
+        self._slow_clients.inc()
 
     def record_generated_tokens(self, agent_id: str, count: int = 1) -> None:
         """``count`` tokens arrived from ``agent_id`` now (feeds its tokens/s gauge)."""

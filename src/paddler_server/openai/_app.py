@@ -16,6 +16,7 @@ from litestar.response.base import ASGIResponse
 
 from paddler.errors import PaddlerError
 from paddler_server._http import cors_config, health
+from paddler_server._streaming import write_deadline
 from paddler_server.openai._chat import answer_chat
 from paddler_server.openai._chat_request import read_chat_request
 from paddler_server.openai._completions import answer_completion, read_completion_request
@@ -50,7 +51,7 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
                 body = load_object(raw)
             await answer(balancer, body, names, responder)
 
-        return ProducerResponse(producer)
+        return ProducerResponse(producer, **write_deadline(balancer))
 
     return post(path, name=path)(handler)
 

@@ -18,6 +18,7 @@ from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
 from paddler.errors import PaddlerError
+from paddler_server._streaming import WRITE_TIMEOUT, SlowClient, send_within
 from paddler_server.openai._errors import OpenAIError, error_from_paddler
 
 __all__ = ["Producer", "ProducerResponse", "Responder", "sse_event"]
@@ -35,8 +36,9 @@ def sse_event(data: Any, event: str | None = None) -> bytes:
 class Responder:
     """What a producer uses to answer: ``json(...)`` once, or ``start_sse()`` then ``send``."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, *, write_timeout: float = WRITE_TIMEOUT) -> None:
         self._send = send
+        self._write_timeout = write_timeout
         self.started = False
 
     async def start(self, status: int, headers: dict[str, str], media_type: str) -> None:
@@ -45,7 +47,8 @@ class Responder:
         self.started = True
         raw = [(b"content-type", media_type.encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        await self._send({"type": "http.response.start", "status": status, "headers": raw})
+        start = {"type": "http.response.start", "status": status, "headers": raw}
+        await send_within(self._send, start, self._write_timeout)
 
     async def start_sse(self) -> None:
         await self.start(
@@ -54,8 +57,10 @@ class Responder:
             "text/event-stream; charset=utf-8",
         )
 
-    async def send(self, chunk: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+    async def send(self, chunk: bytes, *, more: bool = True) -> None:
+        """Write a body chunk; ``SlowClient`` when the client reads nothing for the deadline."""
+        message = {"type": "http.response.body", "body": chunk, "more_body": more}
+        await send_within(self._send, message, self._write_timeout)
 
     async def json(
         self, body: Any, *, status: int = 200, headers: dict[str, str] | None = None
@@ -73,12 +78,30 @@ Producer = Callable[[Responder], Awaitable[None]]
 class ProducerResponse(ASGIResponse):
     """Runs ``producer(responder)``; an ``OpenAIError`` before the start becomes its JSON body."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        *,
+        write_timeout: float = WRITE_TIMEOUT,
+        on_cut: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(body=b"")
         self._producer = producer
+        self._write_timeout = write_timeout
+        self._on_cut = on_cut
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        responder = Responder(send)
+        try:
+            await self._respond(receive, send)
+        except* SlowClient as group:
+            # The producer left its balancer context (request stopped, slot freed); the
+            # response stays incomplete and the server closes the connection.
+            logger.info("client cut off: %s", group.exceptions[0])
+            if self._on_cut is not None:
+                self._on_cut()
+
+    async def _respond(self, receive: Receive, send: Send) -> None:
+        responder = Responder(send, write_timeout=self._write_timeout)
         async with anyio.create_task_group() as tg:
 
             async def watch_disconnect() -> None:
@@ -90,7 +113,7 @@ class ProducerResponse(ASGIResponse):
             try:
                 try:
                     await self._producer(responder)
-                except OpenAIError:
+                except (OpenAIError, SlowClient):
                     raise
                 except PaddlerError as exc:
                     raise error_from_paddler(exc) from exc
@@ -106,5 +129,5 @@ class ProducerResponse(ASGIResponse):
                     await responder.error(exc)
             if not responder.started:
                 await responder.error(OpenAIError(500, "The request produced no response"))
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await responder.send(b"", more=False)
             tg.cancel_scope.cancel()
