@@ -17,7 +17,15 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from e2e_cluster import Cluster, conversation, desired_state, is_done, ndjson, running_cluster
+from e2e_cluster import (
+    Cluster,
+    conversation,
+    desired_state,
+    free_port,
+    is_done,
+    ndjson,
+    running_cluster,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -31,9 +39,8 @@ LIMITS = {
     "max_request_id_length": 64,
     "max_connections": 12,
 }
-RECEIVE_TIMEOUT = 60.0
+RECEIVE_TIMEOUT = 120.0
 STATE_URL = "/api/v1/balancer_desired_state"
-NEVER_ENDING = {"type": "gbnf", "grammar": 'root ::= "ab" root', "root": "root"}
 
 
 class AgentWatcher(threading.Thread):
@@ -64,7 +71,11 @@ class AgentWatcher(threading.Thread):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[Cluster]:
     with running_cluster(
-        tmp_path_factory.mktemp("hardening"), model_path, agents=[("solo", 2)], **LIMITS
+        tmp_path_factory.mktemp("hardening"),
+        model_path,
+        agents=[("solo", 2)],
+        compat_openai_addr=f"127.0.0.1:{free_port()}",
+        **LIMITS,
     ) as cluster:
         watcher = AgentWatcher(f"{cluster.management_url}/api/v1/agents/stream")
         watcher.start()
@@ -203,6 +214,32 @@ def test_body_over_the_limit_is_413_naming_it(cluster: Cluster) -> None:
     assert_nobody_hurt(cluster)
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ('{"model":"m","messages":' + "[" * 20_000 + "]" * 20_000 + "}", 400, "nested too deeply"),
+        (
+            '{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function",'
+            '"function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":'
+            '"number","maximum":1e999}}}}}]}',
+            400,
+            "tools[0].function.parameters.properties.x.maximum",
+        ),
+        ('{"model":"m","messages":[{"role":"user","content":"' + "x" * 70_000 + '"}]}', 413, ""),
+    ],
+    ids=["deep", "non-finite-in-tool-schema", "too-big"],
+)
+def test_openai_api_refuses_bad_bodies_clearly(
+    cluster: Cluster, body: str, status: int, words: str
+) -> None:
+    """The OpenAI API answers the same bad inputs with an OpenAI error, never a 500."""
+    url = f"http://{cluster.balancer_flags['compat_openai_addr']}/v1/chat/completions"
+    response = cluster.http.post(url, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert words in json.dumps(response.json()["error"])
+    assert_nobody_hurt(cluster)
+
+
 # -- the inference socket ------------------------------------------------------------------
 
 
@@ -263,8 +300,8 @@ async def test_long_request_id_is_refused_once(cluster: Cluster) -> None:
 async def test_in_flight_limit_per_socket_is_429(cluster: Cluster) -> None:
     """One request over --max-in-flight-per-socket gets Error 429; the others complete."""
     async with connect(cluster.inference_socket_url) as socket:
-        await socket.send(ws_request("a", max_tokens=40, grammar=NEVER_ENDING))
-        await socket.send(ws_request("b", max_tokens=40, grammar=NEVER_ENDING))
+        await socket.send(ws_request("a", max_tokens=8))
+        await socket.send(ws_request("b", max_tokens=8))
         await socket.send(ws_request("c"))
         frames = await read_until_terminal(socket, {"a", "b", "c"})
     (refused,) = frames["c"]

@@ -6,11 +6,11 @@ rather than structured strictly; each reader checks one field's type and range.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from paddler.wire import WireError, parse_json
 from paddler_server.openai._errors import invalid
 
 __all__ = [
@@ -38,8 +38,15 @@ def child(path: str, key: str | int) -> str:
 def load_object(raw: bytes) -> Object:
     """The request body as a JSON object, or a 400."""
     try:
-        data = json.loads(raw) if raw.strip() else None
-    except (ValueError, UnicodeDecodeError) as exc:
+        # Strict: no NaN/Infinity/1e999 (they could never be sent on to an agent) and bounded
+        # nesting (deep JSON is a 400, not a RecursionError).
+        data = parse_json(raw) if raw.strip() else None
+    except WireError as exc:
+        path, _, problem = exc.problems[0].partition(": ")
+        if path.startswith(("$.", "$[")):
+            raise invalid(path[2:] if path.startswith("$.") else path[1:], problem) from exc
+        if path == "$":
+            raise invalid("body", problem) from exc
         raise invalid("body", f"not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise invalid("body", "expected a JSON object")
