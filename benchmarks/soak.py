@@ -41,9 +41,12 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-#: The balancer answers every request within its own timeouts (10 s in the buffer, 30 s per
-#: item), so a stream silent for IDLE seconds is hung: lost. REQUEST_DEADLINE bounds the rest.
-IDLE = 60.0
+#: The balancer answers every request within its own timeouts (BUFFER_TIMEOUT_MS in the
+#: buffer, then 30 s per item), so a stream silent for IDLE seconds is hung: lost.
+#: REQUEST_DEADLINE bounds the rest. The buffer timeout is longer than the default 10 s so
+#: that requests wait out a swap (every agent reloads at once) instead of failing with 504.
+BUFFER_TIMEOUT_MS = 45_000
+IDLE = 90.0
 REQUEST_DEADLINE = 300.0
 HEAD_TIMEOUT = httpx.Timeout(15.0, read=IDLE)
 SLOTS = 2
@@ -175,6 +178,8 @@ class Cluster:
             self.inference,
             "--compat-openai-addr",
             self.openai,
+            "--buffered-request-timeout",
+            str(BUFFER_TIMEOUT_MS),
             "--log-level",
             "warning",
         )
@@ -299,7 +304,8 @@ class Tally:
 def terminal_of(message: dict[str, Any]) -> str | None:
     """None for a non-terminal frame; "done"; else the failure's name."""
     if "Error" in message:
-        return f"error {message['Error']['error']['code']}"
+        error = message["Error"]["error"]
+        return f"error {error['code']} {str(error.get('description'))[:40]}"
     response = message.get("Response", {}).get("response")
     if not isinstance(response, dict) or "GeneratedToken" not in response:
         return None
@@ -365,7 +371,7 @@ class Load:
                 async with http.stream("POST", url, json=body, timeout=HEAD_TIMEOUT) as response:
                     if response.status_code != 200:
                         await response.aread()
-                        self.tally.failed[f"{kind}: http {response.status_code}"] += 1
+                        self.tally.failed[f"{kind}: http {_status(response)}"] += 1
                         return
                     accepted = True
                     self.tally.accepted[kind] += 1
@@ -572,7 +578,7 @@ class Load:
         if response.status_code == 200 and response.json().get("choices"):
             self.tally.completed[kind] += 1
         else:
-            self.tally.failed[f"{kind}: http {response.status_code}"] += 1
+            self.tally.failed[f"{kind}: http {_status(response)}"] += 1
 
     async def openai_stream(
         self, http: httpx.AsyncClient, url: str, body: dict[str, Any], abandon: bool
@@ -588,7 +594,7 @@ class Load:
                 async with http.stream("POST", url, json=body, timeout=HEAD_TIMEOUT) as response:
                     if response.status_code != 200:
                         await response.aread()
-                        self.tally.failed[f"{kind}: http {response.status_code}"] += 1
+                        self.tally.failed[f"{kind}: http {_status(response)}"] += 1
                         return
                     accepted = True
                     self.tally.accepted[kind] += 1
@@ -623,6 +629,15 @@ class Load:
                 self.tally.lose(kind, "deadline")
             else:
                 self.tally.failed[f"{kind}: no head by the deadline"] += 1
+
+
+def _status(response: httpx.Response) -> str:
+    """The status and the start of its message (OpenAI envelope, or plain text)."""
+    try:
+        message = str(json.loads(response.content)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    return f"{response.status_code} {message[:40]}"
 
 
 def _frame_id(message: dict[str, Any]) -> str | None:
@@ -731,6 +746,12 @@ async def run_load(cluster: Cluster, tally: Tally, seconds: float, clients: int,
             tg.start_soon(load.ndjson_client, http)
             tg.start_soon(load.ws_client)
             tg.start_soon(load.openai_client, http)
+
+
+async def warm_up(cluster: Cluster, args: argparse.Namespace) -> None:
+    """20 s of the same load (not counted), cut off after 60 s: imports, pools, caches."""
+    with anyio.move_on_after(60.0):
+        await run_load(cluster, Tally(), 20.0, args.clients, args.seed + 1)
 
 
 async def soak(cluster: Cluster, args: argparse.Namespace) -> tuple[Tally, Faults]:
@@ -881,7 +902,7 @@ def main() -> None:
         cluster = Cluster(Path(tmp))
         try:
             cluster.start()
-            anyio.run(run_load, cluster, Tally(), 20.0, args.clients, args.seed + 1)
+            anyio.run(warm_up, cluster, args)
             wait_settled(cluster)
             time.sleep(2.0)
             start = figures(cluster)
