@@ -42,6 +42,9 @@ def _read_prompt(body: Object) -> str:
         )
     if not isinstance(prompt, str):
         raise invalid("prompt", "expected a string (token arrays are not supported)")
+    if not prompt:
+        # The engine has nothing to continue from; it would fail later as a 500.
+        raise invalid("prompt", "must not be empty")
     return prompt
 
 

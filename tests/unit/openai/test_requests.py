@@ -222,6 +222,7 @@ def test_completion_request():
     assert request.echo
     assert request.overrides is not None and request.overrides.stop == ("\n",)
     assert rejected(read_completion_request, {"prompt": [1, 2]}).param == "prompt"
+    assert rejected(read_completion_request, {"prompt": ""}).param == "prompt"  # was a 500
 
 
 def test_embedding_request():
