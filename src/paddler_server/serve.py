@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import socket
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -31,12 +32,24 @@ BoundAddress = tuple[str, int]
 AppAddress = tuple[Any, str, int]
 
 
+#: Kernel send buffer of every client connection (accepted sockets inherit the listener's).
+#: Without a bound, Linux lets one grow to 4 MiB, so a client that stops reading would take
+#: tens of thousands of tokens to notice; with it, the write deadline starts within ~200 KB.
+CLIENT_SEND_BUFFER = 64 * 1024
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to whoever runs it."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        for listener in getattr(self, "servers", []):
+            for sock in listener.sockets:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SEND_BUFFER)
 
 
 def _config(

@@ -218,6 +218,7 @@ class WorkerProcess:
                         self.kill()
         finally:
             os.close(self._from_worker)
+            self._outgoing.put(_CLOSE)  # the writer thread ends too, even if nobody closes
             returncode = self._process.wait()
             if loop_alive:
                 self._call_loop(self._exit, returncode)

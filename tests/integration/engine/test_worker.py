@@ -9,6 +9,7 @@ same path.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import anyio
@@ -36,6 +37,15 @@ def process_exists(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    return True
+
+
+def pipe_threads_end(pid: int | None) -> bool:
+    for thread in threading.enumerate():
+        if thread.name.startswith(f"paddler-worker-{pid}-"):
+            thread.join(timeout=5)
+            if thread.is_alive():
+                return False
     return True
 
 
@@ -75,6 +85,8 @@ async def test_a_crashing_worker_ends_its_requests_and_nothing_else(
             assert "SIGSEGV" in last.message
         assert await engine.wait_stopped() == "killed by SIGSEGV"
         assert engine.crashed == "killed by SIGSEGV"
+        pid = engine.worker_pid
+        assert await anyio.to_thread.run_sync(pipe_threads_end, pid)  # they end with it
         later = await collect(engine.generate(chat(("user", "Hello"))))
         assert isinstance(later[-1], SamplerError)  # a dead engine answers at once, with why
     # this process is alive, and a new engine loads and serves
