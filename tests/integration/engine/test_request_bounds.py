@@ -65,11 +65,11 @@ async def alongside(engine: LlamaEngine, hostile: object) -> list[GeneratedToken
 
     with anyio.fail_after(120):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run, "ordinary", chat(("user", "Count from one to ten."), max_tokens=24))
+            tg.start_soon(run, "ordinary", chat(("user", "Count from one to ten."), max_tokens=6))
             tg.start_soon(run, "hostile", hostile)
     assert content(results["ordinary"])
     done(results["ordinary"])
-    after = await collect(engine.generate(chat(("user", "Hi"), max_tokens=4)))
+    after = await collect(engine.generate(chat(("user", "Hi"), max_tokens=2)))
     assert content(after)
     return results["hostile"]
 
