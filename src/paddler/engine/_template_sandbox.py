@@ -41,7 +41,10 @@ MAX_RENDER_CHARS = 16 * 1024 * 1024
 MAX_RANGE = 100_000
 #: Largest integer argument a template may pass to a call (widths, repeats, ranges).
 _MAX_CALL_INT = MAX_RENDER_CHARS
-_WIDTH = re.compile(r"\d{8,}")  # a width/precision of 10^7 or more inside a format string
+#: A width or precision of 10^7 or more in a %-format or a str.format field (digits elsewhere,
+#: e.g. a phone number in the text, are fine).
+_PERCENT_WIDTH = re.compile(r"%[-+ #0]*(?:\d{8,}|\d*\.\d{8,})")
+_BRACE_WIDTH = re.compile(r"\{[^{}]*:[^{}]*\d{8,}[^{}]*\}")
 
 
 class TemplateBudgetExceeded(Exception):
@@ -112,9 +115,16 @@ def _pow(left: Any, right: Any) -> Any:
 
 
 def _mod(left: Any, right: Any) -> Any:
-    if isinstance(left, str) and _WIDTH.search(left):
-        raise TemplateBudgetExceeded("the chat template formats with too large a width")
+    if isinstance(left, str):
+        values = right if isinstance(right, tuple) else (right,)
+        star = "*" in left and any(_big_int(v) for v in values)  # '%*d' % (10**9, 1)
+        if star or _PERCENT_WIDTH.search(left):
+            raise TemplateBudgetExceeded("the chat template formats with too large a width")
     return _sized(operator.mod(left, right))
+
+
+def _big_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_CALL_INT
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -133,14 +143,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _budget.check()
         for value in (*args, *kwargs.values()):
-            if isinstance(value, int) and abs(value) > _MAX_CALL_INT:
+            if _big_int(value):
                 raise TemplateBudgetExceeded(
                     f"the chat template passed {value} to a call; the limit is {_MAX_CALL_INT}"
                 )
-            if isinstance(value, str) and _WIDTH.search(value) and _is_formatter(__obj):
-                raise TemplateBudgetExceeded("the chat template formats with too large a width")
         owner = getattr(__obj, "__self__", None)
-        if _is_formatter(__obj) and isinstance(owner, str) and _WIDTH.search(owner):
+        if _is_formatter(__obj) and isinstance(owner, str) and _BRACE_WIDTH.search(owner):
             raise TemplateBudgetExceeded("the chat template formats with too large a width")
         return _sized(super().call(__context, __obj, *args, **kwargs))
 

@@ -42,14 +42,36 @@ EXPONENTIAL_MACRO = (
 )
 BIG_REPEAT = "{{ 'x' * 1000000000 }}"
 BIG_WIDTH = "{{ '%1000000000d' % 1 }}"
+BIG_STAR_WIDTH = "{{ '%*d' % (1000000000, 1) }}"
+BIG_FORMAT_WIDTH = "{{ '{:>1000000000}'.format('x') }}"
 HUGE_RANGE = "{% for i in range(1000000000) %}{% endfor %}"
 LOUD_LOOP = "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}"
 
 
 @pytest.mark.parametrize(
     "bomb",
-    [NESTED_RANGES, DOUBLING, EXPONENTIAL_MACRO, BIG_REPEAT, BIG_WIDTH, HUGE_RANGE, LOUD_LOOP],
-    ids=["nested-ranges", "doubling", "macro", "repeat", "width", "range", "output"],
+    [
+        NESTED_RANGES,
+        DOUBLING,
+        EXPONENTIAL_MACRO,
+        BIG_REPEAT,
+        BIG_WIDTH,
+        BIG_STAR_WIDTH,
+        BIG_FORMAT_WIDTH,
+        HUGE_RANGE,
+        LOUD_LOOP,
+    ],
+    ids=[
+        "nested-ranges",
+        "doubling",
+        "macro",
+        "repeat",
+        "width",
+        "star-width",
+        "format-width",
+        "range",
+        "output",
+    ],
 )
 def test_bombs_end_as_a_render_error(bomb: str):
     """Each one ends that render with an error naming the budget; the next render works."""
@@ -88,3 +110,13 @@ def test_ordinary_templates_are_unchanged():
         "{% for i in range(3) %}{{ i }}{% endfor %}"
     )
     assert render(source) == "<user>Hi    |   11024---012"
+
+
+def test_long_numbers_in_text_are_not_widths():
+    """Digits in the conversation or in literal text are data, not format widths."""
+    source = (
+        "{{ 'Call 123456789012: %s' % messages[0]['content'] }}{{ '{}'.format('98765432101') }}"
+    )
+    assert render(source, [{"role": "user", "content": "id 5550123456789"}]) == (
+        "Call 123456789012: id 555012345678998765432101"
+    )
