@@ -182,8 +182,8 @@ def build_apps(
             balancer,
             cors_origins=inference_origins,
             served_model_name=options.served_model_name,
+            limits=limits,
         )
-        openai_app.request_max_body_size = limits.max_body_bytes  # read lazily by Litestar
         limited = ConnectionLimit(openai_app, limits.max_connections, service="OpenAI")
         apps.append((limited, options.compat_openai_addr.host, options.compat_openai_addr.port))
     if options.web_admin_panel_addr is not None:

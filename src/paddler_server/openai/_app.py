@@ -16,6 +16,7 @@ from litestar.response.base import ASGIResponse
 
 from paddler.errors import PaddlerError
 from paddler_server._http import cors_config, health
+from paddler_server._limits import ServerLimits
 from paddler_server._streaming import write_deadline
 from paddler_server.openai._chat import answer_chat
 from paddler_server.openai._chat_request import read_chat_request
@@ -41,6 +42,7 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
         request: Request[Any, Any, Any],
         balancer: NamedDependency[Any],
         names: NamedDependency[ModelNames],
+        limits: NamedDependency[ServerLimits],
     ) -> ASGIResponse:
         # The body is read here, before the response starts watching the connection for a
         # disconnect, so the two never compete for the same ASGI messages.
@@ -48,7 +50,7 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
 
         async def producer(responder: Responder) -> None:
             with _counted_if_refused(balancer):
-                body = load_object(raw)
+                body = load_object(raw, max_depth=limits.max_json_depth)
             await answer(balancer, body, names, responder)
 
         return ProducerResponse(producer, **write_deadline(balancer))
@@ -126,14 +128,20 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def create_openai_app(
-    balancer: Any, *, cors_origins: Sequence[str] = (), served_model_name: str | None = None
+    balancer: Any,
+    *,
+    cors_origins: Sequence[str] = (),
+    served_model_name: str | None = None,
+    limits: ServerLimits | None = None,
 ) -> Litestar:
     """The app served at ``--compat-openai-addr``; it shares the balancer (buffer, timeouts).
 
     :param served_model_name: the model id ``/v1/models`` lists (default: the GGUF file's
         stem, e.g. ``SmolLM2-135M-Instruct.Q4_1``).
+    :param limits: body size (413 above it) and JSON depth (``ServerLimits`` defaults).
     """
     names = ModelNames(balancer, served_model_name)
+    limits = limits or ServerLimits()
     return Litestar(
         route_handlers=[
             health,
@@ -147,7 +155,9 @@ def create_openai_app(
         dependencies={
             "balancer": Provide(lambda: balancer, sync_to_thread=False),
             "names": Provide(lambda: names, sync_to_thread=False),
+            "limits": Provide(lambda: limits, sync_to_thread=False),
         },
+        request_max_body_size=limits.max_body_bytes,
         exception_handlers={HTTPException: _http_error},
         cors_config=cors_config(cors_origins),
         openapi_config=None,

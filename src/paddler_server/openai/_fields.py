@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from paddler.wire import WireError, parse_json
+from paddler.wire._json import DEFAULT_MAX_JSON_DEPTH
 from paddler_server.openai._errors import invalid
 
 __all__ = [
@@ -35,12 +36,12 @@ def child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def load_object(raw: bytes) -> Object:
+def load_object(raw: bytes, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Object:
     """The request body as a JSON object, or a 400."""
     try:
         # Strict: no NaN/Infinity/1e999 (they could never be sent on to an agent) and bounded
         # nesting (deep JSON is a 400, not a RecursionError).
-        data = parse_json(raw) if raw.strip() else None
+        data = parse_json(raw, max_depth=max_depth) if raw.strip() else None
     except WireError as exc:
         path, _, problem = exc.problems[0].partition(": ")
         if path.startswith(("$.", "$[")):
