@@ -84,8 +84,10 @@ class Reconciler:
         self._agent = agent
         self._loader = loader
         self.applied: AgentDesiredState | None = None
-        #: Set while a crashed engine is being replaced: requests that reach the agent then
-        #: wait for the fresh engine rather than failing.
+        #: Set while the engine is being replaced (after a crash, or between a swap's drain and
+        #: its load): requests that reach the agent then wait for the new engine rather than
+        #: failing. In a swap those are the ones the balancer dispatched just before it saw
+        #: the drain.
         self.restarting = False
 
     async def run(self) -> None:
@@ -170,6 +172,7 @@ class Reconciler:
             if outcome is True:
                 self.applied = state
                 return
+            self._set_restarting(False)  # requests waiting for an engine fail now
             if outcome is None:  # not appliable until the state changes
                 status.update(state_application_status=Status.ATTEMPTED_AND_NOT_APPLIABLE)
                 await anyio.sleep_forever()
@@ -202,6 +205,7 @@ class Reconciler:
             with anyio.move_on_after(DRAIN_ACK_TIMEOUT):
                 await agent._wait_idle()
         engine, agent.engine = agent.engine, None
+        self._set_restarting(True)
         if engine is not None:
             with anyio.CancelScope(shield=True):
                 await engine.aclose()
