@@ -39,7 +39,7 @@ from paddler_server._limits import ServerLimits
 from paddler_server._streaming import SlowClient, send_within, write_deadline
 from paddler_server._token_frames import dumps_client_message
 
-__all__ = ["InferenceSocketSession", "check_tools"]
+__all__ = ["InferenceSocketSession", "check_request", "check_tools"]
 
 logger = logging.getLogger("paddler_server.inference_socket")
 
@@ -53,6 +53,18 @@ def check_tools(tools: Sequence[Any] | None) -> None:
     problems = tool_schema_problems(tools or ())
     if problems:
         raise InvalidRequest("; ".join(problems), field="$.tools")
+
+
+def check_request(params: Any) -> None:
+    """A 400 before dispatch for bad tools and for grammars past their limits: a grammar
+    bigger than an agent-socket frame would otherwise close the agent's connection."""
+    from paddler.engine._grammar_limits import grammar_problem
+
+    check_tools(getattr(params, "tools", None))
+    problem = grammar_problem(getattr(params, "grammar", None))
+    if problem is not None:
+        field, message = problem
+        raise InvalidRequest(message, field=field)
 
 
 @attrs.define
@@ -160,7 +172,7 @@ class InferenceSocketSession:
             return
         params = request
         try:
-            check_tools(getattr(params, "tools", None))
+            check_request(params)
         except InvalidRequest as exc:
             await self._send(_error(request_id, 400, f"Invalid request parameters: {exc}"))
             return

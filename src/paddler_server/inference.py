@@ -35,7 +35,7 @@ from paddler_server._http import (
     health,
     read_wire,
 )
-from paddler_server._inference_socket import InferenceSocketSession, check_tools
+from paddler_server._inference_socket import InferenceSocketSession, check_request
 from paddler_server._limits import LimitsDep, ServerLimits
 from paddler_server._streaming import WRITE_TIMEOUT, Emit, ProducerStream, write_deadline
 
@@ -132,7 +132,7 @@ class InferenceController(Controller):
             ContinueFromConversationHistoryParams,
             max_depth=limits.max_json_depth,
         )
-        check_tools(params.tools)
+        check_request(params)
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
         return ndjson_stream(
@@ -152,6 +152,7 @@ class InferenceController(Controller):
         params = read_wire(
             await request.body(), ContinueFromRawPromptParams, max_depth=limits.max_json_depth
         )
+        check_request(params)
         if generation_disabled(balancer):
             raise GenerationDisabled(DISABLED_DESCRIPTION)
         return ndjson_stream(

@@ -224,6 +224,7 @@ def run(in_fd: int, out_fd: int) -> None:
             template=loaded.template,
             parameters=command.parameters,
             n_ctx=loaded.ctx.n_ctx,
+            n_ctx_seq=loaded.ctx.n_ctx_seq,
         ),
         slots=command.slots,
         embeddings_enabled=command.parameters.enable_embeddings,

@@ -17,7 +17,7 @@ from openai import OpenAI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from e2e_cluster import conversation, is_done, ndjson
+from e2e_cluster import conversation
 from openai_cluster import OpenAICluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -51,19 +51,22 @@ def test_openai_bombs_are_400s_naming_the_field(
     still_serving(openai_cluster, client, agent_ids)
 
 
-def test_native_grammar_bombs_end_with_grammar_syntax_error(
+def test_native_grammar_bombs_are_400s_before_dispatch(
     openai_cluster: OpenAICluster, client: OpenAI
 ) -> None:
+    """Refused before any agent sees them: such a grammar could outgrow an agent-socket frame."""
     agent_ids = {a["id"] for a in openai_cluster.agents_snapshot()}
-    url = f"{openai_cluster.inference_url}/api/v1/continue_from_conversation_history"
+    base = f"{openai_cluster.inference_url}/api/v1"
     deep = "root ::= " + '("a" ' * 30_000 + ")?" * 30_000
     for grammar, expected in (
         ({"type": "json_schema", "schema": json.dumps(BOMB)}, "maxLength"),
         ({"type": "gbnf", "grammar": deep, "root": "root"}, "nests groups"),
     ):
-        response = openai_cluster.http.post(url, json=conversation(grammar=grammar), timeout=120.0)
-        lines = ndjson(response)
-        assert not any(is_done(line) for line in lines)
-        terminal = lines[-1]["Response"]["response"]["GeneratedToken"]
-        assert expected in terminal["GrammarSyntaxError"]
+        for path, body in (
+            ("continue_from_conversation_history", conversation(grammar=grammar)),
+            ("continue_from_raw_prompt", {"raw_prompt": "Hi", "max_tokens": 4, "grammar": grammar}),
+        ):
+            response = openai_cluster.http.post(f"{base}/{path}", json=body, timeout=120.0)
+            assert response.status_code == 400, response.text
+            assert expected in response.text
     still_serving(openai_cluster, client, agent_ids)
