@@ -19,6 +19,7 @@ from paddler.wire import (
     ImageDecodingFailed,
     ImageExceedsBatchSize,
     MultimodalNotSupported,
+    SamplerError,
     TokenGenerationDisabled,
     ToolSchemaInvalid,
 )
@@ -45,9 +46,15 @@ def failure_status(result: Any) -> int | None:
         return None
     if isinstance(result, TokenGenerationDisabled | EmbeddingsDisabled):
         return 501
-    if isinstance(result, BAD_INPUT_RESULTS):
+    if isinstance(result, BAD_INPUT_RESULTS) or _is_prompt_problem(result):
         return 400
     return 500
+
+
+def _is_prompt_problem(result: Any) -> bool:
+    """The engine reports a prompt that is empty or cannot fit as a ``SamplerError`` (the wire
+    has no variant for it), with a message that starts this way."""
+    return isinstance(result, SamplerError) and result.message.startswith("The prompt is ")
 
 
 def outcome_of(result: Any, *, cancelled: bool = False) -> str:

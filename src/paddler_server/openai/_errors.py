@@ -11,7 +11,7 @@ from typing import Any
 
 from paddler.balancer import failure_status
 from paddler.errors import PaddlerError
-from paddler.wire import ImageExceedsBatchSize, TokenGenerationDisabled
+from paddler.wire import ImageExceedsBatchSize, SamplerError, TokenGenerationDisabled
 
 __all__ = [
     "RETRY_AFTER_SECONDS",
@@ -94,6 +94,8 @@ def error_from_result(result: object) -> OpenAIError:
     status = failure_status(result) or 500
     if isinstance(result, TokenGenerationDisabled):
         return OpenAIError(501, text)
+    if status == 400 and isinstance(result, SamplerError):  # a prompt that cannot fit
+        return OpenAIError(400, text, param="messages", code="context_length_exceeded")
     return OpenAIError(status, text, code=_snake(type(result).__name__))
 
 
