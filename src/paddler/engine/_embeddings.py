@@ -96,11 +96,15 @@ def run_embeddings(
             vector = ctx.sequence_embedding(seq_id)
             if vector is None:
                 continue
+            normalized = normalize(vector, params.normalization_method)
+            if not np.isfinite(normalized).all():  # JSON cannot carry it; say so instead
+                ctx.clear()
+                return EmbeddingError(
+                    f"the embedding of document {documents[index].id!r} is not finite"
+                )
             results.append(
                 Embedding(
-                    embedding=tuple(
-                        float(x) for x in normalize(vector, params.normalization_method)
-                    ),
+                    embedding=tuple(float(x) for x in normalized),
                     normalization_method=params.normalization_method,
                     pooling_type=pooling,
                     source_document_id=documents[index].id,
