@@ -132,6 +132,9 @@ def run_page(page: Path, cluster: OpenAICluster, workdir: Path) -> int:
     return ran
 
 
+# A page runs in 20-110 s on an idle 2-core machine (library.md loads the model in-process
+# twice); the default 300 s is too tight when the machine is shared.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
 def test_page_runs_as_pasted(
     page: Path,
