@@ -35,8 +35,8 @@ logger = logging.getLogger("paddler_server.cli")
 
 #: Seconds between the first signal and the process exiting, whatever is still running.
 EXIT_DEADLINE = 4.5
-#: Seconds the apps get to send their last envelopes and close frames before servers stop.
-DRAIN_SECONDS = 0.3
+#: Longest wait for open requests to send their last envelopes before the servers stop.
+DRAIN_SECONDS = 3.0
 
 T = TypeVar("T")
 
@@ -183,6 +183,7 @@ def build_apps(
             cors_origins=inference_origins,
             served_model_name=options.served_model_name,
             limits=limits,
+            shutdown=shutdown,
         )
         limited = ConnectionLimit(openai_app, limits.max_connections, service="OpenAI")
         apps.append((limited, options.compat_openai_addr.host, options.compat_openai_addr.port))
@@ -255,11 +256,23 @@ async def serve_balancer(
                 if on_ready is not None:
                     await on_ready(balancer)
                 await shutdown.wait()
-                # Let the apps answer in-flight requests (503) and close sockets (1001)
-                # before the servers stop accepting and close what is left.
-                await anyio.sleep(DRAIN_SECONDS)
+                # The apps answer every open request (503, an SSE error event) and close
+                # sockets (1001); the servers stop once those requests are gone.
+                await _wait_requests_done(balancer, DRAIN_SECONDS)
                 server_shutdown.set()
             tg.cancel_scope.cancel()  # servers are done: stop the StatsD reporter too
+
+
+async def _wait_requests_done(balancer: Any, deadline: float) -> None:
+    """Until no request is buffered or streaming (each has sent its last envelope), or
+    ``deadline`` seconds."""
+    with anyio.move_on_after(deadline):
+        while True:
+            stats = balancer.statistics()
+            if stats.requests_active == 0 and stats.requests_buffered == 0:
+                break
+            await anyio.sleep(0.02)
+    await anyio.sleep(0.05)  # the last envelopes' writes, right after their requests ended
 
 
 async def _run_statsd(balancer: Any, options: BalancerOptions) -> None:

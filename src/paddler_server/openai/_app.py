@@ -43,6 +43,7 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
         balancer: NamedDependency[Any],
         names: NamedDependency[ModelNames],
         limits: NamedDependency[ServerLimits],
+        shutdown: NamedDependency[anyio.Event | None],
     ) -> ASGIResponse:
         # The body is read here, before the response starts watching the connection for a
         # disconnect, so the two never compete for the same ASGI messages.
@@ -53,7 +54,7 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
                 body = load_object(raw, max_depth=limits.max_json_depth)
             await answer(balancer, body, names, responder)
 
-        return ProducerResponse(producer, **write_deadline(balancer))
+        return ProducerResponse(producer, shutdown=shutdown, **write_deadline(balancer))
 
     return post(path, name=path)(handler)
 
@@ -133,8 +134,12 @@ def create_openai_app(
     cors_origins: Sequence[str] = (),
     served_model_name: str | None = None,
     limits: ServerLimits | None = None,
+    shutdown: anyio.Event | None = None,
 ) -> Litestar:
     """The app served at ``--compat-openai-addr``; it shares the balancer (buffer, timeouts).
+
+    When ``shutdown`` is set, open responses end at once: a stream with an error event and
+    ``[DONE]``, a request that has not answered yet with a 503.
 
     :param served_model_name: the model id ``/v1/models`` lists (default: the GGUF file's
         stem, e.g. ``SmolLM2-135M-Instruct.Q4_1``).
@@ -156,6 +161,7 @@ def create_openai_app(
             "balancer": Provide(lambda: balancer, sync_to_thread=False),
             "names": Provide(lambda: names, sync_to_thread=False),
             "limits": Provide(lambda: limits, sync_to_thread=False),
+            "shutdown": Provide(lambda: shutdown, sync_to_thread=False),
         },
         request_max_body_size=limits.max_body_bytes,
         exception_handlers={HTTPException: _http_error},

@@ -40,6 +40,7 @@ class Responder:
         self._send = send
         self._write_timeout = write_timeout
         self.started = False
+        self.sse = False
 
     async def start(self, status: int, headers: dict[str, str], media_type: str) -> None:
         if self.started:
@@ -51,6 +52,7 @@ class Responder:
         await send_within(self._send, start, self._write_timeout)
 
     async def start_sse(self) -> None:
+        self.sse = True
         await self.start(
             200,
             {"cache-control": "no-cache", "x-accel-buffering": "no"},
@@ -84,11 +86,13 @@ class ProducerResponse(ASGIResponse):
         *,
         write_timeout: float = WRITE_TIMEOUT,
         on_cut: Callable[[], None] | None = None,
+        shutdown: anyio.Event | None = None,
     ) -> None:
         super().__init__(body=b"")
         self._producer = producer
         self._write_timeout = write_timeout
         self._on_cut = on_cut
+        self._shutdown = shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -110,9 +114,24 @@ class ProducerResponse(ASGIResponse):
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch_disconnect)
+            shutting_down = anyio.CancelScope()
+
+            async def watch_shutdown(event: anyio.Event) -> None:
+                await event.wait()
+                shutting_down.cancel()
+
+            if self._shutdown is not None:
+                tg.start_soon(watch_shutdown, self._shutdown)
             try:
                 try:
-                    await self._producer(responder)
+                    with shutting_down:
+                        await self._producer(responder)
+                    if shutting_down.cancelled_caught:
+                        stopped = OpenAIError(503, "The balancer is shutting down")
+                        if not responder.sse:
+                            raise stopped
+                        await responder.send(sse_event(stopped.body()))  # a stream's last words
+                        await responder.send(b"data: [DONE]\n\n")
                 except (OpenAIError, SlowClient):
                     raise
                 except PaddlerError as exc:
