@@ -38,7 +38,9 @@ def split_documents(documents: int, agents: int, cap: int) -> list[int]:
 class EmbeddingStream:
     """``async with balancer.embed(params) as stream: async for item in stream: ...``
 
-    Chunk streams run concurrently in a task group owned by this block; each chunk's
+    Chunk streams run concurrently in a task group owned by this block, at most one per
+    agent at a time: a batch of thousands of documents then holds as many places in the shared
+    buffer as a request per agent would, and never fills it for everyone else. Each chunk's
     ``Done`` is dropped and one final ``Embedding: Done`` ends the merged stream. Overflow and
     timeout errors arrive per chunk as ``ErrorEnvelope`` items.
     """
@@ -86,10 +88,10 @@ class EmbeddingStream:
             start += size
         self._send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
         self._task_group = await self._stack.enter_async_context(anyio.create_task_group())
-        self._task_group.start_soon(self._run_chunks, chunks)
+        self._task_group.start_soon(self._run_chunks, chunks, anyio.Semaphore(agents))
         return self
 
-    async def _run_chunks(self, chunks: list[tuple[Any, ...]]) -> None:
+    async def _run_chunks(self, chunks: list[tuple[Any, ...]], in_flight: anyio.Semaphore) -> None:
         assert self._send is not None
         async with self._send:
             async with anyio.create_task_group() as tg:
@@ -98,21 +100,29 @@ class EmbeddingStream:
                         input_batch=tuple(chunk),
                         normalization_method=self._params.normalization_method,
                     )
-                    tg.start_soon(self._run_chunk, params)
+                    await in_flight.acquire()
+                    tg.start_soon(self._run_chunk, params, in_flight)
             await self._send.send(
                 ResponseEnvelope(
                     generated_by=None, request_id=new_request_id(), response=EmbeddingDone()
                 )
             )
 
-    async def _run_chunk(self, params: GenerateEmbeddingBatchParams) -> None:
+    async def _run_chunk(
+        self, params: GenerateEmbeddingBatchParams, in_flight: anyio.Semaphore
+    ) -> None:
         assert self._send is not None
-        stream = self._balancer._inference_stream("embed", params, self._headers)
-        async with stream:
-            async for item in stream:
-                if isinstance(item, ResponseEnvelope) and isinstance(item.response, EmbeddingDone):
-                    continue
-                await self._send.send(item)
+        try:
+            stream = self._balancer._inference_stream("embed", params, self._headers)
+            async with stream:
+                async for item in stream:
+                    if isinstance(item, ResponseEnvelope) and isinstance(
+                        item.response, EmbeddingDone
+                    ):
+                        continue
+                    await self._send.send(item)
+        finally:
+            in_flight.release()
 
     def __aiter__(self) -> EmbeddingStream:
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from core_cluster import cluster, desired_state, wait_applied
 
@@ -39,3 +40,43 @@ async def test_batch_is_split_over_agents_and_merged(model_path: Path) -> None:
     assert {e.generated_by for e in embeddings} == {"agent-0", "agent-1"}
     assert isinstance(items[-1].response, EmbeddingDone)
     assert sum(isinstance(i.response, EmbeddingDone) for i in items) == 1
+
+
+async def test_a_huge_batch_never_fills_the_buffer_for_everyone_else(model_path: Path) -> None:
+    """12 chunks for one slot and a 2-place buffer: the batch waits its turn chunk by chunk,
+    and a small batch sent meanwhile is served too, with no 503 anywhere."""
+    async with cluster(model_path, agent_count=1, slots=1, max_buffered_requests=2) as (
+        balancer,
+        (agent,),
+    ):
+        state = desired_state(
+            model_path,
+            enable_embeddings=True,
+            pooling_type=PoolingType.MEAN,
+            embedding_batch_size=1,
+        )
+        await balancer.set_desired_state(state)
+        await wait_applied(agent, balancer)
+        await balancer.wait_agents(1)
+
+        def batch(prefix: str, count: int) -> GenerateEmbeddingBatchParams:
+            documents = tuple(
+                EmbeddingInputDocument(id=f"{prefix}-{i}", content=f"text {i}")
+                for i in range(count)
+            )
+            return GenerateEmbeddingBatchParams(input_batch=documents, normalization_method=L2())
+
+        results: dict[str, list[object]] = {}
+
+        async def run(name: str, params: GenerateEmbeddingBatchParams) -> None:
+            async with balancer.embed(params) as stream:
+                results[name] = [item async for item in stream]
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "huge", batch("huge", 12))
+            await anyio.sleep(0.2)
+            tg.start_soon(run, "small", batch("small", 1))
+    for name, count in (("huge", 12), ("small", 1)):
+        items = results[name]
+        assert all(isinstance(i, ResponseEnvelope) for i in items), items
+        assert sum(isinstance(i.response, Embedding) for i in items) == count  # type: ignore[union-attr]
