@@ -10,11 +10,13 @@ from anyio.abc import ObjectStream
 
 from paddler.balancer._adoption import consider_adoption, keeps_own_state
 from paddler.balancer._pool import AgentEntry
+from paddler.balancer._stream import OVERFLOW, ROUTE_LIMIT
 from paddler.wire import (
     AgentResponse,
     DeregisterAgent,
     RegisterAgent,
     SetState,
+    StopRespondingTo,
     UpdateAgentStatus,
     Version,
 )
@@ -90,6 +92,20 @@ async def _write_agent(stream: ObjectStream[Any], outbox: Any, scope: anyio.Canc
     scope.cancel()
 
 
+def _stop_unread(entry: AgentEntry, request_id: str, route: Any) -> None:
+    """Its consumer reads nothing: stop the request on the agent, end the route with OVERFLOW
+    (after what it holds), and drop whatever the agent still sends for it."""
+    logger.info("request %s stopped: its reader let %d items pile up", request_id, ROUTE_LIMIT)
+    entry.routes.pop(request_id, None)
+    route.send_nowait(OVERFLOW)  # routes are unbounded; the limit is counted here
+    route.close()
+    if entry.outbox is not None:
+        try:
+            entry.outbox.send_nowait(StopRespondingTo(request_id=request_id))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+
 def handle_agent_message(self: Balancer, entry: AgentEntry, message: Any) -> bool:
     """Apply one message from an agent (sync, no I/O); False ends the connection."""
     if isinstance(message, AgentResponse):
@@ -98,7 +114,10 @@ def handle_agent_message(self: Balancer, entry: AgentEntry, message: Any) -> boo
             logger.debug("response for unknown request %s dropped", message.request_id)
             return True
         try:
-            route.send_nowait(message)
+            if route.statistics().current_buffer_used >= ROUTE_LIMIT:
+                _stop_unread(entry, message.request_id, route)
+            else:
+                route.send_nowait(message)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             entry.routes.pop(message.request_id, None)
         return True

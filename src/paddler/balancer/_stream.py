@@ -49,12 +49,19 @@ if TYPE_CHECKING:
     from paddler.balancer._balancer import Balancer
     from paddler.balancer._pool import AgentEntry
 
-__all__ = ["SHUTDOWN", "InferenceStream", "is_terminal_payload"]
+__all__ = ["OVERFLOW", "ROUTE_LIMIT", "SHUTDOWN", "InferenceStream", "is_terminal_payload"]
 
 logger = logging.getLogger("paddler.balancer")
 
 SHUTDOWN: Any = object()
 """Pushed into every route when the balancer shuts down."""
+
+OVERFLOW: Any = object()
+"""Pushed into a route whose consumer let ``ROUTE_LIMIT`` items pile up; the request stops."""
+
+ROUTE_LIMIT = 4096
+"""Items a request's route may hold before its unread stream is stopped: a consumer that reads
+nothing must not make the balancer keep every token an agent sends."""
 
 _EMBEDDING_TYPES = typing.get_args(EmbeddingResult)
 _ALWAYS_TERMINAL = (ChatTemplateOverrideResponse, ModelMetadataResponse)
@@ -111,7 +118,9 @@ class InferenceStream:
         self._info = request
         self._payload = payload
         self._overrides = overrides
-        self.request_id = request.client_request_id or request.request_id
+        # "" is a client's id too (the inference socket echoes it); only None means none.
+        client_id = request.client_request_id
+        self.request_id = request.request_id if client_id is None else client_id
         self.agent_request_id = request.request_id
         self.agent_id: str | None = None
         self._entry: AgentEntry | None = None
@@ -254,6 +263,14 @@ class InferenceStream:
             self._send_stop()
             self._release()
             return self._fail(ShuttingDown("balancer is shutting down"), outcome="503")
+        if item is OVERFLOW:
+            self._release()  # the agent was told to stop when the route overflowed
+            return self._fail(
+                InferenceItemTimeout(
+                    f"The stream was stopped: its reader let {ROUTE_LIMIT} items pile up"
+                ),
+                outcome="504",
+            )
         assert isinstance(item, AgentResponse)
         payload = item.response
         self._observe(payload)
@@ -347,7 +364,7 @@ class InferenceStream:
                         item = await receive.receive()
                     except (anyio.EndOfStream, anyio.ClosedResourceError):
                         return
-                if scope.cancelled_caught or item is SHUTDOWN:
+                if scope.cancelled_caught or item is SHUTDOWN or item is OVERFLOW:
                     return
                 if isinstance(item, AgentResponse) and is_terminal_payload(item.response):
                     return
