@@ -10,8 +10,9 @@ engine worker process), driven through the native NDJSON API. Blocks alternate b
 servers at each concurrency, and each prompt is new to both (no prompt-cache hits).
 
 The C++ ceiling is ``llama-batched-bench`` (no HTTP, no sampling) at 1, 4 and 8 sequences.
-Also printed: CPU seconds per generated token of the agent and of its worker, and their
-resident memory, read from /proc.
+Also printed: CPU time per generated token of the agent, its worker and the balancer, and
+resident memory, read from /proc. (The scheduler's Python share of a step is in
+benchmarks/engine.py, which reads the engine's statistics in-process.)
 """
 
 from __future__ import annotations
@@ -76,35 +77,42 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def same_llama_arguments() -> list[str]:
+    """What both llama.cpp tools get, matching our engine's context for the same GGUF."""
+    return [
+        "-m",
+        str(model_path()),
+        "-c",
+        str(CONTEXT),
+        "-b",
+        str(N_BATCH),
+        "-ub",
+        "512",  # the engine's n_ubatch: min(n_batch, 512)
+        "-t",
+        str(threads()),
+        "-tb",
+        str(threads()),
+        "-ctk",
+        "f16",
+        "-ctv",
+        "f16",
+        "--no-repack",
+    ]
+
+
 class LlamaServer:
     def __init__(self, binary: Path, log: Path) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [
                 str(binary),
-                "-m",
-                str(model_path()),
+                *same_llama_arguments(),
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
                 "--parallel",
                 str(SLOTS),
-                "-c",
-                str(CONTEXT),
-                "-b",
-                str(N_BATCH),
-                "-ub",
-                "512",
-                "-t",
-                str(threads()),
-                "-tb",
-                str(threads()),
-                "-ctk",
-                "f16",
-                "-ctv",
-                "f16",
-                "--no-repack",
                 "--no-webui",
             ],
             stdout=log.open("wb"),
@@ -251,29 +259,13 @@ def batched_bench(binary: Path) -> dict[int, float]:
     output = subprocess.run(
         [
             str(binary),
-            "-m",
-            str(model_path()),
-            "-c",
-            str(CONTEXT),
-            "-b",
-            str(N_BATCH),
-            "-ub",
-            "512",
+            *same_llama_arguments(),
             "-npp",
             "128",
             "-ntg",
             str(NEW_TOKENS),
             "-npl",
             "1,4,8",
-            "-t",
-            str(threads()),
-            "-tb",
-            str(threads()),
-            "-ctk",
-            "f16",
-            "-ctv",
-            "f16",
-            "--no-repack",
         ],
         capture_output=True,
         text=True,
@@ -300,7 +292,7 @@ async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> N
             await block(server.one, warm)
             await block(ours.one, warm)
             rows = []
-            agent_cpu = worker_cpu = 0.0
+            agent_cpu = worker_cpu = balancer_cpu = 0.0
             our_tokens = 0
             run = 1
             for c in concurrencies:
@@ -313,11 +305,16 @@ async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> N
                     run += 1
                     for name, side in (("server", server), ("ours", ours)):
                         await anyio.sleep(0.5)  # let the other side go idle
-                        before = (cpu_seconds(ours.agent.pid), cpu_seconds(ours.worker))
+                        before = (
+                            cpu_seconds(ours.agent.pid),
+                            cpu_seconds(ours.worker),
+                            cpu_seconds(ours.balancer.pid),
+                        )
                         tokens, seconds = await block(side.one, prompts)
                         if name == "ours":
                             agent_cpu += cpu_seconds(ours.agent.pid) - before[0]
                             worker_cpu += cpu_seconds(ours.worker) - before[1]
+                            balancer_cpu += cpu_seconds(ours.balancer.pid) - before[2]
                             our_tokens += tokens
                         totals[name][0] += tokens
                         totals[name][1] += seconds
@@ -338,7 +335,8 @@ async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> N
     print("(tokens/s, aggregate over the streams; batched-bench: S_TG, no HTTP)")
     print(
         f"\nagent CPU s per generated token: {agent_cpu / our_tokens * 1000:.2f} ms; "
-        f"worker: {worker_cpu / our_tokens * 1000:.2f} ms"
+        f"worker: {worker_cpu / our_tokens * 1000:.2f} ms; "
+        f"balancer: {balancer_cpu / our_tokens * 1000:.2f} ms"
     )
     print(
         f"resident memory: agent {memory[0]:.0f} MiB, worker {memory[1]:.0f} MiB, "
