@@ -62,7 +62,7 @@ def in_band_server_errors(response: requests.Response) -> list[str]:
     found = []
     content_type = response.headers.get("content-type", "")
     if "text/event-stream" in content_type:
-        for line in response.text.splitlines():
+        for line in response.text.split("\n"):
             if not line.startswith("data:") or line.strip() == "data: [DONE]":
                 continue
             event = json.loads(line[5:])
@@ -70,7 +70,7 @@ def in_band_server_errors(response: requests.Response) -> list[str]:
             if isinstance(error, dict) and error.get("type", error.get("code")) == "server_error":
                 found.append(line)
     elif response.status_code == 200 and "application/json" in content_type:
-        lines = [line for line in response.text.splitlines() if line.strip()]
+        lines = [line for line in response.text.split("\n") if line.strip()]
         for line in lines if len(lines) > 1 or line_is_envelope(lines) else []:
             message = json.loads(line)
             if "Error" in message and message["Error"]["error"]["code"] >= 500:
