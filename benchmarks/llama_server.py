@@ -243,9 +243,12 @@ async def block(
     async def client_loop(client: httpx.AsyncClient, mine: Sequence[str]) -> None:
         nonlocal tokens
         for prompt in mine:
-            tokens += await one(client, prompt)
+            generated = await one(client, prompt)  # not `tokens += await`: that reads
+            tokens += generated  # tokens before the await and loses the others' counts
 
-    limits = httpx.Limits(max_connections=64)
+    # A new connection per request on both sides: llama-server closes idle keep-alive
+    # connections after a few seconds, which a pooled client would hit mid-run.
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:
