@@ -79,11 +79,14 @@ class LlamaEngine:
         self._worker: WorkerProcess | None = None
         self._ids = itertools.count(1)
         self._streams: dict[int, tuple[MemoryObjectSendStream[Result], bool]] = {}
+        self._abandoned: set[int] = set()
         self._counters = Counters()
         self._closing = False
         self._crash: str | None = None
         self._stopped = anyio.Event()
         self._ready = anyio.Event()
+        self._progress: float | None = None
+        self._progress_changed = anyio.Event()
         self._load_error: Exception | None = None
         self._on_progress: Callable[[float], None] | None = None
         self._idle = anyio.Event()
@@ -170,7 +173,7 @@ class LlamaEngine:
         engine._worker = worker
         try:
             worker.send(request)
-            await engine._ready.wait()
+            await engine._wait_loaded()
         except BaseException:
             worker.kill()  # a cancelled load: the worker has nothing to finish
             with anyio.CancelScope(shield=True):
@@ -180,6 +183,18 @@ class LlamaEngine:
         if engine._load_error is not None:
             raise engine._load_error
         return engine
+
+    async def _wait_loaded(self) -> None:
+        """Until the worker is ready or failed, calling ``on_progress`` from this task (so a
+        callback that cancels the load's scope hears no more after it)."""
+        reported: float | None = None
+        while not self._ready.is_set():
+            await self._progress_changed.wait()  # also set once ready, failed or dead
+            self._progress_changed = anyio.Event()
+            if self._on_progress is not None and self._progress not in (None, reported):
+                reported = self._progress
+                self._on_progress(reported)
+                await anyio.lowlevel.checkpoint()  # a callback that cancelled us stops here
 
     # -- requests --------------------------------------------------------------------------
     def generate(
@@ -235,8 +250,9 @@ class LlamaEngine:
             elif isinstance(message, LoadFailed):
                 self._load_error = message.error
                 self._ready.set()
-        if progress is not None and self._on_progress is not None:
-            self._on_progress(progress)
+        if progress is not None:
+            self._progress = progress
+        self._progress_changed.set()
 
     def _deliver(self, outbox: Outbox) -> None:
         """Hand each request its results, never blocking."""
@@ -245,12 +261,22 @@ class LlamaEngine:
             if entry is None:
                 continue
             send = entry[0]
+            if request_id in self._abandoned:  # cancelled; its slot is busy until this ends
+                if terminal:
+                    self._abandoned.discard(request_id)
+                    self._end_stream(request_id)
+                continue
             try:
                 for result in results:
                     send.send_nowait(result)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
-                terminal = True  # the consumer is gone or stuck: stop spending the batch on it
-                self._send(Cancel(request_id))
+                # The consumer is gone or stuck: stop spending the batch on it, and count it
+                # in flight until the worker confirms (its terminal), so wait_idle means idle.
+                send.close()
+                if not terminal:
+                    self._abandoned.add(request_id)
+                    self._send(Cancel(request_id))
+                    continue
             if terminal:
                 self._end_stream(request_id)
 
@@ -270,6 +296,7 @@ class LlamaEngine:
         if not self._ready.is_set():
             self._load_error = EngineCrashed(how)
             self._ready.set()
+            self._progress_changed.set()
         elif not self._closing and self._load_error is None:
             self._crash = how
             logger.error(
@@ -282,6 +309,7 @@ class LlamaEngine:
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
                     pass
             self._end_stream(request_id)
+        self._abandoned.clear()
         self._stopped.set()
 
     def _crashed_result(self, embedding: bool) -> Result:
