@@ -53,6 +53,19 @@ GenerationParams = ContinueFromConversationHistoryParams | ContinueFromRawPrompt
 _extra_buffer_types_fault: str | None = None  # once they crashed a worker of this process
 
 
+def _monotonic(on_progress: Callable[[float], None] | None) -> Callable[[float], None] | None:
+    if on_progress is None:
+        return None
+    highest = [-1.0]
+
+    def report(value: float) -> None:
+        if value > highest[0]:
+            highest[0] = value
+            on_progress(value)
+
+    return report
+
+
 class LlamaEngine:
     """One model in one worker process, with `slots` sequences in one llama context.
 
@@ -127,6 +140,7 @@ class LlamaEngine:
             log_level=logging.getLogger("paddler").getEffectiveLevel(),
         )
         global _extra_buffer_types_fault
+        on_progress = _monotonic(on_progress)  # a retried load does not go back to 0
         if extra_buffer_types and _extra_buffer_types_fault is not None:
             # They crashed a worker of this process before: do not crash every load.
             request = attrs.evolve(request, extra_buffer_types=False)
@@ -188,13 +202,16 @@ class LlamaEngine:
         """Until the worker is ready or failed, calling ``on_progress`` from this task (so a
         callback that cancels the load's scope hears no more after it)."""
         reported: float | None = None
-        while not self._ready.is_set():
-            await self._progress_changed.wait()  # also set once ready, failed or dead
-            self._progress_changed = anyio.Event()
+        while True:
+            ready = self._ready.is_set()
             if self._on_progress is not None and self._progress not in (None, reported):
                 reported = self._progress
                 self._on_progress(reported)
                 await anyio.lowlevel.checkpoint()  # a callback that cancelled us stops here
+            if ready:
+                return
+            await self._progress_changed.wait()  # also set once ready, failed or dead
+            self._progress_changed = anyio.Event()
 
     # -- requests --------------------------------------------------------------------------
     def generate(
