@@ -30,10 +30,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
+import attrs
 import httpx
 
 from anchor_build import build
 from engine import model_path, raw_prompt, threads
+from paddler.wire import (
+    BalancerDesiredState,
+    InferenceParameters,
+    KvCacheDtype,
+    LocalToAgentModel,
+    converter,
+)
 
 NEW_TOKENS = 128
 SLOTS = 4
@@ -176,34 +184,20 @@ class Ours:
             stdout=(log_dir / "agent.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        parameters = {
-            "n_batch": N_BATCH,
-            "context_size": CONTEXT,
-            "embedding_batch_size": 256,
-            "enable_embeddings": False,
-            "image_resize_to_fit": 1024,
-            "k_cache_dtype": "F16",
-            "v_cache_dtype": "F16",
-            "min_p": 0.0,
-            "n_gpu_layers": 0,
-            "penalty_frequency": 0.0,
-            "penalty_last_n": -1,
-            "penalty_presence": 0.0,
-            "penalty_repeat": 1.0,
-            "pooling_type": "Last",
-            "temperature": 0.0,
-            "top_k": 1,
-            "top_p": 1.0,
-        }
-        state = {
-            "chat_template_override": None,
-            "inference_parameters": parameters,
-            "model": {"LocalToAgent": str(model_path())},
-            "multimodal_projection": "None",
-            "use_chat_template_override": False,
-        }
+        parameters = attrs.evolve(
+            InferenceParameters.deterministic(),
+            n_batch=N_BATCH,
+            context_size=CONTEXT,
+            k_cache_dtype=KvCacheDtype.F16,
+            v_cache_dtype=KvCacheDtype.F16,
+        )
+        state = BalancerDesiredState(
+            model=LocalToAgentModel(str(model_path())), inference_parameters=parameters
+        )
         management = f"http://127.0.0.1:{self.management}"
-        response = httpx.put(f"{management}/api/v1/balancer_desired_state", json=state)
+        response = httpx.put(
+            f"{management}/api/v1/balancer_desired_state", content=converter.dumps(state)
+        )
         response.raise_for_status()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
