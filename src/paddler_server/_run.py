@@ -67,6 +67,7 @@ class AgentOptions:
     slots: int
     name: str | None = None
     extra_buffer_types: bool = True
+    threads: int | None = None
     engine_stall_timeout: float | None = None
     drain_timeout: float = 300.0
 
@@ -302,6 +303,7 @@ async def run_agent(options: AgentOptions, shutdown: anyio.Event) -> None:
         slots=options.slots,
         name=options.name,
         extra_buffer_types=options.extra_buffer_types,
+        threads=options.threads,
         engine_stall_timeout=options.engine_stall_timeout,
         drain_timeout=options.drain_timeout,
     )

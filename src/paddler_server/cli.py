@@ -251,6 +251,15 @@ def balancer(
     "--no-repack does. Without it the agent still falls back by itself when they crash.",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for llama.cpp (default: half the CPUs, at least 2). Several agents on "
+    "one machine should split its cores: llama.cpp's threads spin while they wait, and two "
+    "engines that together want more threads than there are cores slow each other down "
+    "many times over.",
+)
+@click.option(
     "--engine-stall-timeout",
     type=click.FloatRange(min=5.0),
     default=120.0,
@@ -280,6 +289,7 @@ def agent(
     slots: int,
     name: str | None,
     no_repack: bool,
+    threads: int | None,
     engine_stall_timeout: float,
     drain_timeout: float,
     max_download_size: int,
@@ -298,6 +308,7 @@ def agent(
         slots=slots,
         name=name,
         extra_buffer_types=not no_repack,
+        threads=threads,
         engine_stall_timeout=engine_stall_timeout,
         drain_timeout=drain_timeout,
     )

@@ -173,6 +173,10 @@ class Cluster:
             str(slots),
             "--name",
             name,
+            # One llama.cpp thread each: the suite runs several engines at once on 2 cores, and
+            # llama.cpp's spinning threads slow each other down many times when oversubscribed.
+            "--threads",
+            "1",
         ]
         process = Process(args, self.tmp / f"agent-{name}.log")
         self.agents[name] = process

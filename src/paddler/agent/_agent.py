@@ -69,6 +69,9 @@ class AgentConfig:
     #: False turns off llama.cpp's optional CPU kernels (AMX, repacking), like
     #: ``llama-server --no-repack``; the engine also falls back by itself when they crash.
     extra_buffer_types: bool = True
+    #: llama.cpp's CPU threads (None: the engine's default). Agents sharing a machine should
+    #: split its cores between them: llama.cpp's threads spin while they wait.
+    threads: int | None = None
     #: Kill an engine worker that is busy but silent this long (None: the engine's default).
     engine_stall_timeout: float | None = None
     #: A swap waits this long for requests in flight, then stops them (they end with Done).

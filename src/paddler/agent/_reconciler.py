@@ -254,6 +254,8 @@ class Reconciler:
         options: dict[str, Any] = {}  # only what differs: custom loaders need not know them
         if not agent.config.extra_buffer_types:
             options["extra_buffer_types"] = False
+        if agent.config.threads is not None:
+            options["threads"] = agent.config.threads
         if agent.config.engine_stall_timeout is not None:
             options["stall_timeout"] = agent.config.engine_stall_timeout
         try:

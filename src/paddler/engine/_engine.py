@@ -89,6 +89,8 @@ class LlamaEngine:
         self.metadata: dict[str, str] = {}
         self.model_chat_template: str | None = None
         self.n_ctx = 0
+        #: llama.cpp's CPU threads, as the loaded context reports them.
+        self.threads = 0
         self._worker: WorkerProcess | None = None
         self._ids = itertools.count(1)
         self._streams: dict[int, tuple[MemoryObjectSendStream[Result], bool]] = {}
@@ -117,6 +119,7 @@ class LlamaEngine:
         on_progress: Callable[[float], None] | None = None,
         prompt_cache: bool = True,
         extra_buffer_types: bool = True,
+        threads: int | None = None,
         stall_timeout: float = STALL_TIMEOUT,
     ) -> LlamaEngine:
         """Start a worker and load the model in it; cancelling the caller kills the worker.
@@ -127,9 +130,12 @@ class LlamaEngine:
         loads or warms up, the load is retried once without them; `extra_buffer_types_fault`
         then says why. A worker that serves requests but sends nothing for `stall_timeout`
         seconds (it reports every second between steps) is killed, as if it had crashed.
+        `threads` is llama.cpp's CPU thread count (default: half the CPUs, at least 2).
         """
         if slots < 1 or slots > parameters.n_batch:
             raise SlotCannotStart(f"slots must be between 1 and n_batch, got {slots}")
+        if threads is not None and threads < 1:
+            raise SlotCannotStart(f"threads must be at least 1, got {threads}")
         request = LoadModel(
             path=os.fspath(model_path),
             parameters=parameters,
@@ -137,6 +143,7 @@ class LlamaEngine:
             template_override=chat_template_override,
             prompt_cache=prompt_cache,
             extra_buffer_types=extra_buffer_types,
+            threads=threads,
             log_level=logging.getLogger("paddler").getEffectiveLevel(),
         )
         global _extra_buffer_types_fault
@@ -263,6 +270,7 @@ class LlamaEngine:
                 self.metadata = message.metadata
                 self.model_chat_template = message.metadata.get("tokenizer.chat_template")
                 self.n_ctx = message.n_ctx
+                self.threads = message.threads
                 self._ready.set()
             elif isinstance(message, LoadFailed):
                 self._load_error = message.error

@@ -278,6 +278,7 @@ class LlamaContext:
         self.n_ctx_seq: int = llama_cpp.llama_n_ctx_seq(handle)
         # llama.cpp clamps n_batch to n_ctx for causal models; a bigger batch aborts the process.
         self.n_batch: int = llama_cpp.llama_n_batch(handle)
+        self.n_threads: int = llama_cpp.llama_n_threads(handle)
         self.kv_unified = bool(params.kv_unified)
         self.n_vocab = model.n_vocab
         self.n_embd = model.n_embd

@@ -36,6 +36,7 @@ def load_blocking(
     progress: Callable[[float], bool],
     cancelled: threading.Event,
     extra_buffer_types: bool = True,
+    threads: int | None = None,
 ) -> LoadedModel | None:
     """The whole load, blocking; None when it was cancelled.
 
@@ -76,7 +77,7 @@ def load_blocking(
                 n_ctx=parameters.context_size,
                 n_batch=parameters.n_batch,
                 n_seq_max=slots,
-                n_threads=default_threads(),
+                n_threads=threads or default_threads(),
                 type_k=parameters.k_cache_dtype.value,
                 type_v=parameters.v_cache_dtype.value,
                 embeddings=parameters.enable_embeddings,

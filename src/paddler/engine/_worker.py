@@ -194,6 +194,7 @@ def run(in_fd: int, out_fd: int) -> None:
             progress=progress,
             cancelled=threading.Event(),
             extra_buffer_types=command.extra_buffer_types,
+            threads=command.threads,
         )
     except ModelLoadError as exc:
         channel.send(LoadFailed(exc))
@@ -206,7 +207,7 @@ def run(in_fd: int, out_fd: int) -> None:
     assert loaded is not None  # never cancelled: the engine kills the worker instead
     if fault == "extra_buffer_types" and command.extra_buffer_types:
         _crash()
-    channel.send(ModelReady(metadata=loaded.metadata, n_ctx=loaded.ctx.n_ctx))
+    channel.send(ModelReady(metadata=loaded.metadata, n_ctx=loaded.ctx.n_ctx, threads=loaded.ctx.n_threads))
     kind, _, marker = fault.partition(":")
     source: PipeChannel | FaultOnPrompt = channel
     if kind in ("prompt", "hang") and marker:

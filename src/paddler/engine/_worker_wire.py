@@ -29,6 +29,7 @@ class LoadModel:
     template_override: str | None
     prompt_cache: bool
     extra_buffer_types: bool
+    threads: int | None  # None: the worker's default (half the CPUs, at least 2)
     log_level: int
 
 
@@ -43,6 +44,7 @@ class ModelReady:
 
     metadata: dict[str, str]
     n_ctx: int
+    threads: int
 
 
 @attrs.frozen

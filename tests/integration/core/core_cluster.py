@@ -55,7 +55,12 @@ async def agents(name: str, count: int, *, slots: int = 1) -> AsyncIterator[list
         started = []
         for index in range(count):
             config = AgentConfig(
-                management_url=f"inproc://{name}", slots=slots, name=f"agent-{index}"
+                management_url=f"inproc://{name}",
+                slots=slots,
+                name=f"agent-{index}",
+                # Several engines decode at once here: one llama.cpp thread each, or their
+                # spinning threads slow each other down many times over on 2 cores.
+                threads=1 if count > 1 else None,
             )
             started.append(await stack.enter_async_context(Agent(config)))
         yield started

@@ -41,5 +41,6 @@ async def test_swap_under_load_loses_no_request(model_path: Path) -> None:
         assert len(results) == 8
         for agent in started:
             assert agent.engine.parameters.context_size == 2048
+            assert agent.engine.threads == 1  # the agent's thread count survives the swap
         after = await collect(balancer)
         assert isinstance(after[-1].response, Done)

@@ -131,6 +131,20 @@ async def test_the_explicit_switch_loads_without_the_extra_kernels(
         assert done(results).usage.completion_tokens == 4
 
 
+async def test_the_thread_count_reaches_llama_cpp(model_path: Path) -> None:
+    """Agents sharing a machine split its cores; the count must reach llama.cpp's context."""
+    async with await LlamaEngine.load(
+        model_path, InferenceParameters.deterministic(), slots=1, threads=1
+    ) as engine:
+        assert engine.threads == 1
+        results = await collect(engine.generate(chat(("user", "Say hi."), max_tokens=4)))
+        assert done(results).usage.completion_tokens == 4
+    async with await LlamaEngine.load(
+        model_path, InferenceParameters.deterministic(), slots=1
+    ) as engine:
+        assert engine.threads == max(2, (os.cpu_count() or 2) // 2)
+
+
 async def test_a_worker_that_stops_answering_is_killed_after_its_deadline(
     model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
