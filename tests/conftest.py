@@ -24,3 +24,11 @@ def model_path() -> Path:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def projector_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight mmproj for the demo model (16 tokens per image), made per run."""
+    from paddler.testing.make_projector import write_projector
+
+    return write_projector(tmp_path_factory.mktemp("projector") / "mmproj.gguf")

@@ -38,6 +38,8 @@ from paddler.wire import (
     EngineWorkerCrashed,
     ExtraBufferTypesDisabled,
     ModelCannotBeLoaded,
+    ModelFileDoesNotExist,
+    MultimodalProjectionCannotBeLoaded,
     NoModel,
     SlotCannotStart,
     UnableToFindChatTemplate,
@@ -74,6 +76,8 @@ def load_issue(exc: Exception, model_path: str) -> AgentIssue:
         )
     if isinstance(exc, engine.SlotCannotStart):
         return SlotCannotStart(error=str(getattr(exc, "error", exc)), slot_index=0)
+    if isinstance(exc, engine.MultimodalProjectionCannotBeLoaded):
+        return MultimodalProjectionCannotBeLoaded(model_path=str(getattr(exc, "path", model_path)))
     return ModelCannotBeLoaded(model_path=model_path)
 
 
@@ -210,13 +214,40 @@ class Reconciler:
             with anyio.CancelScope(shield=True):
                 await engine.aclose()
 
+    async def _resolve_projection(
+        self, state: AgentDesiredState, progress: Callable[[DownloadProgress], None]
+    ) -> Path:
+        """The mmproj as a local file, fetched like the model (spec §5.3). A local file that
+        is missing is ``MultimodalProjectionCannotBeLoaded``, as Paddler reports it."""
+        agent = self._agent
+        try:
+            path = await resolve_model(
+                state.multimodal_projection,
+                on_progress=progress,
+                cache_dir=agent.config.cache_dir,
+                progress_bar=agent.config.progress_bar,
+            )
+        except ModelSourceError as exc:
+            if isinstance(exc.issue, ModelFileDoesNotExist):
+                raise ModelSourceError(
+                    MultimodalProjectionCannotBeLoaded(model_path=exc.issue.model_path),
+                    f"multimodal projection {exc.issue.model_path} does not exist on this agent",
+                ) from exc
+            raise
+        assert path is not None  # not NoModel
+        agent.status.update(
+            download_current=0,
+            download_total=0,
+            download_filename=None,
+            download_indeterminate=False,
+        )
+        return path
+
     async def _attempt(self, state: AgentDesiredState) -> bool | None:
         """True when applied, False to retry, None when retrying cannot help."""
         agent = self._agent
         status = agent.status
         label = model_source_label(state.model)
-        if not isinstance(state.multimodal_projection, NoModel):
-            logger.warning("multimodal projections are not supported yet; ignoring it")
 
         def progress(update: DownloadProgress) -> None:
             status.update(
@@ -252,6 +283,14 @@ class Reconciler:
             )
             return True
         options: dict[str, Any] = {}  # only what differs: custom loaders need not know them
+        if not isinstance(state.multimodal_projection, NoModel):
+            try:
+                projection = await self._resolve_projection(state, progress)
+            except ModelSourceError as exc:
+                logger.warning("multimodal projection source failed: %s", exc)
+                status.update(issues=issues_after(status.issues, SourceFailed(exc.issue)))
+                return False if exc.retryable else None
+            options["multimodal_projection"] = projection
         if not agent.config.extra_buffer_types:
             options["extra_buffer_types"] = False
         if agent.config.threads is not None:

@@ -5,6 +5,7 @@ from paddler.engine._errors import (
     ChatTemplateDoesNotCompile,
     ModelCannotBeLoaded,
     ModelLoadError,
+    MultimodalProjectionCannotBeLoaded,
     SlotCannotStart,
     UnableToFindChatTemplate,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LlamaEngine",
     "ModelCannotBeLoaded",
     "ModelLoadError",
+    "MultimodalProjectionCannotBeLoaded",
     "ResultStream",
     "SamplingOverrides",
     "Slot",

@@ -91,6 +91,8 @@ class LlamaEngine:
         self.n_ctx = 0
         #: llama.cpp's CPU threads, as the loaded context reports them.
         self.threads = 0
+        #: Whether a multimodal projection is loaded (requests may carry images).
+        self.multimodal = False
         self._worker: WorkerProcess | None = None
         self._ids = itertools.count(1)
         self._streams: dict[int, tuple[MemoryObjectSendStream[Result], bool]] = {}
@@ -121,6 +123,7 @@ class LlamaEngine:
         extra_buffer_types: bool = True,
         threads: int | None = None,
         stall_timeout: float = STALL_TIMEOUT,
+        multimodal_projection: str | os.PathLike[str] | None = None,
     ) -> LlamaEngine:
         """Start a worker and load the model in it; cancelling the caller kills the worker.
 
@@ -131,6 +134,9 @@ class LlamaEngine:
         then says why. A worker that serves requests but sends nothing for `stall_timeout`
         seconds (it reports every second between steps) is killed, as if it had crashed.
         `threads` is llama.cpp's CPU thread count (default: half the CPUs, at least 2).
+        `multimodal_projection` is an mmproj GGUF for this model, loaded through llama.cpp's
+        mtmd so that requests may carry images; one that cannot load raises
+        `MultimodalProjectionCannotBeLoaded`.
         """
         if slots < 1 or slots > parameters.n_batch:
             raise SlotCannotStart(f"slots must be between 1 and n_batch, got {slots}")
@@ -145,6 +151,9 @@ class LlamaEngine:
             extra_buffer_types=extra_buffer_types,
             threads=threads,
             log_level=logging.getLogger("paddler").getEffectiveLevel(),
+            projector_path=(
+                os.fspath(multimodal_projection) if multimodal_projection is not None else None
+            ),
         )
         global _extra_buffer_types_fault
         on_progress = _monotonic(on_progress)  # a retried load does not go back to 0
@@ -271,6 +280,7 @@ class LlamaEngine:
                 self.model_chat_template = message.metadata.get("tokenizer.chat_template")
                 self.n_ctx = message.n_ctx
                 self.threads = message.threads
+                self.multimodal = message.multimodal
                 self._ready.set()
             elif isinstance(message, LoadFailed):
                 self._load_error = message.error

@@ -27,6 +27,18 @@ class ChatTemplateDoesNotCompile(ModelLoadError):
         return type(self), (self.error, self.template)  # it crosses the worker's pipe
 
 
+class MultimodalProjectionCannotBeLoaded(ModelLoadError):
+    """mtmd could not load the multimodal projection (mmproj) for this model."""
+
+    def __init__(self, error: str, path: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.path = path
+
+    def __reduce__(self) -> tuple[type[MultimodalProjectionCannotBeLoaded], tuple[str, str]]:
+        return type(self), (self.error, self.path)  # it crosses the worker's pipe
+
+
 class SlotCannotStart(ModelLoadError):
     """The llama context (and so every slot) could not be created."""
 

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import attrs
 
-from paddler.engine._errors import ModelCannotBeLoaded, SlotCannotStart, UnableToFindChatTemplate
+from paddler.engine._errors import (
+    ModelCannotBeLoaded,
+    MultimodalProjectionCannotBeLoaded,
+    SlotCannotStart,
+    UnableToFindChatTemplate,
+)
 from paddler.engine._llama import Batch, LlamaContext, LlamaError, LlamaModel
+from paddler.engine._mtmd import Projector
 from paddler.engine._template import ChatTemplate
 from paddler.wire import InferenceParameters
 
@@ -25,6 +31,7 @@ class LoadedModel:
     ctx: LlamaContext
     template: ChatTemplate | None
     metadata: dict[str, str]
+    projector: Projector | None = None
 
 
 def load_blocking(
@@ -37,11 +44,13 @@ def load_blocking(
     cancelled: threading.Event,
     extra_buffer_types: bool = True,
     threads: int | None = None,
+    projector_path: Path | None = None,
 ) -> LoadedModel | None:
     """The whole load, blocking; None when it was cancelled.
 
     `extra_buffer_types=False` turns off llama.cpp's optional CPU kernels (AMX, weight
     repacking), as `llama-server --no-repack` does: they fault on some CPUs and VMs.
+    `projector_path` is a multimodal projection (mmproj) loaded through mtmd for images.
     """
     if not path.is_file():
         raise ModelCannotBeLoaded(f"model file does not exist: {path}")
@@ -56,6 +65,7 @@ def load_blocking(
         if cancelled.is_set():
             return None
         raise ModelCannotBeLoaded(str(exc)) from exc
+    projector: Projector | None = None
     try:
         metadata = model.metadata()
         template: ChatTemplate | None = None
@@ -71,13 +81,15 @@ def load_blocking(
         if cancelled.is_set():
             model.free()
             return None
+        n_threads = threads or default_threads()
+        projector = _load_projector(projector_path, model, n_threads)
         try:
             ctx = LlamaContext(
                 model,
                 n_ctx=parameters.context_size,
                 n_batch=parameters.n_batch,
                 n_seq_max=slots,
-                n_threads=threads or default_threads(),
+                n_threads=n_threads,
                 type_k=parameters.k_cache_dtype.value,
                 type_v=parameters.v_cache_dtype.value,
                 embeddings=parameters.enable_embeddings,
@@ -88,12 +100,31 @@ def load_blocking(
         _warm_up(model, ctx, slots)
         if cancelled.is_set():
             ctx.free()
+            if projector is not None:
+                projector.free()
             model.free()
             return None
     except BaseException:
+        if projector is not None:
+            projector.free()
         model.free()
         raise
-    return LoadedModel(model=model, ctx=ctx, template=template, metadata=metadata)
+    return LoadedModel(
+        model=model, ctx=ctx, template=template, metadata=metadata, projector=projector
+    )
+
+
+def _load_projector(path: Path | None, model: LlamaModel, n_threads: int) -> Projector | None:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise MultimodalProjectionCannotBeLoaded(
+            f"multimodal projection file does not exist: {path}", str(path)
+        )
+    try:
+        return Projector.load(path, model, n_threads=n_threads)
+    except LlamaError as exc:
+        raise MultimodalProjectionCannotBeLoaded(str(exc), str(path)) from exc
 
 
 def _warm_up(model: LlamaModel, ctx: LlamaContext, slots: int) -> None:

@@ -13,6 +13,7 @@ from paddler.engine._classifier import (
 )
 from paddler.engine._grammar import make_grammar_sampler
 from paddler.engine._llama import GrammarSampler, LlamaModel
+from paddler.engine._mtmd import Projector
 from paddler.engine._request import ActiveRequest
 from paddler.engine._sampling import RequestSampler, SamplingOverrides, SamplingSettings
 from paddler.engine._template import ChatTemplate, TemplateRenderError, message_to_template
@@ -41,6 +42,8 @@ class PrepareContext:
     n_ctx: int
     #: KV cells one request may fill (``LlamaContext.n_ctx_seq``); None = ``n_ctx``.
     n_ctx_seq: int | None = None
+    #: The multimodal projection, when one is loaded: requests may then carry images.
+    projector: Projector | None = None
 
     @property
     def prompt_limit(self) -> int:

@@ -195,6 +195,7 @@ def run(in_fd: int, out_fd: int) -> None:
             cancelled=threading.Event(),
             extra_buffer_types=command.extra_buffer_types,
             threads=command.threads,
+            projector_path=Path(command.projector_path) if command.projector_path else None,
         )
     except ModelLoadError as exc:
         channel.send(LoadFailed(exc))
@@ -207,7 +208,14 @@ def run(in_fd: int, out_fd: int) -> None:
     assert loaded is not None  # never cancelled: the engine kills the worker instead
     if fault == "extra_buffer_types" and command.extra_buffer_types:
         _crash()
-    channel.send(ModelReady(metadata=loaded.metadata, n_ctx=loaded.ctx.n_ctx, threads=loaded.ctx.n_threads))
+    channel.send(
+        ModelReady(
+            metadata=loaded.metadata,
+            n_ctx=loaded.ctx.n_ctx,
+            threads=loaded.ctx.n_threads,
+            multimodal=loaded.projector is not None,
+        )
+    )
     kind, _, marker = fault.partition(":")
     source: PipeChannel | FaultOnPrompt = channel
     if kind in ("prompt", "hang") and marker:
@@ -226,6 +234,7 @@ def run(in_fd: int, out_fd: int) -> None:
             parameters=command.parameters,
             n_ctx=loaded.ctx.n_ctx,
             n_ctx_seq=loaded.ctx.n_ctx_seq,
+            projector=loaded.projector,
         ),
         slots=command.slots,
         embeddings_enabled=command.parameters.enable_embeddings,

@@ -31,6 +31,7 @@ class LoadModel:
     extra_buffer_types: bool
     threads: int | None  # None: the worker's default (half the CPUs, at least 2)
     log_level: int
+    projector_path: str | None = None  # a multimodal projection (mmproj) for images
 
 
 @attrs.frozen
@@ -45,6 +46,7 @@ class ModelReady:
     metadata: dict[str, str]
     n_ctx: int
     threads: int
+    multimodal: bool = False  # a projector is loaded: the model takes images
 
 
 @attrs.frozen

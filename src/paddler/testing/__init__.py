@@ -1,0 +1,1 @@
+"""Helpers for testing Paddler itself on a machine without downloadable vision models."""
