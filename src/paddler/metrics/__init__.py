@@ -8,7 +8,7 @@ from ._prometheus import (
     BalancerMetrics,
     ClusterStatistics,
 )
-from ._statsd import StatsdReporter, statsd_datagram
+from ._statsd import StatsdReporter, statsd_datagrams, statsd_name
 
 __all__ = [
     "BUFFER_WAIT_BUCKETS",
@@ -18,5 +18,6 @@ __all__ = [
     "BalancerMetrics",
     "ClusterStatistics",
     "StatsdReporter",
-    "statsd_datagram",
+    "statsd_datagrams",
+    "statsd_name",
 ]

@@ -1,8 +1,9 @@
 """Prometheus metrics of one balancer, each ``BalancerMetrics`` in a registry of its own.
 
-Paddler's three cluster gauges keep their exact names and HELP texts; the histograms, counters
-and per-agent gauges are ours, to explain where latency goes (DESIGN §5.6). Every name is
-listed in ``docs/metrics.md``.
+Paddler's three cluster gauges keep their exact names and HELP texts, and like Paddler we print
+a gauge's whole value as an integer (``paddler_slots_total 8``, where prometheus_client would
+write ``8.0``); the histograms, counters and per-agent gauges are ours, to explain where
+latency goes (DESIGN §5.6). Every name is listed in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from paddler.wire import AgentControllerPoolSnapshot
 
@@ -65,9 +67,12 @@ class BalancerMetrics:
 
     def __init__(self, *, prefix: str = "paddler_") -> None:
         self.prefix = prefix
+        #: Every metric (the gauges too), for programs that read or export it themselves.
         self.registry = CollectorRegistry(auto_describe=True)
         self._snapshot = _SnapshotCollector(prefix)
         self.registry.register(self._snapshot)
+        #: Everything but the gauges, which ``render`` writes itself (integers as integers).
+        self._counted = CollectorRegistry(auto_describe=True)
         self._buffer_wait = Histogram(
             f"{prefix}buffer_wait_seconds",
             "Time requests waited in the balancer's buffer for a free slot",
@@ -110,6 +115,17 @@ class BalancerMetrics:
             "Responses cut off because their client read nothing for the write deadline",
             registry=self.registry,
         )
+        for collector in (
+            self._buffer_wait,
+            self._ttft,
+            self._itl,
+            self._prompt,
+            self._cached,
+            self._generated,
+            self._requests,
+            self._slow_clients,
+        ):
+            self._counted.register(collector)
 
     def __repr__(self) -> str:
         return f"<BalancerMetrics prefix={self.prefix!r}>"
@@ -151,7 +167,8 @@ class BalancerMetrics:
     ) -> bytes:
         """Every metric in the Prometheus text format, the three Paddler gauges first."""
         with self._snapshot.showing(statistics, agents):
-            return generate_latest(self.registry)
+            gauges = "".join(_gauge_text(family) for family in self._snapshot.collect())
+        return gauges.encode() + generate_latest(self._counted)
 
 
 class _SnapshotCollector(Collector):
@@ -238,6 +255,31 @@ class _SnapshotCollector(Collector):
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _number(value: float) -> str:
+    """A whole value as an integer (as Paddler prints its gauges), any other as Go prints it."""
+    if float(value).is_integer():
+        return str(int(value))
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _escape(text: str, *, quote: bool = False) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quote else text
+
+
+def _gauge_text(family: Metric) -> str:
+    """One gauge family in the text exposition format (version 0.0.4)."""
+    lines = [
+        f"# HELP {family.name} {_escape(family.documentation)}",
+        f"# TYPE {family.name} gauge",
+    ]
+    for sample in family.samples:
+        labels = ",".join(f'{k}="{_escape(v, quote=True)}"' for k, v in sample.labels.items())
+        name = f"{sample.name}{{{labels}}}" if labels else sample.name
+        lines.append(f"{name} {_number(sample.value)}")
+    return "\n".join(lines) + "\n"
 
 
 def _trim(window: deque[tuple[float, int]], now: float) -> None:

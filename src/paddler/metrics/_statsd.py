@@ -1,4 +1,11 @@
-"""Push Paddler's three cluster gauges to StatsD over UDP (spec §2.6)."""
+"""Push Paddler's three cluster gauges to StatsD over UDP (spec §2.6), byte for byte as Paddler.
+
+Paddler's StatsD client (the Rust ``cadence`` crate) writes ``<prefix>.<name>``: it strips any
+trailing dots from the prefix and adds exactly one, so the default prefix ``paddler_`` gives
+``paddler_.slots_processing`` (an empty prefix gives the bare name). It sends each gauge as a
+datagram of its own, ``name:value|g`` with no newline. We do the same, so a StatsD pipeline
+fed by Paddler keeps its metric names when the balancer is swapped for this one.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +17,26 @@ from anyio.abc import TaskStatus
 
 from ._prometheus import ClusterStatistics
 
-__all__ = ["StatsdReporter", "statsd_datagram"]
+__all__ = ["StatsdReporter", "statsd_datagrams", "statsd_name"]
 
 logger = logging.getLogger("paddler.metrics")
 
 
-def statsd_datagram(statistics: ClusterStatistics, *, prefix: str = "paddler_") -> bytes:
-    """The three gauges as one StatsD packet, one ``name:value|g`` line each."""
-    lines = (
-        f"{prefix}slots_processing:{statistics.slots_busy}|g",
-        f"{prefix}slots_total:{statistics.slots_total}|g",
-        f"{prefix}requests_buffered:{statistics.requests_buffered}|g",
+def statsd_name(prefix: str, name: str) -> str:
+    """``prefix`` and ``name`` joined as Paddler's client joins them (one dot between)."""
+    if not prefix:
+        return name
+    return f"{prefix.rstrip('.')}.{name}"
+
+
+def statsd_datagrams(statistics: ClusterStatistics, *, prefix: str = "paddler_") -> list[bytes]:
+    """The three gauges, one datagram each, in Paddler's order."""
+    gauges = (
+        ("slots_processing", statistics.slots_busy),
+        ("slots_total", statistics.slots_total),
+        ("requests_buffered", statistics.requests_buffered),
     )
-    return "\n".join(lines).encode("ascii")
+    return [f"{statsd_name(prefix, name)}:{int(value)}|g".encode() for name, value in gauges]
 
 
 class StatsdReporter:
@@ -61,7 +75,8 @@ class StatsdReporter:
             failing = False
             while True:
                 try:
-                    await sock.send(statsd_datagram(source(), prefix=self.prefix))
+                    for datagram in statsd_datagrams(source(), prefix=self.prefix):
+                        await sock.send(datagram)
                     failing = False
                 except (OSError, anyio.BrokenResourceError) as exc:  # ICMP port unreachable
                     if not failing:

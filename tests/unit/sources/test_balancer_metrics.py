@@ -51,20 +51,39 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def test_paddler_gauges_keep_their_names_help_and_order():
-    """The first lines are Paddler's exactly (values parse the same), with the given prefix."""
+    """The first lines are Paddler's exactly, integers printed as integers, with the prefix."""
     text = BalancerMetrics(prefix="cluster_").render(Statistics(), POOL).decode()
 
     assert text.splitlines()[:9] == [
         "# HELP cluster_slots_processing Number of processing slots",
         "# TYPE cluster_slots_processing gauge",
-        "cluster_slots_processing 3.0",
+        "cluster_slots_processing 3",
         "# HELP cluster_slots_total Number of total slots",
         "# TYPE cluster_slots_total gauge",
-        "cluster_slots_total 8.0",
+        "cluster_slots_total 8",
         "# HELP cluster_requests_buffered Number of buffered requests",
         "# TYPE cluster_requests_buffered gauge",
-        "cluster_requests_buffered 2.0",
+        "cluster_requests_buffered 2",
     ]
+
+
+def test_gauges_print_whole_values_as_integers_and_escape_labels():
+    """Per-agent gauges too: ``4``, not ``4.0``; a rate keeps its fraction; names are escaped."""
+    pool = AgentControllerPoolSnapshot(agents=(agent("a1", 'we"ird\\', total=4, busy=1),))
+    metrics = BalancerMetrics()
+    for _ in range(5):
+        metrics.record_generated_tokens("a1")
+    lines = metrics.render(Statistics(), pool).decode().splitlines()
+
+    labels = 'agent_id="a1",agent_name="we\\"ird\\\\"'
+    assert f"paddler_agent_slots_total{{{labels}}} 4" in lines
+    assert f"paddler_agent_tokens_per_second{{{labels}}} 0.5" in lines
+    assert (
+        samples(metrics.render(Statistics(), pool))[
+            ("paddler_agent_slots_total", (("agent_id", "a1"), ("agent_name", 'we"ird\\')))
+        ]
+        == 4
+    )
 
 
 def test_histograms_count_observations():

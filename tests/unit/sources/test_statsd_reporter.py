@@ -1,4 +1,8 @@
-"""StatsD: the three gauges arrive as datagrams at a UDP socket the test opens."""
+"""StatsD: the three gauges arrive as datagrams at a UDP socket the test opens.
+
+The expected bytes are Paddler's: its client (Rust ``cadence``) joins prefix and name with one
+dot and sends one datagram per gauge.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import anyio
 import pytest
 from attrs import define
 
-from paddler.metrics import StatsdReporter, statsd_datagram
+from paddler.metrics import StatsdReporter, statsd_datagrams, statsd_name
 
 pytestmark = pytest.mark.anyio
 
@@ -18,13 +22,34 @@ class Statistics:
     requests_buffered: int = 0
 
 
-def test_datagram_format():
-    assert statsd_datagram(Statistics(), prefix="p_") == (
-        b"p_slots_processing:1|g\np_slots_total:4|g\np_requests_buffered:0|g"
-    )
+def test_datagrams_are_one_gauge_each() -> None:
+    assert statsd_datagrams(Statistics(), prefix="p_") == [
+        b"p_.slots_processing:1|g",
+        b"p_.slots_total:4|g",
+        b"p_.requests_buffered:0|g",
+    ]
 
 
-async def test_gauges_arrive_every_interval():
+@pytest.mark.parametrize(
+    ("prefix", "name"),
+    [
+        ("paddler_", "paddler_.slots_total"),
+        ("paddler", "paddler.slots_total"),
+        ("paddler.", "paddler.slots_total"),
+        ("paddler...", "paddler.slots_total"),
+        ("", "slots_total"),
+    ],
+)
+def test_prefix_and_name_are_joined_with_one_dot(prefix: str, name: str) -> None:
+    assert statsd_name(prefix, "slots_total") == name
+
+
+async def receive_report(receiver: anyio.abc.UDPSocket) -> list[bytes]:
+    """The next three datagrams (one report): each is exactly one gauge."""
+    return [(await receiver.receive())[0] for _ in range(3)]
+
+
+async def test_gauges_arrive_every_interval() -> None:
     statistics = Statistics()
     async with await anyio.create_udp_socket(local_host="127.0.0.1") as receiver:
         port = receiver.extra(anyio.abc.SocketAttribute.local_port)
@@ -32,24 +57,24 @@ async def test_gauges_arrive_every_interval():
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 await tg.start(reporter.run, lambda: statistics)
-                first, _ = await receiver.receive()
+                first = await receive_report(receiver)
                 statistics.slots_busy = 3
                 statistics.requests_buffered = 7
                 while True:  # the next report after the change carries the new values
-                    later, _ = await receiver.receive()
+                    later = await receive_report(receiver)
                     if later != first:
                         break
                 tg.cancel_scope.cancel()
 
-    assert first.decode().splitlines() == [
-        "paddler_slots_processing:1|g",
-        "paddler_slots_total:4|g",
-        "paddler_requests_buffered:0|g",
+    assert first == [
+        b"paddler_.slots_processing:1|g",
+        b"paddler_.slots_total:4|g",
+        b"paddler_.requests_buffered:0|g",
     ]
-    assert later.decode().splitlines() == [
-        "paddler_slots_processing:3|g",
-        "paddler_slots_total:4|g",
-        "paddler_requests_buffered:7|g",
+    assert later == [
+        b"paddler_.slots_processing:3|g",
+        b"paddler_.slots_total:4|g",
+        b"paddler_.requests_buffered:7|g",
     ]
 
 
