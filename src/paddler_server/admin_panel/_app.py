@@ -22,6 +22,10 @@ _STATIC_DIR = Path(str(_PACKAGE / "static"))
 
 #: The pages of the panel; every one is the same shell, the script picks the view.
 PAGES: dict[str, str] = {"/": "dashboard", "/model": "model", "/prompt": "prompt"}
+#: What any other path shows. Like Paddler's ``GET /{anything}``, every path answers 200 with
+#: the shell (a bookmarked or mistyped link opens the panel), whose script says there is no
+#: such page and links to the real ones.
+NOT_FOUND_PAGE = "not-found"
 
 
 def _environment() -> jinja2.Environment:
@@ -52,6 +56,12 @@ def create_admin_panel_app(config: AdminPanelConfig) -> Litestar:
 
         return page
 
+    not_found = render_shell(config, NOT_FOUND_PAGE)
+
+    @get("/{path:path}", media_type=MediaType.HTML, name="page:any", sync_to_thread=False)
+    def any_page() -> Response[str]:
+        return Response(not_found, media_type=MediaType.HTML, headers=_NO_STORE)
+
     @get("/favicon.ico", sync_to_thread=False)
     def favicon_ico() -> Response[bytes]:
         return Response(favicon, media_type="image/svg+xml")
@@ -62,6 +72,7 @@ def create_admin_panel_app(config: AdminPanelConfig) -> Litestar:
 
     handlers: list[ControllerRouterHandler] = [make_page_handler(path) for path in PAGES]
     handlers += [
+        any_page,
         favicon_ico,
         health,
         # no-cache: revalidate (ETag) so an upgraded balancer never runs stale modules.

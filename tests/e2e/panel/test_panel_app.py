@@ -42,11 +42,23 @@ def test_pages_carry_the_cli_strings(client: TestClient[Litestar], path: str, pa
     assert 'data-management-addr="localhost:8060"' in html
     assert 'data-inference-addr="127.0.0.1:8061"' in html
     assert 'data-compat-openai-addr=""' in html
-    assert 'data-buffered-request-timeout="2500"' in html
+    assert 'data-buffered-request-timeout-millis="2500"' in html
     assert 'data-max-buffered-requests="7"' in html
     assert 'data-statsd-addr="statsd.internal:8125"' in html
     assert 'data-statsd-prefix="fleet_"' in html
-    assert 'data-statsd-reporting-interval="5000"' in html
+    assert 'data-statsd-reporting-interval-millis="5000"' in html
+
+
+@pytest.mark.parametrize("path", ["/agents", "/model/extra", "/a/b/c.html"])
+def test_any_other_path_is_the_shell(client: TestClient[Litestar], path: str) -> None:
+    """Paddler's catch-all route: every other path answers 200 with the shell (the script then
+    says there is no such page); assets and the favicon keep their own routes."""
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'data-page="not-found"' in response.text
+    assert 'data-management-addr="localhost:8060"' in response.text
+    assert client.get("/static/missing.js").status_code == 404
 
 
 def test_addresses_are_escaped() -> None:

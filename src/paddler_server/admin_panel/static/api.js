@@ -8,11 +8,11 @@ export const config = Object.freeze({
   managementAddr: root.dataset.managementAddr,
   inferenceAddr: root.dataset.inferenceAddr,
   compatOpenaiAddr: root.dataset.compatOpenaiAddr || null,
-  bufferedRequestTimeoutMs: Number(root.dataset.bufferedRequestTimeout),
+  bufferedRequestTimeoutMs: Number(root.dataset.bufferedRequestTimeoutMillis),
   maxBufferedRequests: Number(root.dataset.maxBufferedRequests),
   statsdAddr: root.dataset.statsdAddr || null,
   statsdPrefix: root.dataset.statsdPrefix,
-  statsdReportingIntervalMs: Number(root.dataset.statsdReportingInterval),
+  statsdReportingIntervalMs: Number(root.dataset.statsdReportingIntervalMillis),
 });
 
 /**

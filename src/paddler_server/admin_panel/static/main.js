@@ -2,10 +2,20 @@
 
 import { config, reportConnection } from "./api.js";
 import { mountDashboard } from "./dashboard.js";
+import { h } from "./dom.js";
 import { mountModel } from "./model.js";
 import { mountPrompt } from "./prompt.js";
 
-const views = { dashboard: mountDashboard, model: mountModel, prompt: mountPrompt };
+/** Any other path (the server answers every one with the shell, as Paddler does). */
+function mountNotFound(view) {
+  view.replaceChildren(
+    h("section", { class: "card", dataset: { role: "not-found" } },
+      h("h2", {}, "No such page"),
+      h("p", {}, `There is no page at ${location.pathname}. `,
+        h("a", { href: "/" }, "Open the dashboard"), ".")));
+}
+
+const views = { dashboard: mountDashboard, model: mountModel, prompt: mountPrompt, "not-found": mountNotFound };
 const view = document.getElementById("view");
 reportConnection("page", null);
 (views[config.page] ?? mountDashboard)(view);
