@@ -33,7 +33,8 @@ __all__ = [
 
 logger = logging.getLogger("paddler.balancer")
 
-#: The only version of the file format there is (``"version"`` key).
+#: The version we write (``"version"`` key). Like Paddler, reading accepts any version string:
+#: Paddler keeps it as an opaque string and reads the document the same whatever it says.
 FILE_FORMAT_VERSION = "1"
 
 
@@ -141,10 +142,8 @@ class FileStateStore(StateStore):
         if extra:
             raise self._invalid(f"unknown keys {', '.join(extra)}")
         version = document.get("version", FILE_FORMAT_VERSION)
-        if version != FILE_FORMAT_VERSION:
-            raise self._invalid(
-                f"unsupported version {version!r} (expected {FILE_FORMAT_VERSION!r})"
-            )
+        if not isinstance(version, str):
+            raise self._invalid(f"version must be a string, got {json.dumps(version)}")
         if "balancer_desired_state" not in document:
             raise self._invalid("the key balancer_desired_state is missing")
         try:

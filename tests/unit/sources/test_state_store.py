@@ -103,6 +103,16 @@ async def test_missing_version_defaults_to_1(tmp_path):
     assert await open_state_store(f"file://{path}").load() == custom_state()
 
 
+@pytest.mark.parametrize("version", ["2", "4.1.0", "", "anything"])
+async def test_any_version_string_is_read(tmp_path, version):
+    """As Paddler: the version is an opaque string; the document reads the same."""
+    path = tmp_path / "state.json"
+    wire = json.loads(converter.dumps(custom_state()))
+    path.write_text(json.dumps({"balancer_desired_state": wire, "version": version}))
+
+    assert await open_state_store(f"file://{path}").load() == custom_state()
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -110,7 +120,7 @@ async def test_missing_version_defaults_to_1(tmp_path):
         ("[]", "expected a JSON object"),
         ('{"balancer_desired_state": {}, "version": "1", "extra": 1}', "unknown keys extra"),
         ('{"version": "1"}', "balancer_desired_state is missing"),
-        ('{"balancer_desired_state": {}, "version": "2"}', "unsupported version '2'"),
+        ('{"balancer_desired_state": {}, "version": 2}', "version must be a string, got 2"),
         ('{"balancer_desired_state": {"model": "None"}, "version": "1"}', "balancer_desired_state"),
     ],
 )
