@@ -1,13 +1,17 @@
-"""Sort generated text into content, reasoning and tool-call sections by their markers.
+"""What every chat-format parser produces: sections, visible pieces and decided token counts.
 
-Markers (`<think>`, `</think>`, `<tool_call>`, `</tool_call>`) may span several tokens, so text
-that could still become a marker is held back until it is decided. Each token is counted once,
-in the section it was decided in; markers themselves are never emitted.
+A parser (one per model family, in `paddler.engine._formats`) sorts generated text into
+content, reasoning and tool-call sections by the family's markers. Markers may span several
+tokens, so text that could still become a marker is held back until it is decided. Each token
+is counted once, in the section it was decided in; markers themselves are never emitted.
+`UNDETERMINED` is the section a parser is in while it cannot yet tell (Paddler's
+`UndeterminableToken`). The stop-string filter lives here too: it works on visible text.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 import attrs
 
@@ -16,31 +20,22 @@ class Section(enum.Enum):
     CONTENT = "content"
     REASONING = "reasoning"
     TOOL_CALL = "tool_call"
-
-
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-TOOL_OPEN = "<tool_call>"
-TOOL_CLOSE = "</tool_call>"
-
-# marker -> (section it leads to, section its own tokens count for)
-_TRANSITIONS: dict[Section, dict[str, tuple[Section, Section]]] = {
-    Section.CONTENT: {
-        THINK_OPEN: (Section.REASONING, Section.REASONING),
-        TOOL_OPEN: (Section.TOOL_CALL, Section.TOOL_CALL),
-    },
-    Section.REASONING: {THINK_CLOSE: (Section.CONTENT, Section.REASONING)},
-    Section.TOOL_CALL: {TOOL_CLOSE: (Section.CONTENT, Section.TOOL_CALL)},
-}
+    UNDETERMINED = "undeterminable"
 
 
 @attrs.frozen
 class Piece:
-    """Visible text of one section; `closes_tool_call` marks the end of a tool-call section."""
+    """Visible text of one section.
+
+    A piece with `closes_tool_call` ends a tool-call section; its `call_text` is the whole
+    call as the format's call parser reads it (visible text, plus what the format keeps in
+    its markers, such as gpt-oss's recipient).
+    """
 
     section: Section
     text: str
     closes_tool_call: bool = False
+    call_text: str = ""
 
 
 @attrs.frozen
@@ -51,7 +46,7 @@ class ClassifiedStep:
     counts: tuple[tuple[Section, int], ...] = ()
 
 
-def _held_suffix(text: str, markers: list[str]) -> int:
+def held_suffix(text: str, markers: Iterable[str]) -> int:
     """Length of the longest suffix of `text` that is a proper prefix of a marker."""
     best = 0
     for marker in markers:
@@ -60,60 +55,6 @@ def _held_suffix(text: str, markers: list[str]) -> int:
                 best = n
                 break
     return best
-
-
-@attrs.define
-class TokenClassifier:
-    section: Section = Section.CONTENT
-    _held_text: str = ""
-    _held_tokens: int = 0
-
-    @property
-    def held_tokens(self) -> int:
-        return self._held_tokens
-
-    def feed(self, text: str, tokens: int = 1) -> ClassifiedStep:
-        """Feed the text of `tokens` tokens (usually one)."""
-        self._held_text += text
-        self._held_tokens += tokens
-        pieces: list[Piece] = []
-        counts: list[tuple[Section, int]] = []
-        while True:
-            transitions = _TRANSITIONS[self.section]
-            found = min(
-                ((self._held_text.find(m), m) for m in transitions if m in self._held_text),
-                default=None,
-            )
-            if found is None:
-                break
-            index, marker = found
-            if index > 0:
-                pieces.append(Piece(self.section, self._held_text[:index]))
-            if self.section is Section.TOOL_CALL:
-                pieces.append(Piece(Section.TOOL_CALL, "", closes_tool_call=True))
-            next_section, counted_as = transitions[marker]
-            if self._held_tokens:
-                counts.append((counted_as, self._held_tokens))
-                self._held_tokens = 0
-            self.section = next_section
-            self._held_text = self._held_text[index + len(marker) :]
-        keep = _held_suffix(self._held_text, list(_TRANSITIONS[self.section]))
-        visible = self._held_text[: len(self._held_text) - keep]
-        if visible:
-            pieces.append(Piece(self.section, visible))
-        self._held_text = self._held_text[len(self._held_text) - keep :]
-        if not keep and self._held_tokens:
-            counts.append((self.section, self._held_tokens))
-            self._held_tokens = 0
-        return ClassifiedStep(tuple(pieces), tuple(counts))
-
-    def flush(self) -> ClassifiedStep:
-        """At the end: whatever is held is plain text of the current section."""
-        pieces = (Piece(self.section, self._held_text),) if self._held_text else ()
-        counts = ((self.section, self._held_tokens),) if self._held_tokens else ()
-        self._held_text = ""
-        self._held_tokens = 0
-        return ClassifiedStep(pieces, counts)
 
 
 @attrs.define
@@ -133,7 +74,7 @@ class StopStringFilter:
             out = self._held[: min(hits)]
             self._held = ""
             return out, True
-        keep = _held_suffix(self._held, [*self.stops])
+        keep = held_suffix(self._held, self.stops)
         out = self._held[: len(self._held) - keep]
         self._held = self._held[len(self._held) - keep :]
         return out, False

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import weakref
+
 import attrs
 
-from paddler.engine._classifier import (
-    THINK_CLOSE,
-    THINK_OPEN,
-    Section,
-    StopStringFilter,
-    TokenClassifier,
-)
+from paddler.engine._classifier import StopStringFilter
+from paddler.engine._formats import ChatFormat, Detection, detect_chat_format
 from paddler.engine._grammar import make_grammar_sampler
 from paddler.engine._llama import GrammarSampler, LlamaModel
 from paddler.engine._mtmd import Projector
@@ -33,6 +31,31 @@ from paddler.wire import (
 
 GenerationParams = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
 
+logger = logging.getLogger("paddler.engine")
+
+_detections: weakref.WeakKeyDictionary[LlamaModel, dict[str | None, Detection]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def is_special_token(model: LlamaModel, text: str) -> bool:
+    """True when `text` is one special token of the model's vocabulary (not plain text)."""
+    special = model.tokenize(text, add_special=False, parse_special=True)
+    plain = model.tokenize(text, add_special=False, parse_special=False)
+    return len(special) == 1 and len(plain) > 1
+
+
+def chat_format_of(model: LlamaModel, template: ChatTemplate | None) -> Detection:
+    """The model's chat format, detected once per model and template (spec §6.5)."""
+    source = template.source if template is not None else None
+    per_model = _detections.setdefault(model, {})
+    found = per_model.get(source)
+    if found is None:
+        found = detect_chat_format(source, lambda text: is_special_token(model, text))
+        per_model[source] = found
+        logger.info("chat format: %s (%s)", found.format.name, found.reason)
+    return found
+
 
 @attrs.frozen
 class PrepareContext:
@@ -44,6 +67,10 @@ class PrepareContext:
     n_ctx_seq: int | None = None
     #: The multimodal projection, when one is loaded: requests may then carry images.
     projector: Projector | None = None
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        return chat_format_of(self.model, self.template).format
 
     @property
     def prompt_limit(self) -> int:
@@ -77,14 +104,6 @@ def _tokenize_prompt(model: LlamaModel, text: str) -> list[int]:
     return tokens
 
 
-def _starts_in_reasoning(prompt_text: str) -> bool:
-    """Templates of thinking models may open `<think>` themselves at the end of the prompt."""
-    tail = prompt_text.rstrip()
-    return tail.endswith(THINK_OPEN) or (
-        THINK_OPEN in tail[-200:] and THINK_CLOSE not in tail[tail.rfind(THINK_OPEN) :]
-    )
-
-
 def prepare(
     request_id: int,
     params: GenerationParams,
@@ -93,7 +112,7 @@ def prepare(
 ) -> ActiveRequest | GeneratedTokenResult:
     """The request ready for a slot, or the terminal result that ends it at once."""
     validators = None
-    start = Section.CONTENT
+    offers_tools = False
     if isinstance(params, ContinueFromConversationHistoryParams):
         if params.grammar is not None and params.enable_thinking:
             return GrammarIncompatibleWithThinking(
@@ -105,6 +124,7 @@ def prepare(
             return ToolSchemaInvalid(str(exc))
         if params.parse_tool_calls and params.tools:
             validators = compiled
+        offers_tools = bool(params.tools) and params.grammar is None
         if any(
             isinstance(part, ImageUrlPart)
             for m in params.conversation_history
@@ -126,8 +146,6 @@ def prepare(
             )
         except TemplateRenderError as exc:
             return ChatTemplateError(str(exc))
-        if params.enable_thinking and _starts_in_reasoning(text):
-            start = Section.REASONING
     else:
         text = params.raw_prompt
     too_long = _prompt_too_long(ctx.model, text, ctx.prompt_limit)
@@ -148,12 +166,15 @@ def prepare(
     settings = SamplingSettings.resolve(ctx.parameters, overrides)
     sampler = RequestSampler(settings, grammar, n_ctx=ctx.n_ctx, n_vocab=ctx.model.n_vocab)
     sampler.prime(prompt)
+    chat_format = ctx.chat_format
     return ActiveRequest(
         id=request_id,
         prompt=prompt,
         max_tokens=params.max_tokens,
         sampler=sampler,
-        classifier=TokenClassifier(section=start),
+        # primed with the prompt: a template that opens `<think>` starts the answer in it
+        classifier=chat_format.parser(tools=offers_tools, prompt=text),
         stop_filter=StopStringFilter(overrides.stop if overrides else ()),
         tool_validators=validators,
+        read_calls=chat_format.read_calls,
     )

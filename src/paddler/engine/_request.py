@@ -8,7 +8,9 @@ from collections.abc import Mapping
 import attrs
 import jsonschema.protocols
 
-from paddler.engine._classifier import Piece, Section, StopStringFilter, TokenClassifier
+from paddler.engine._classifier import Piece, Section, StopStringFilter
+from paddler.engine._formats import StreamParser, json_calls
+from paddler.engine._formats._calls import CallReader
 from paddler.engine._llama import LlamaModel
 from paddler.engine._sampling import RequestSampler
 from paddler.engine._tool_calls import parse_tool_calls
@@ -19,6 +21,7 @@ from paddler.wire import (
     ReasoningToken,
     TokenUsage,
     ToolCallToken,
+    UndeterminableToken,
 )
 
 
@@ -30,9 +33,11 @@ class ActiveRequest:
     prompt: list[int]
     max_tokens: int
     sampler: RequestSampler
-    classifier: TokenClassifier
+    classifier: StreamParser
     stop_filter: StopStringFilter
     tool_validators: Mapping[str, jsonschema.protocols.Validator | None] | None
+    #: The chat format's reader of a tool-call section's text.
+    read_calls: CallReader = json_calls
     cached_prompt_tokens: int = 0
     ingested: int = 0
     pending_token: int = -1
@@ -45,7 +50,7 @@ class ActiveRequest:
     _decoder: codecs.IncrementalDecoder = attrs.Factory(
         lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
-    _tool_text: list[str] = attrs.Factory(list)
+    _visible_kind: Section = Section.CONTENT
 
     @property
     def usage(self) -> TokenUsage:
@@ -101,16 +106,25 @@ class ActiveRequest:
                 self.content_tokens += n
             elif section is Section.REASONING:
                 self.reasoning_tokens += n
+            elif section is Section.UNDETERMINED:
+                self.undeterminable_tokens += n
             else:
                 self.tool_call_tokens += n
+
+    def _answer(self, text: str) -> None:
+        if text:
+            kind = ContentToken if self._visible_kind is Section.CONTENT else UndeterminableToken
+            self.outputs.append(kind(text))
 
     def _emit(self, pieces: tuple[Piece, ...]) -> bool:
         """Queue visible pieces; True when a stop string ended the request."""
         for piece in pieces:
-            if piece.section is Section.CONTENT:
+            if piece.section in (Section.CONTENT, Section.UNDETERMINED):
+                if piece.section is not self._visible_kind:
+                    self._answer(self.stop_filter.flush())
+                    self._visible_kind = piece.section
                 text, stopped = self.stop_filter.feed(piece.text)
-                if text:
-                    self.outputs.append(ContentToken(text))
+                self._answer(text)
                 if stopped:
                     return True
             elif piece.section is Section.REASONING:
@@ -119,16 +133,13 @@ class ActiveRequest:
             else:
                 if piece.text:
                     self.outputs.append(ToolCallToken(piece.text))
-                    self._tool_text.append(piece.text)
                 if piece.closes_tool_call:
-                    self._flush_tool_call()
+                    self._flush_tool_call(piece.call_text)
         return False
 
-    def _flush_tool_call(self) -> None:
-        text = "".join(self._tool_text)
-        self._tool_text.clear()
+    def _flush_tool_call(self, text: str) -> None:
         if self.tool_validators is not None and text.strip():
-            self.outputs.append(parse_tool_calls(text, self.tool_validators))
+            self.outputs.append(parse_tool_calls(text, self.tool_validators, self.read_calls))
 
     def finish(self, terminal: GeneratedTokenResult | None = None, *, flush: bool = True) -> None:
         """Queue the last results and the terminal (`Done` with usage unless given)."""
@@ -145,10 +156,7 @@ class ActiveRequest:
             step = self.classifier.flush()
             self._count(step.counts)
             if not self._emit(pieces + step.pieces):
-                rest = self.stop_filter.flush()
-                if rest:
-                    self.outputs.append(ContentToken(rest))
-            self._flush_tool_call()
+                self._answer(self.stop_filter.flush())
         else:
             self._count(self.classifier.flush().counts)
         self.outputs.append(terminal if terminal is not None else Done(self.usage))

@@ -1,4 +1,4 @@
-"""Parse and validate Hermes/Qwen-style tool calls (`<tool_call>{json}</tool_call>`)."""
+"""Validate the tool calls a chat format read from a tool-call section (spec §6.6)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
 
+from paddler.engine._formats import CallShapeError, CallSyntaxError, json_calls
+from paddler.engine._formats._calls import CallReader
 from paddler.engine._schema_regex import (
     PATTERN_BUDGET_SECONDS,
     PatternTimeout,
@@ -74,21 +76,20 @@ def _call_id() -> str:
 
 
 def parse_tool_calls(
-    text: str, validators: Mapping[str, jsonschema.protocols.Validator | None]
+    text: str,
+    validators: Mapping[str, jsonschema.protocols.Validator | None],
+    read_calls: CallReader = json_calls,
 ) -> GeneratedTokenResult:
-    """Turn the raw text of one tool-call section into the result the client sees."""
-    body = text.strip()
+    """Turn the raw text of one tool-call section into the result the client sees.
+
+    `read_calls` is the format's reader (Hermes JSON by default).
+    """
     try:
-        payload = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return ToolCallParseFailed(f"Tool call is not valid JSON: {exc}")
-    items = payload if isinstance(payload, list) else [payload]
-    if not items or not all(
-        isinstance(item, dict) and isinstance(item.get("name"), str) for item in items
-    ):
-        return UnrecognizedToolCallFormat(
-            text=text, ffi_error_message="expected an object with 'name' and 'arguments'"
-        )
+        items = read_calls(text)
+    except CallSyntaxError as exc:
+        return ToolCallParseFailed(str(exc))
+    except CallShapeError as exc:
+        return UnrecognizedToolCallFormat(text=text, ffi_error_message=str(exc))
     with pattern_deadline():
         return _check_calls(items, validators)
 

@@ -1,12 +1,20 @@
-"""The section classifier and the stop-string filter, fed token by token."""
+"""The generic format's section parser and the stop-string filter, fed token by token."""
 
 from __future__ import annotations
 
-from paddler.engine._classifier import Section, StopStringFilter, TokenClassifier
+from paddler.engine._classifier import Section, StopStringFilter
+from paddler.engine._formats import FORMATS, StreamParser
+
+
+def TokenClassifier(section: Section = Section.CONTENT) -> StreamParser:
+    """The generic format's parser (Hermes markers, plain text is content)."""
+    parser = FORMATS["generic"].parser(tools=False)
+    parser.section = section
+    return parser
 
 
 def feed_all(
-    classifier: TokenClassifier, pieces: list[str]
+    classifier: StreamParser, pieces: list[str]
 ) -> tuple[dict[Section, str], dict[Section, int]]:
     text: dict[Section, str] = {s: "" for s in Section}
     counts: dict[Section, int] = {s: 0 for s in Section}
@@ -22,7 +30,12 @@ def feed_all(
 def test_plain_text_is_content_and_every_token_is_counted_once() -> None:
     text, counts = feed_all(TokenClassifier(), ["Hello", " <b>", " world", "<", "3"])
     assert text[Section.CONTENT] == "Hello <b> world<3"
-    assert counts == {Section.CONTENT: 5, Section.REASONING: 0, Section.TOOL_CALL: 0}
+    assert counts == {
+        Section.CONTENT: 5,
+        Section.REASONING: 0,
+        Section.TOOL_CALL: 0,
+        Section.UNDETERMINED: 0,
+    }
 
 
 def test_markers_split_over_tokens_are_hidden_and_switch_sections() -> None:
@@ -45,6 +58,7 @@ def test_markers_split_over_tokens_are_hidden_and_switch_sections() -> None:
         Section.CONTENT: "Answer !",
         Section.REASONING: "hmm",
         Section.TOOL_CALL: '{"a": 1}',
+        Section.UNDETERMINED: "",
     }
     assert sum(counts.values()) == len(pieces)
     assert counts[Section.TOOL_CALL] >= 2
@@ -60,10 +74,10 @@ def test_tool_call_close_is_reported_in_order() -> None:
     classifier = TokenClassifier()
     classifier.feed("<tool_call>")
     step = classifier.feed("{}</tool_call>after")
-    assert [(p.section, p.text, p.closes_tool_call) for p in step.pieces] == [
-        (Section.TOOL_CALL, "{}", False),
-        (Section.TOOL_CALL, "", True),
-        (Section.CONTENT, "after", False),
+    assert [(p.section, p.text, p.closes_tool_call, p.call_text) for p in step.pieces] == [
+        (Section.TOOL_CALL, "{}", False, ""),
+        (Section.TOOL_CALL, "", True, "{}"),
+        (Section.CONTENT, "after", False, ""),
     ]
 
 
