@@ -193,3 +193,33 @@ def test_hermes_close_marker_outside_json_still_closes_a_non_json_body() -> None
     step = parser.feed('say "hi</tool_call>after')
     assert [p.text for p in step.pieces if p.section is Section.TOOL_CALL] == ['say "hi', ""]
     assert parser.section is Section.CONTENT
+
+
+def test_gpt_oss_forced_hermes_call_is_still_parsed() -> None:
+    """The OpenAI layer's `tool_choice` grammar writes `<tool_call>`; harmony hands it over."""
+    case = next(c for c in CASES if c["id"] == "gpt-oss-function-call")
+    tokens = [
+        "<tool",
+        '_call>\n{"name": "get_weather", ',
+        '"arguments": {"city": "Rome"}}\n',
+        "</tool_call>",
+    ]
+    got = run(FORMATS["harmony"], case, tokens)
+    assert got["calls"] == [{"name": "get_weather", "arguments": {"city": "Rome"}}]
+    assert sum(got["counts"].values()) == len(tokens)
+
+
+def test_gpt_oss_output_that_is_not_harmony_is_shown_not_swallowed() -> None:
+    """A model that ignores the channels still answers: its text comes out undeterminable."""
+    case = next(c for c in CASES if c["id"] == "gpt-oss-analysis-final")
+    words = ["word "] * 80
+    got = run(FORMATS["harmony"], case, words)
+    assert got["text"][Section.UNDETERMINED] == "".join(words)
+    assert sum(got["counts"].values()) == len(words)
+
+
+def test_gpt_oss_short_plain_answer_is_shown_at_the_end() -> None:
+    """A short answer with no header is held (it could still be one) and shown at the end."""
+    case = next(c for c in CASES if c["id"] == "gpt-oss-analysis-final")
+    got = run(FORMATS["harmony"], case, ["Paris", "."])
+    assert got["text"][Section.UNDETERMINED] == "Paris."

@@ -14,7 +14,8 @@ from paddler.engine._formats._calls import CallReader
 class StreamParser(Protocol):
     """What a request's parser offers the engine (one instance per request)."""
 
-    section: Section
+    @property
+    def section(self) -> Section: ...
 
     @property
     def held_tokens(self) -> int: ...

@@ -4,7 +4,9 @@
 with a recipient (`to=functions.get_weather`, in the header before or after the channel) is a
 tool call whose body is the JSON arguments, ended by `<|call|>`. Header text is never shown;
 its tokens count for the section the header leads to. Until a header is read, the parser
-cannot tell (`UNDETERMINED`).
+cannot tell (`UNDETERMINED`). Output that is not harmony at all (a forced
+`<tool_call>{json}</tool_call>` from the OpenAI layer's `tool_choice` grammar, or plain text)
+goes to the Hermes parser instead.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import re
 import attrs
 
 from paddler.engine._classifier import ClassifiedStep, Piece, Section, held_suffix
-from paddler.engine._formats._calls import Call, CallSyntaxError
+from paddler.engine._formats._calls import Call, CallSyntaxError, json_calls
 from paddler.engine._formats._format import ChatFormat, StreamParser
+from paddler.engine._formats._hermes import THINKING, TOOL_OPEN
+from paddler.engine._formats._machine import MarkerMachine
 
 START = "<|start|>"
 CHANNEL = "<|channel|>"
@@ -48,17 +52,30 @@ def header_section(header: str) -> tuple[Section, str]:
 
 @attrs.define
 class HarmonyMachine:
-    section: Section = Section.UNDETERMINED
+    _section: Section = Section.UNDETERMINED
     _in_header: bool = True
-    _header: str = ""
     _held_text: str = ""
     _held_tokens: int = 0
     _recipient: str = ""
     _tool_text: list[str] = attrs.Factory(list)
+    _fallback: MarkerMachine | None = None
+
+    @property
+    def section(self) -> Section:
+        return self._fallback.section if self._fallback is not None else self._section
 
     @property
     def held_tokens(self) -> int:
+        if self._fallback is not None:
+            return self._fallback.held_tokens
         return self._held_tokens
+
+    def _not_harmony(self, text: str, tokens: int) -> ClassifiedStep:
+        """Hand the rest of the output (and what the header held) to the Hermes parser."""
+        self._fallback = MarkerMachine(THINKING, section=Section.UNDETERMINED)
+        held, self._held_text = self._held_text, ""
+        held_tokens, self._held_tokens = self._held_tokens, 0
+        return self._fallback.feed(held + text, held_tokens + tokens)
 
     def prime(self, prompt: str) -> None:
         self.feed(prompt, 0)
@@ -68,8 +85,8 @@ class HarmonyMachine:
 
     def _emit(self, pieces: list[Piece], text: str) -> None:
         if text:
-            pieces.append(Piece(self.section, text))
-            if self.section is Section.TOOL_CALL:
+            pieces.append(Piece(self._section, text))
+            if self._section is Section.TOOL_CALL:
                 self._tool_text.append(text)
 
     def _count(self, counts: list[tuple[Section, int]], section: Section) -> None:
@@ -78,6 +95,12 @@ class HarmonyMachine:
             self._held_tokens = 0
 
     def feed(self, text: str, tokens: int = 1) -> ClassifiedStep:
+        if self._fallback is not None:
+            return self._fallback.feed(text, tokens)
+        if self._in_header and TOOL_OPEN in self._held_text + text:
+            before = (self._held_text + text).split(TOOL_OPEN, 1)[0]
+            if "<|" not in before:  # a `<tool_call>` before any harmony header
+                return self._not_harmony(text, tokens)
         self._held_text += text
         self._held_tokens += tokens
         pieces: list[Piece] = []
@@ -86,24 +109,19 @@ class HarmonyMachine:
             if self._in_header:
                 index = self._held_text.find(MESSAGE)
                 if index < 0:
-                    if "<|" not in self._header + self._held_text and (
-                        len(self._header + self._held_text) > _HEADER_LIMIT
-                    ):
-                        self._in_header = False  # not harmony: show it as it is
-                        self._held_text = self._header + self._held_text
-                        self._header = ""
-                        self.section = Section.UNDETERMINED
-                        continue
+                    if "<|" not in self._held_text and len(self._held_text) > _HEADER_LIMIT:
+                        step = self._not_harmony("", 0)
+                        pieces += step.pieces
+                        counts += step.counts
+                        break
                     start = self._held_text.rfind(START)
-                    if start >= 0:  # a new message begins: forget the old header
-                        self._header = ""
+                    if start > 0:  # a new message begins: forget the old header
                         self._held_text = self._held_text[start:]
                     break
-                header = self._header + self._held_text[:index]
-                self._header = ""
+                header = self._held_text[:index]
                 self._held_text = self._held_text[index + len(MESSAGE) :]
-                self.section, self._recipient = header_section(header[header.rfind(START) + 1 :])
-                self._count(counts, self.section)
+                self._section, self._recipient = header_section(header[header.rfind(START) + 1 :])
+                self._count(counts, self._section)
                 self._in_header = False
                 continue
             found = [(i, m) for m in _BODY_ENDS if (i := self._held_text.find(m)) >= 0]
@@ -112,18 +130,18 @@ class HarmonyMachine:
                 self._emit(pieces, self._held_text[: len(self._held_text) - keep])
                 self._held_text = self._held_text[len(self._held_text) - keep :]
                 if not keep:
-                    self._count(counts, self.section)
+                    self._count(counts, self._section)
                 break
             index, marker = min(found)
             self._emit(pieces, self._held_text[:index])
-            self._count(counts, self.section)
-            if self.section is Section.TOOL_CALL:
+            self._count(counts, self._section)
+            if self._section is Section.TOOL_CALL:
                 self._close(pieces)
             self._held_text = self._held_text[index + len(marker) :]
             if marker == START:
                 self._held_text = START + self._held_text
             self._in_header = True
-            self.section = Section.UNDETERMINED
+            self._section = Section.UNDETERMINED
         return ClassifiedStep(tuple(pieces), tuple(counts))
 
     def _close(self, pieces: list[Piece]) -> None:
@@ -133,23 +151,27 @@ class HarmonyMachine:
         pieces.append(Piece(Section.TOOL_CALL, "", closes_tool_call=True, call_text=call_text))
 
     def flush(self) -> ClassifiedStep:
+        if self._fallback is not None:
+            return self._fallback.flush()
         pieces: list[Piece] = []
         counts: list[tuple[Section, int]] = []
         if self._in_header:
-            leftover = self._header + self._held_text
+            leftover = self._held_text
             if "<|" not in leftover:
                 self._emit(pieces, leftover)
         else:
             self._emit(pieces, self._held_text)
-        self._header = self._held_text = ""
-        self._count(counts, self.section)
-        if self.section is Section.TOOL_CALL:
+        self._held_text = ""
+        self._count(counts, self._section)
+        if self._section is Section.TOOL_CALL:
             self._close(pieces)
         return ClassifiedStep(tuple(pieces), tuple(counts))
 
 
 def read_calls(text: str) -> list[Call]:
     """`recipient\\nJSON arguments` as the parser closed it; `functions.` is dropped."""
+    if text.lstrip().startswith("{"):  # a Hermes call, handed to the Hermes parser
+        return json_calls(text)
     recipient, _, body = text.partition("\n")
     name = recipient.removeprefix("functions.")
     try:
