@@ -30,6 +30,7 @@ from paddler.wire import (
     Timeout,
     TokenUsage,
     TooManyBufferedRequests,
+    UndeterminableToken,
     is_embedding_terminal,
     is_terminal,
 )
@@ -124,8 +125,13 @@ class InferenceStream:
             yield envelope.response  # type: ignore[misc]
 
     async def text(self) -> str:
-        """Read to the end; the concatenated content tokens."""
-        parts = [m.response.text async for m in self if isinstance(m.response, ContentToken)]
+        """Read to the end; the answer text, content and undeterminable tokens.
+
+        Undeterminable tokens are a model family's answer before any marker told its
+        section; Paddler's OpenAI layer shows them as content too.
+        """
+        answer = (ContentToken, UndeterminableToken)
+        parts = [m.response.text async for m in self if isinstance(m.response, answer)]
         return "".join(parts)
 
     async def cancel(self, *, grace: float = 5.0) -> TokenUsage | None:
