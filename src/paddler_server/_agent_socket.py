@@ -15,7 +15,15 @@ from anyio.abc import ObjectStream
 from litestar import WebSocket
 
 from paddler.balancer import Balancer
-from paddler.wire import BalancerToAgentMessage, WireError, converter
+from paddler.wire import (
+    EXTENSIONS_HEADER,
+    SUPPORTED_EXTENSIONS,
+    BalancerToAgentMessage,
+    WireError,
+    converter,
+    format_extensions,
+    parse_extensions,
+)
 from paddler_server._token_frames import loads_agent_message
 
 __all__ = ["WebSocketObjectStream", "serve_agent_socket"]
@@ -82,8 +90,15 @@ async def serve_agent_socket(
     *,
     shutdown: anyio.Event | None,
 ) -> None:
-    """Accept the socket and serve the agent until it leaves or the server shuts down."""
-    await socket.accept()
+    """Accept the socket and serve the agent until it leaves or the server shuts down.
+
+    The agent's ``Paddler-Extensions`` request header says which agent-socket extensions it
+    speaks; the ``101`` answer lists those we speak too, and only they are used. A Paddler
+    4.1 agent sends no header and gets none (its client ignores unknown headers anyway).
+    """
+    agreed = parse_extensions(socket.headers.get(EXTENSIONS_HEADER)) & SUPPORTED_EXTENSIONS
+    headers = {EXTENSIONS_HEADER: format_extensions(agreed)} if agreed else None
+    await socket.accept(headers=headers)
     stream = WebSocketObjectStream(socket, agent_id)
     async with anyio.create_task_group() as tg:
 
@@ -94,7 +109,7 @@ async def serve_agent_socket(
         if shutdown is not None:
             tg.start_soon(close_on_shutdown, shutdown)
         try:
-            await balancer.serve_agent(agent_id, stream)
+            await balancer.serve_agent(agent_id, stream, extensions=agreed)
         finally:
             tg.cancel_scope.cancel()
     going_away = shutdown is not None and shutdown.is_set()

@@ -23,6 +23,7 @@ from litestar import (
     websocket,
 )
 from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
@@ -69,11 +70,15 @@ class AgentsController(Controller):
         )
 
     @get("/agent/{agent_id:str}/chat_template_override")
-    async def chat_template_override(self, agent_id: str, balancer: BalancerDep) -> Response[bytes]:
+    async def chat_template_override(
+        self, agent_id: FromPath[str], balancer: BalancerDep
+    ) -> Response[bytes]:
         return _optional(await balancer.get_chat_template_override(agent_id))
 
     @get("/agent/{agent_id:str}/model_metadata")
-    async def model_metadata(self, agent_id: str, balancer: BalancerDep) -> Response[bytes]:
+    async def model_metadata(
+        self, agent_id: FromPath[str], balancer: BalancerDep
+    ) -> Response[bytes]:
         return _optional(await balancer.get_model_metadata(agent_id))
 
 
@@ -126,7 +131,7 @@ async def metrics_endpoint(balancer: BalancerDep, metrics: MetricsDep) -> Respon
 @websocket("/api/v1/agent_socket/{agent_id:str}")
 async def agent_socket(
     socket: WebSocket[Any, Any, Any],
-    agent_id: str,
+    agent_id: FromPath[str],
     balancer: BalancerDep,
     shutdown: ShutdownDep,
 ) -> None:

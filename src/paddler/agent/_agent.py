@@ -26,7 +26,7 @@ from paddler.agent._reconciler import EngineLoader, Reconciler
 from paddler.agent._status import AgentStatus
 from paddler.balancer._changes import Changes
 from paddler.errors import ConnectError
-from paddler.transports._base import AgentSocket, AgentTransport
+from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.wire import (
     AgentDesiredState,
     AgentStateApplicationStatus,
@@ -272,7 +272,8 @@ class Agent:
             self._registrations.notify()
 
     async def _serve_connection(self, socket: AgentSocket) -> None:
-        protocol = AgentProtocol(name=self.name)
+        extensions = socket.extra(AgentSocketAttribute.extensions, frozenset())
+        protocol = AgentProtocol(name=self.name, extensions=extensions)
         send, receive = anyio.create_memory_object_stream[Any](float("inf"))
         self._protocol, self._outbox = protocol, send
         self._writer_done = anyio.Event()
@@ -347,9 +348,11 @@ class Agent:
         protocol = self._protocol
         if protocol is None or not was_serving:
             return None
-        self._drain_ack = anyio.Event()
-        protocol.begin_drain(self.status.snapshot())
+        acknowledged = protocol.begin_drain(self.status.snapshot())
         self._flush()
+        if not acknowledged:  # a Paddler 4.1 balancer: no acknowledgement will come
+            return None
+        self._drain_ack = anyio.Event()
         return self._drain_ack
 
     # -- requests ------------------------------------------------------------------------

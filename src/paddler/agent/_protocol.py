@@ -2,12 +2,18 @@
 
 Feed it what arrived with ``receive(message)``; take what to do from ``events()`` and what to
 send from ``outgoing()``. The Agent moves the messages; tests drive this with plain calls.
+
+``extensions`` are the agent-socket extensions the handshake agreed on (see
+``paddler.wire.AgentSocketExtension``). Without one, what it covers stays off the wire: to a
+Paddler 4.1 balancer the protocol sends only Paddler's messages, fields and issue variants,
+and it does not expect drain acknowledgements that such a balancer never sends.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import attrs
@@ -15,9 +21,14 @@ import attrs
 from paddler.balancer._stream import is_terminal_payload
 from paddler.wire import (
     AgentDesiredState,
+    AgentIssue,
     AgentRequest,
     AgentResponse,
+    AgentSocketExtension,
     DeregisterAgent,
+    Embedding,
+    EngineWorkerCrashed,
+    ExtraBufferTypesDisabled,
     RegisterAgent,
     SamplingOverrides,
     SetState,
@@ -38,6 +49,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("paddler.agent")
+
+#: Issue variants of ours (``AgentSocketExtension.EXTRA_ISSUES``); Paddler has no such variant.
+EXTRA_ISSUES: tuple[type, ...] = (EngineWorkerCrashed, ExtraBufferTypesDisabled)
 
 
 @attrs.frozen
@@ -74,8 +88,9 @@ class ProtocolState(enum.Enum):
 class AgentProtocol:
     """One connection's session: register, status, requests in flight, stop, drain ack."""
 
-    def __init__(self, *, name: str | None) -> None:
+    def __init__(self, *, name: str | None, extensions: Collection[str] = frozenset()) -> None:
         self.name = name
+        self.extensions = frozenset(extensions)
         self.state = ProtocolState.IDLE
         self.balancer_version: str | None = None
         self.in_flight: set[str] = set()
@@ -90,23 +105,46 @@ class AgentProtocol:
         if self.state is not ProtocolState.IDLE:
             raise RuntimeError("register() is the first thing sent on a connection")
         self.state = ProtocolState.REGISTERED
-        self._outgoing.append(RegisterAgent(name=self.name, slot_aggregated_status_snapshot=status))
+        self._outgoing.append(
+            RegisterAgent(name=self.name, slot_aggregated_status_snapshot=self._wire(status))
+        )
 
     def report(self, status: SlotAggregatedStatusSnapshot) -> None:
         """Queue a status update; a ``slots_total`` of 0 while serving asks for a drain ack."""
         if self.state is not ProtocolState.REGISTERED:
             return
-        self._outgoing.append(UpdateAgentStatus(slot_aggregated_status_snapshot=status))
+        self._outgoing.append(UpdateAgentStatus(slot_aggregated_status_snapshot=self._wire(status)))
 
-    def begin_drain(self, status: SlotAggregatedStatusSnapshot) -> None:
-        """Report ``status`` (slots_total 0); the balancer's in-order ack ends the wait."""
-        self._drain_ack_pending = True
+    def begin_drain(self, status: SlotAggregatedStatusSnapshot) -> bool:
+        """Report ``status`` (slots_total 0); True when the balancer will acknowledge it.
+
+        Only a balancer that announced ``drain_ack`` does (in order, by a second
+        ``Version``); a Paddler 4.1 balancer never does, so nothing is awaited from it.
+        """
+        self._drain_ack_pending = AgentSocketExtension.DRAIN_ACK in self.extensions
         self.report(status)
+        return self._drain_ack_pending
+
+    def _wire(self, status: SlotAggregatedStatusSnapshot) -> SlotAggregatedStatusSnapshot:
+        """The status as this balancer can read it (without our issue variants, unless it
+        announced ``extra_issues``: Paddler cannot parse a status with a variant it lacks)."""
+        if AgentSocketExtension.EXTRA_ISSUES in self.extensions:
+            return status
+        issues: tuple[AgentIssue, ...] = tuple(
+            i for i in status.issues if not isinstance(i, EXTRA_ISSUES)
+        )
+        return status if issues == status.issues else attrs.evolve(status, issues=issues)
 
     def respond(self, request_id: str, payload: Any) -> bool:
         """Queue a response; False (nothing sent) when the request is not in flight."""
         if self.state is not ProtocolState.REGISTERED or request_id not in self.in_flight:
             return False
+        if (
+            isinstance(payload, Embedding)
+            and payload.document_tokens is not None
+            and AgentSocketExtension.EMBEDDING_TOKEN_COUNTS not in self.extensions
+        ):
+            payload = attrs.evolve(payload, document_tokens=None)
         self._outgoing.append(
             AgentResponse(generated_by=self.name, request_id=request_id, response=payload)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -12,7 +13,9 @@ from paddler.balancer._adoption import consider_adoption, keeps_own_state
 from paddler.balancer._pool import AgentEntry
 from paddler.balancer._stream import OVERFLOW, ROUTE_LIMIT
 from paddler.wire import (
+    SUPPORTED_EXTENSIONS,
     AgentResponse,
+    AgentSocketExtension,
     DeregisterAgent,
     RegisterAgent,
     SetState,
@@ -32,8 +35,17 @@ PADDLER_PROTOCOL_VERSION = "4.1.0"
 REGISTER_TIMEOUT = 10.0
 
 
-async def serve_registered_agent(self: Balancer, agent_id: str, stream: ObjectStream[Any]) -> None:
-    """Handshake, register, then pump messages both ways until the socket ends."""
+async def serve_registered_agent(
+    self: Balancer,
+    agent_id: str,
+    stream: ObjectStream[Any],
+    extensions: Collection[str] = (),
+) -> None:
+    """Handshake, register, then pump messages both ways until the socket ends.
+
+    ``extensions`` are what both ends announced (see ``AgentSocketExtension``); nothing
+    beyond Paddler's wire is sent without them.
+    """
     try:
         await stream.send(Version(version=PADDLER_PROTOCOL_VERSION))
         with anyio.fail_after(REGISTER_TIMEOUT):
@@ -50,14 +62,22 @@ async def serve_registered_agent(self: Balancer, agent_id: str, stream: ObjectSt
         logger.warning("agent %s is already registered; closing the new socket", agent_id)
         return
     outbox_send, outbox_receive = anyio.create_memory_object_stream[Any](float("inf"))
+    status = first.slot_aggregated_status_snapshot
     entry = AgentEntry(
         id=agent_id,
         name=first.name,
-        status=first.slot_aggregated_status_snapshot,
+        status=status,
         outbox=outbox_send,
+        inherited=max(0, status.slots_processing),
+        extensions=frozenset(extensions) & SUPPORTED_EXTENSIONS,
     )
     self.pool.add(entry)
-    logger.info("agent registered id=%s name=%s", agent_id, entry.name)
+    logger.info(
+        "agent registered id=%s name=%s extensions=%s",
+        agent_id,
+        entry.name,
+        ",".join(sorted(entry.extensions)) or "none (a Paddler 4.1 agent)",
+    )
     if self._applicable is not None and not keeps_own_state(self, entry):
         outbox_send.send_nowait(SetState(desired_state=self._applicable))
     consider_adoption(self)
@@ -125,7 +145,12 @@ def handle_agent_message(self: Balancer, entry: AgentEntry, message: Any) -> boo
         before = entry.slots_total
         status = message.slot_aggregated_status_snapshot
         changed = self.pool.apply_status(entry.id, status)
-        if before > 0 and entry.slots_total == 0 and entry.status is status:
+        if (
+            before > 0
+            and entry.slots_total == 0
+            and entry.status is status
+            and AgentSocketExtension.DRAIN_ACK in entry.extensions
+        ):
             # The agent is draining: acknowledge on the socket, in order, so it knows
             # every request dispatched before this point has already reached it.
             assert entry.outbox is not None

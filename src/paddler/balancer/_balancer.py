@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +33,7 @@ from paddler.errors import (
     ShuttingDown,
 )
 from paddler.wire import (
+    SUPPORTED_EXTENSIONS,
     AgentControllerPoolSnapshot,
     AgentDesiredState,
     BalancerDesiredState,
@@ -189,17 +191,31 @@ class Balancer:
 
     # -- agents --------------------------------------------------------------------------
 
-    def accept_agent(self, agent_id: str, stream: ObjectStream[Any]) -> None:
-        """Serve ``stream`` in the balancer's own task group (used by ``inproc://``)."""
+    def accept_agent(
+        self,
+        agent_id: str,
+        stream: ObjectStream[Any],
+        *,
+        extensions: Collection[str] = SUPPORTED_EXTENSIONS,
+    ) -> None:
+        """Serve ``stream`` in the balancer's own task group (used by ``inproc://``, whose
+        agents are ours and speak every extension)."""
         if self._task_group is None or self._closing:
             raise ShuttingDown("balancer is not accepting agents")
-        self._task_group.start_soon(self.serve_agent, agent_id, stream)
+        self._task_group.start_soon(
+            functools.partial(self.serve_agent, agent_id, stream, extensions=extensions)
+        )
 
-    async def serve_agent(self, agent_id: str, stream: ObjectStream[Any]) -> None:
+    async def serve_agent(
+        self, agent_id: str, stream: ObjectStream[Any], *, extensions: Collection[str] = ()
+    ) -> None:
         """Run one agent's socket until it deregisters, disconnects or the balancer stops.
 
         ``stream`` carries wire objects (``AgentToBalancerMessage`` in,
         ``BalancerToAgentMessage`` out); undecodable frames are the stream's business.
+        ``extensions`` are the ``paddler.wire.AgentSocketExtension`` names the agent announced
+        (the WebSocket handshake's ``Paddler-Extensions`` header); the default, none, is a
+        Paddler 4.1 agent, which gets exactly Paddler's wire.
         """
         if self._shutdown is None or self._closing:
             await stream.aclose()
@@ -207,7 +223,7 @@ class Balancer:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._close_on_shutdown, tg.cancel_scope)
-                await self._serve_agent(agent_id, stream)
+                await self._serve_agent(agent_id, stream, extensions)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -218,8 +234,10 @@ class Balancer:
         await self._shutdown.wait()
         scope.cancel()
 
-    async def _serve_agent(self, agent_id: str, stream: ObjectStream[Any]) -> None:
-        await serve_registered_agent(self, agent_id, stream)
+    async def _serve_agent(
+        self, agent_id: str, stream: ObjectStream[Any], extensions: Collection[str] = ()
+    ) -> None:
+        await serve_registered_agent(self, agent_id, stream, extensions)
 
     def _pool_changed(self) -> None:
         assigned = _assign_waiters_to_slots(self.buffer, self.pool, self._select)

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler.balancer._ids import new_request_id
 from paddler.errors import EmbeddingsDisabled, NoAgents, PaddlerError, StateNotSet
 from paddler.wire import (
+    Embedding,
     EmbeddingDone,
     ErrorEnvelope,
     GenerateEmbeddingBatchParams,
@@ -43,6 +45,11 @@ class EmbeddingStream:
     buffer as a request per agent would, and never fills it for everyone else. Each chunk's
     ``Done`` is dropped and one final ``Embedding: Done`` ends the merged stream. Overflow and
     timeout errors arrive per chunk as ``ErrorEnvelope`` items.
+
+    ``prompt_tokens`` adds up the documents' token counts, which our agents send along with
+    each embedding (``document_tokens``, taken off before the item is yielded, so clients see
+    Paddler's object); ``counted_documents`` says how many came with one (a Paddler agent
+    sends none).
     """
 
     def __init__(
@@ -56,6 +63,8 @@ class EmbeddingStream:
         self._send: MemoryObjectSendStream[Any] | None = None
         self._receive: MemoryObjectReceiveStream[Any] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self.prompt_tokens = 0
+        self.counted_documents = 0
 
     async def __aenter__(self) -> EmbeddingStream:
         try:
@@ -120,9 +129,20 @@ class EmbeddingStream:
                         item.response, EmbeddingDone
                     ):
                         continue
-                    await self._send.send(item)
+                    await self._send.send(self._counted(item))
         finally:
             in_flight.release()
+
+    def _counted(self, item: Any) -> Any:
+        """Count an embedding's ``document_tokens`` and take it off the item."""
+        if not isinstance(item, ResponseEnvelope) or not isinstance(item.response, Embedding):
+            return item
+        tokens = item.response.document_tokens
+        if tokens is None:
+            return item
+        self.prompt_tokens += tokens
+        self.counted_documents += 1
+        return attrs.evolve(item, response=attrs.evolve(item.response, document_tokens=None))
 
     def __aiter__(self) -> EmbeddingStream:
         return self

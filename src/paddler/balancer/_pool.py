@@ -36,9 +36,23 @@ class AgentEntry:
     name: str | None
     status: SlotAggregatedStatusSnapshot
     outbox: MemoryObjectSendStream[Any] | None = None
-    slots_busy: int = 0
+    #: Requests the balancer dispatched here and has not seen end.
+    dispatched: int = 0
+    #: Requests the agent was already serving when it registered (its ``slots_processing``
+    #: in ``RegisterAgent``, as Paddler seeds it): after a reconnect they still hold slots.
+    #: Paddler keeps this count for good; we lower it as the agent reports fewer in flight.
+    inherited: int = 0
+    #: Agent-socket extensions both ends announced (``paddler.wire.AgentSocketExtension``);
+    #: empty for a Paddler 4.1 agent.
+    extensions: frozenset[str] = frozenset()
+    #: Whether dropping sampling overrides for this (Paddler) agent was logged already.
+    overrides_dropped_logged: bool = False
     routes: dict[str, MemoryObjectSendStream[Any]] = attrs.field(factory=dict)
     connected_at: float = attrs.field(factory=time.monotonic)
+
+    @property
+    def slots_busy(self) -> int:
+        return self.dispatched + self.inherited
 
     @property
     def slots_total(self) -> int:
@@ -115,6 +129,10 @@ class AgentPool:
             return False
         changed: bool = _comparable(status) != _comparable(entry.status)
         entry.status = status
+        inherited = min(entry.inherited, max(0, status.slots_processing))
+        if inherited != entry.inherited:  # some of what it was serving at registration ended
+            entry.inherited = inherited
+            changed = True
         return changed
 
     def candidates(self) -> list[AgentCandidate]:
@@ -126,7 +144,7 @@ class AgentPool:
         entry = self._agents.get(agent_id)
         if entry is None or entry.slots_free <= 0:
             return False
-        entry.slots_busy += 1
+        entry.dispatched += 1
         return True
 
     def release(self, agent_id: str) -> bool:
@@ -134,7 +152,7 @@ class AgentPool:
         entry = self._agents.get(agent_id)
         if entry is None:
             return False
-        entry.slots_busy = max(0, entry.slots_busy - 1)
+        entry.dispatched = max(0, entry.dispatched - 1)
         return True
 
     @property

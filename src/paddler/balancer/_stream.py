@@ -26,6 +26,7 @@ from paddler.errors import AgentGone, InferenceItemTimeout, PaddlerError, Shutti
 from paddler.wire import (
     AgentRequest,
     AgentResponse,
+    AgentSocketExtension,
     ChatTemplateOverrideResponse,
     ContentToken,
     Done,
@@ -219,7 +220,7 @@ class InferenceStream:
                 AgentRequest(
                     id=self.agent_request_id,
                     request=self._payload,
-                    sampling_overrides=self._overrides,
+                    sampling_overrides=_overrides_for(entry, self._overrides),
                 )
             )
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
@@ -370,6 +371,29 @@ class InferenceStream:
                     return
         finally:
             self._release()
+
+
+def _overrides_for(
+    entry: AgentEntry, overrides: SamplingOverrides | None
+) -> SamplingOverrides | None:
+    """The overrides, for an agent that understands them; None for a Paddler 4.1 agent.
+
+    A Rust agent rejects a ``Request`` with a field it does not know and never answers, so the
+    request would hang until the item timeout. Such an agent serves the request with the
+    cluster's sampling parameters instead, which is what Paddler's own OpenAI layer does with
+    these fields (it ignores them); the first time, this is logged for that agent.
+    """
+    if overrides is None or AgentSocketExtension.SAMPLING_OVERRIDES in entry.extensions:
+        return overrides
+    if not entry.overrides_dropped_logged:
+        entry.overrides_dropped_logged = True
+        logger.warning(
+            "agent %s does not announce the sampling_overrides extension (a Paddler agent?): "
+            "requests it serves use the cluster's sampling parameters; per-request "
+            "temperature, top_p, seed, stop and penalties are ignored there",
+            entry.name or entry.id,
+        )
+    return None
 
 
 def new_request_info(

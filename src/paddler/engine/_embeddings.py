@@ -108,6 +108,7 @@ def run_embeddings(
                     normalization_method=params.normalization_method,
                     pooling_type=pooling,
                     source_document_id=documents[index].id,
+                    document_tokens=len(tokenized[index]),
                 )
             )
         ctx.clear()

@@ -5,12 +5,22 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import ObjectStream
 
-__all__ = ["AgentSocket", "AgentTransport"]
+__all__ = ["AgentSocket", "AgentSocketAttribute", "AgentTransport"]
 
 #: An agent-side connection: send ``AgentToBalancerMessage``, receive ``BalancerToAgentMessage``.
 AgentSocket = ObjectStream[Any]
+
+
+class AgentSocketAttribute(TypedAttributeSet):
+    """What a transport learned when it connected, read with ``socket.extra(...)``."""
+
+    #: The agent-socket extensions both ends speak (``paddler.wire.AgentSocketExtension``
+    #: names). A socket without the attribute, or an empty set, is a Paddler 4.1 balancer:
+    #: ``socket.extra(AgentSocketAttribute.extensions, frozenset())``.
+    extensions: frozenset[str] = typed_attribute()
 
 
 class AgentTransport:

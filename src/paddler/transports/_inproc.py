@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -10,13 +11,28 @@ from anyio.abc import ObjectStream
 from anyio.streams.stapled import StapledObjectStream
 
 from paddler.errors import ConnectError
-from paddler.transports._base import AgentSocket, AgentTransport
+from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 
 __all__ = ["InProcTransport", "register_inproc", "unregister_inproc"]
 
 
 class _AcceptsAgents(Protocol):
-    def accept_agent(self, agent_id: str, stream: ObjectStream[Any]) -> None: ...
+    def accept_agent(
+        self, agent_id: str, stream: ObjectStream[Any], *, extensions: frozenset[str]
+    ) -> None: ...
+
+
+class _InProcSocket(StapledObjectStream[Any]):
+    """The agent's end; both ends are this package, so every extension is on."""
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        from paddler.wire import SUPPORTED_EXTENSIONS
+
+        return {
+            **super().extra_attributes,
+            AgentSocketAttribute.extensions: lambda: SUPPORTED_EXTENSIONS,
+        }
 
 
 _registry: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
@@ -58,10 +74,16 @@ class InProcTransport(AgentTransport):
             self._buffer_size
         )
         to_agent_send, to_agent_receive = anyio.create_memory_object_stream[Any](self._buffer_size)
+        from paddler.wire import SUPPORTED_EXTENSIONS
+
         try:
-            balancer.accept_agent(agent_id, StapledObjectStream(to_agent_send, to_balancer_receive))
+            balancer.accept_agent(
+                agent_id,
+                StapledObjectStream(to_agent_send, to_balancer_receive),
+                extensions=SUPPORTED_EXTENSIONS,
+            )
         except Exception as exc:
             for stream in (to_balancer_send, to_balancer_receive, to_agent_send, to_agent_receive):
                 stream.close()
             raise ConnectError(f"inproc://{name} refused the connection: {exc}") from exc
-        return StapledObjectStream(to_balancer_send, to_agent_receive)
+        return _InProcSocket(to_balancer_send, to_agent_receive)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
 from anyio.abc import ObjectStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from paddler.transports._base import AgentSocket, AgentTransport
+from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 
 __all__ = ["MockConnection", "MockTransport"]
 
@@ -22,16 +22,26 @@ class MockConnection(ObjectStream[Any]):
     """The agent's end: each sent message goes to the handler; its replies become receivable.
 
     Tests may also ``push(message)`` unsolicited messages or ``close_from_balancer()``.
+    ``extensions`` are what the fake balancer announces (all of ours unless told otherwise).
     """
 
-    def __init__(self, handler: Handler, agent_id: str) -> None:
+    def __init__(
+        self, handler: Handler, agent_id: str, extensions: frozenset[str] | None = None
+    ) -> None:
+        from paddler.wire import SUPPORTED_EXTENSIONS
+
         self.agent_id = agent_id
+        self.extensions = SUPPORTED_EXTENSIONS if extensions is None else extensions
         self.sent: list[Any] = []
         self._handler = handler
         self._send: MemoryObjectSendStream[Any]
         self._receive: MemoryObjectReceiveStream[Any]
         self._send, self._receive = anyio.create_memory_object_stream[Any](1024)
         self._closed = False
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {AgentSocketAttribute.extensions: lambda: self.extensions}
 
     def push(self, message: Any) -> None:
         self._send.send_nowait(message)
@@ -64,13 +74,17 @@ class MockConnection(ObjectStream[Any]):
 
 
 class MockTransport(AgentTransport):
-    """Answers every connection with ``handler(message) -> replies`` (sync or async)."""
+    """Answers every connection with ``handler(message) -> replies`` (sync or async).
 
-    def __init__(self, handler: Handler) -> None:
+    ``extensions``: what the fake balancer announces; ``frozenset()`` plays a Paddler 4.1 one.
+    """
+
+    def __init__(self, handler: Handler, *, extensions: frozenset[str] | None = None) -> None:
         self._handler = handler
+        self._extensions = extensions
         self.connections: list[MockConnection] = []
 
     async def connect(self, url: str, agent_id: str) -> AgentSocket:
-        connection = MockConnection(self._handler, agent_id)
+        connection = MockConnection(self._handler, agent_id, self._extensions)
         self.connections.append(connection)
         return connection

@@ -8,14 +8,14 @@ which is fine for the deployable agent; core tests use inproc/mock transports.)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 from anyio.abc import ObjectStream
 
 from paddler.errors import ConnectError
-from paddler.transports._base import AgentSocket, AgentTransport
+from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 
 __all__ = ["MAX_MESSAGE_SIZE", "TextFrameStream", "WebSocketTransport", "agent_socket_url"]
 
@@ -46,6 +46,7 @@ class TextFrameStream(ObjectStream[Any]):
         send_type: Any,
         closed_errors: tuple[type[BaseException], ...] = (),
         label: str = "peer",
+        extensions: frozenset[str] = frozenset(),
     ) -> None:
         from paddler.wire import converter
 
@@ -57,7 +58,13 @@ class TextFrameStream(ObjectStream[Any]):
         self._send_type = send_type
         self._closed_errors = closed_errors
         self._label = label
+        self._extensions = extensions
         self._closed = False
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        """``AgentSocketAttribute.extensions``: what the handshake agreed on."""
+        return {AgentSocketAttribute.extensions: lambda: self._extensions}
 
     async def receive(self) -> Any:
         from paddler.wire import WireError
@@ -101,7 +108,12 @@ class TextFrameStream(ObjectStream[Any]):
 
 
 class WebSocketTransport(AgentTransport):
-    """Dials ``<url>/api/v1/agent_socket/<agent_id>`` and pings every ``ping_interval``."""
+    """Dials ``<url>/api/v1/agent_socket/<agent_id>`` and pings every ``ping_interval``.
+
+    The upgrade request announces our agent-socket extensions in a ``Paddler-Extensions``
+    header; the balancer's ``101`` answer lists the ones it accepts. A Paddler 4.1 balancer
+    ignores the header and sends none back, so nothing beyond Paddler's wire is used with it.
+    """
 
     def __init__(
         self,
@@ -118,7 +130,14 @@ class WebSocketTransport(AgentTransport):
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-        from paddler.wire import AgentToBalancerMessage, BalancerToAgentMessage
+        from paddler.wire import (
+            EXTENSIONS_HEADER,
+            SUPPORTED_EXTENSIONS,
+            AgentToBalancerMessage,
+            BalancerToAgentMessage,
+            format_extensions,
+            parse_extensions,
+        )
 
         uri = agent_socket_url(url, agent_id)
         try:
@@ -127,9 +146,17 @@ class WebSocketTransport(AgentTransport):
                 ping_interval=self._ping_interval,
                 open_timeout=self._open_timeout,
                 max_size=self._max_size,
+                additional_headers={EXTENSIONS_HEADER: format_extensions(SUPPORTED_EXTENSIONS)},
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
+        answer = socket.response.headers.get(EXTENSIONS_HEADER) if socket.response else None
+        extensions = parse_extensions(answer) & SUPPORTED_EXTENSIONS
+        logger.info(
+            "connected to %s; extensions: %s",
+            uri,
+            format_extensions(extensions) or "none (a Paddler 4.1 balancer)",
+        )
 
         async def receive_text() -> str | bytes:
             return await socket.recv()
@@ -142,4 +169,5 @@ class WebSocketTransport(AgentTransport):
             send_type=AgentToBalancerMessage,
             closed_errors=(ConnectionClosed,),
             label=uri,
+            extensions=extensions,
         )

@@ -7,10 +7,13 @@ read and write Paddler's exact JSON (see ``docs/dev/contracts.md`` for the union
 from __future__ import annotations
 
 from ._agent_socket import (
+    EXTENSIONS_HEADER,
+    SUPPORTED_EXTENSIONS,
     AgentNotification,
     AgentRequest,
     AgentRequestPayload,
     AgentResponse,
+    AgentSocketExtension,
     AgentToBalancerMessage,
     BalancerNotification,
     BalancerToAgentMessage,
@@ -27,6 +30,8 @@ from ._agent_socket import (
     TooManyBufferedRequests,
     UpdateAgentStatus,
     Version,
+    format_extensions,
+    parse_extensions,
 )
 from ._converter import WireConverter, configure_converter, make_converter
 from ._embedding import (
@@ -162,8 +167,10 @@ converter: WireConverter = make_converter()
 """The shared converter; use ``make_converter()`` for one of your own."""
 
 __all__ = [
+    "EXTENSIONS_HEADER",
     "F32",
     "L2",
+    "SUPPORTED_EXTENSIONS",
     "AgentControllerPoolSnapshot",
     "AgentControllerSnapshot",
     "AgentDesiredModel",
@@ -174,6 +181,7 @@ __all__ = [
     "AgentRequest",
     "AgentRequestPayload",
     "AgentResponse",
+    "AgentSocketExtension",
     "AgentStateApplicationStatus",
     "AgentToBalancerMessage",
     "BalancerDesiredState",
@@ -295,9 +303,11 @@ __all__ = [
     "configure_converter",
     "converter",
     "fits_f32",
+    "format_extensions",
     "is_embedding_terminal",
     "is_terminal",
     "make_converter",
+    "parse_extensions",
     "parse_json",
     "sampling_overrides_from",
     "tool_schema_problems",

@@ -6,6 +6,9 @@ Each union is flat (one class per message); the converter writes the serde nesti
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
+
 from attrs import frozen
 
 from ._embedding import EmbeddingResult, GenerateEmbeddingBatchParams
@@ -17,10 +20,13 @@ from ._snapshots import ModelMetadata, SlotAggregatedStatusSnapshot
 from ._state import AgentDesiredState, ChatTemplate
 
 __all__ = [
+    "EXTENSIONS_HEADER",
+    "SUPPORTED_EXTENSIONS",
     "AgentNotification",
     "AgentRequest",
     "AgentRequestPayload",
     "AgentResponse",
+    "AgentSocketExtension",
     "AgentToBalancerMessage",
     "BalancerNotification",
     "BalancerToAgentMessage",
@@ -37,7 +43,51 @@ __all__ = [
     "TooManyBufferedRequests",
     "UpdateAgentStatus",
     "Version",
+    "format_extensions",
+    "parse_extensions",
 ]
+
+
+class AgentSocketExtension(enum.StrEnum):
+    """What we add to Paddler's agent socket; each is used only when both ends announce it.
+
+    Paddler 4.1 rejects unknown fields and variants (serde ``deny_unknown_fields``), so a
+    field it does not know breaks it: a Rust agent never answers a ``Request`` carrying
+    ``sampling_overrides``, and a Rust balancer cannot read a status with an issue variant it
+    lacks. The two ends therefore announce what they understand in the WebSocket handshake, in
+    an HTTP header that Paddler's ends ignore (``EXTENSIONS_HEADER``): the agent in its upgrade
+    request, the balancer in its ``101`` answer (the ones both understand). No header means a
+    Paddler 4.1 peer, and then nothing beyond Paddler's wire is sent.
+    """
+
+    #: balancer → agent: a ``Request`` may carry ``sampling_overrides``.
+    SAMPLING_OVERRIDES = "sampling_overrides"
+    #: balancer → agent: a status with ``slots_total: 0`` (a drain) is acknowledged by a
+    #: second ``Version``, in order, so the agent knows nothing more was dispatched to it.
+    DRAIN_ACK = "drain_ack"
+    #: agent → balancer: issues beyond Paddler's variants (``EngineWorkerCrashed``,
+    #: ``ExtraBufferTypesDisabled``).
+    EXTRA_ISSUES = "extra_issues"
+    #: agent → balancer: an ``Embedding`` carries ``document_tokens`` (for OpenAI usage).
+    EMBEDDING_TOKEN_COUNTS = "embedding_token_counts"
+
+
+#: The handshake header; its value is a comma-separated list of extension names.
+EXTENSIONS_HEADER = "Paddler-Extensions"
+#: Every extension this package speaks, as either end.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(AgentSocketExtension)
+
+
+def parse_extensions(value: str | None) -> frozenset[str]:
+    """The names in a header value (unknown ones kept; callers intersect with their own)."""
+    if not value:
+        return frozenset()
+    return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
+
+
+def format_extensions(extensions: Iterable[str]) -> str:
+    """A header value, sorted so it reads the same every time."""
+    return ", ".join(sorted(extensions))
 
 
 # balancer → agent

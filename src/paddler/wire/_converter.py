@@ -70,6 +70,7 @@ _OMIT_IF_NONE: set[tuple[type, str]] = {
     (req.ValidatedParametersSchema, "additional_properties"),
     (req.Function, "parameters"),
     (agent.AgentRequest, "sampling_overrides"),
+    (emb.Embedding, "document_tokens"),
     *((sampling.SamplingOverrides, a.name) for a in attrs.fields(sampling.SamplingOverrides)),
 }
 

@@ -74,12 +74,19 @@ class GenerateEmbeddingBatchParams:
 
 @frozen(kw_only=True)
 class Embedding:
-    """One document's vector."""
+    """One document's vector.
+
+    ``document_tokens`` (how many tokens the document was) is our extension, for the OpenAI
+    usage: an agent writes it only to a balancer that announced ``embedding_token_counts``,
+    and the balancer takes it off before it forwards the embedding, so clients see Paddler's
+    object.
+    """
 
     embedding: tuple[F32, ...]
     normalization_method: EmbeddingNormalizationMethod
     pooling_type: PoolingType
     source_document_id: str
+    document_tokens: int | None = None
 
 
 @frozen(kw_only=True)

@@ -94,7 +94,10 @@ def _fail(result: object) -> OpenAIError:
     return OpenAIError(500, f"Unexpected embedding result {type(result).__name__}")
 
 
-async def _collect(balancer: Any, params: GenerateEmbeddingBatchParams) -> dict[int, Embedding]:
+async def _collect(
+    balancer: Any, params: GenerateEmbeddingBatchParams
+) -> tuple[dict[int, Embedding], int]:
+    """The vectors by input index, and the inputs' token count (what the agents reported)."""
     vectors: dict[int, Embedding] = {}
     async with balancer.embed(params) as stream:
         async for message in stream:
@@ -102,15 +105,17 @@ async def _collect(balancer: Any, params: GenerateEmbeddingBatchParams) -> dict[
             if isinstance(result, Embedding):
                 vectors[int(result.source_document_id)] = result
             elif isinstance(result, EmbeddingDone):
-                return vectors
+                break
             elif result is not None:
                 raise _fail(result)
-    return vectors
+        # Our agents count each document's tokens; a Paddler 4.1 agent does not (then 0).
+        tokens = int(getattr(stream, "prompt_tokens", 0))
+    return vectors, tokens
 
 
 async def answer_embeddings(balancer: Any, request: EmbeddingRequest, model: str) -> dict[str, Any]:
     try:
-        vectors = await _collect(balancer, request.params)
+        vectors, tokens = await _collect(balancer, request.params)
     except PaddlerError as exc:
         if exc.code == 501:
             raise OpenAIError(501, DISABLED, code="embeddings_disabled") from exc
@@ -129,6 +134,5 @@ async def answer_embeddings(balancer: Any, request: EmbeddingRequest, model: str
             for i in sorted(vectors)
         ],
         "model": model,
-        # The balancer never sees the tokenizer; agents do not report embedding token counts.
-        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }

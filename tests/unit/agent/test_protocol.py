@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 from paddler.agent import (
     AgentProtocol,
     DesiredStateReceived,
@@ -10,16 +12,24 @@ from paddler.agent import (
     StopRequested,
 )
 from paddler.wire import (
+    L2,
+    SUPPORTED_EXTENSIONS,
     AgentDesiredState,
     AgentRequest,
     AgentResponse,
     AgentStateApplicationStatus,
+    AgentToBalancerMessage,
     ContentToken,
     ContinueFromRawPromptParams,
     DeregisterAgent,
     Done,
+    Embedding,
+    EngineWorkerCrashed,
+    GenerateEmbeddingBatchParams,
     InferenceParameters,
+    ModelCannotBeLoaded,
     NoModel,
+    PoolingType,
     RegisterAgent,
     SetState,
     SlotAggregatedStatusSnapshot,
@@ -27,6 +37,7 @@ from paddler.wire import (
     TokenUsage,
     UpdateAgentStatus,
     Version,
+    converter,
 )
 
 PARAMS = ContinueFromRawPromptParams(raw_prompt="x", max_tokens=1)
@@ -57,8 +68,9 @@ def status(slots: int = 1) -> SlotAggregatedStatusSnapshot:
     )
 
 
-def registered() -> AgentProtocol:
-    protocol = AgentProtocol(name="a")
+def registered(extensions: frozenset[str] = SUPPORTED_EXTENSIONS) -> AgentProtocol:
+    """A session with our balancer (every extension), unless ``extensions`` says otherwise."""
+    protocol = AgentProtocol(name="a", extensions=extensions)
     protocol.register(status())
     protocol.receive(Version(version="4.1.0"))
     protocol.outgoing()
@@ -137,7 +149,7 @@ def test_garbage_is_logged_and_skipped() -> None:
 def test_drain_is_acknowledged_by_the_next_version() -> None:
     """After begin_drain, the balancer's next Version is the acknowledgement."""
     protocol = registered()
-    protocol.begin_drain(status(slots=0))
+    assert protocol.begin_drain(status(slots=0)) is True
     assert protocol.outgoing() == [UpdateAgentStatus(slot_aggregated_status_snapshot=status(0))]
     assert protocol.events() == []
     protocol.receive(Version(version="4.1.0"))
@@ -147,7 +159,7 @@ def test_drain_is_acknowledged_by_the_next_version() -> None:
 
 def test_handshake_version_is_not_a_drain_ack() -> None:
     """The Version sent at connect only records the balancer's version."""
-    protocol = AgentProtocol(name=None)
+    protocol = AgentProtocol(name=None, extensions=SUPPORTED_EXTENSIONS)
     protocol.register(status())
     protocol.begin_drain(status(0))
     protocol.receive(Version(version="4.1.0"))
@@ -211,3 +223,54 @@ def test_any_message_sequence_keeps_the_session_consistent() -> None:
         assert sum(terminals.values()) <= requests
 
     run()
+
+
+def test_a_paddler_balancer_is_not_expected_to_acknowledge_a_drain() -> None:
+    """Without drain_ack (a Paddler 4.1 balancer) begin_drain says no ack will come, and a
+    later Version is only a Version."""
+    protocol = registered(extensions=frozenset())
+    assert protocol.begin_drain(status(slots=0)) is False
+    assert protocol.outgoing() == [UpdateAgentStatus(slot_aggregated_status_snapshot=status(0))]
+    assert not protocol.drain_ack_pending
+    protocol.receive(Version(version="4.1.0"))
+    assert protocol.events() == []
+
+
+def test_our_issue_variants_reach_only_a_balancer_that_reads_them() -> None:
+    """Paddler cannot parse a status with an issue variant it lacks: ours are left out for it
+    (Paddler's own variants stay), and sent to a balancer that announced extra_issues."""
+    crash = EngineWorkerCrashed(error="the engine worker died")
+    missing = ModelCannotBeLoaded(model_path="/m.gguf")
+    with_issues = attrs.evolve(status(), issues=(crash, missing))
+
+    paddler = AgentProtocol(name="a", extensions=frozenset())
+    paddler.register(with_issues)
+    paddler.report(with_issues)
+    first, update = paddler.outgoing()
+    assert first.slot_aggregated_status_snapshot.issues == (missing,)
+    assert update.slot_aggregated_status_snapshot.issues == (missing,)
+
+    ours = AgentProtocol(name="a", extensions=SUPPORTED_EXTENSIONS)
+    ours.register(with_issues)
+    assert ours.outgoing()[0].slot_aggregated_status_snapshot.issues == (crash, missing)
+
+
+def test_embedding_token_counts_reach_only_a_balancer_that_reads_them() -> None:
+    """document_tokens is our field: a Paddler balancer (deny_unknown_fields) gets the
+    embedding without it."""
+    embedding = Embedding(
+        embedding=(1.0,),
+        normalization_method=L2(),
+        pooling_type=PoolingType.LAST,
+        source_document_id="d",
+        document_tokens=4,
+    )
+    batch = GenerateEmbeddingBatchParams(input_batch=(), normalization_method=L2())
+    for extensions, expected in ((frozenset(), None), (SUPPORTED_EXTENSIONS, 4)):
+        protocol = registered(extensions=extensions)
+        protocol.receive(AgentRequest(id="e", request=batch))
+        assert protocol.respond("e", embedding)
+        (sent,) = protocol.outgoing()
+        assert sent.response.document_tokens == expected
+        wire = converter.dumps(sent, AgentToBalancerMessage)
+        assert ("document_tokens" in wire) is (expected is not None)

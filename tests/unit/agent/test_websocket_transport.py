@@ -5,22 +5,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from agent_fakes import FakeLoader
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from paddler.agent import Agent, AgentConfig
 from paddler.balancer import Balancer, BalancerConfig
-from paddler.transports import TextFrameStream
+from paddler.metrics import BalancerMetrics
 from paddler.wire import (
+    SUPPORTED_EXTENSIONS,
     AgentToBalancerMessage,
     BalancerDesiredState,
-    BalancerToAgentMessage,
     ContinueFromRawPromptParams,
     Done,
     InferenceParameters,
@@ -28,6 +25,8 @@ from paddler.wire import (
     RegisterAgent,
     converter,
 )
+from paddler_server.management import create_management_app
+from paddler_server.serve import serve_apps
 
 pytestmark = pytest.mark.anyio
 
@@ -39,27 +38,12 @@ def anyio_backend() -> str:
 
 @contextlib.asynccontextmanager
 async def ws_balancer() -> AsyncIterator[tuple[Balancer, str]]:
-    async with Balancer(BalancerConfig()) as balancer:
-
-        async def handler(socket: ServerConnection) -> None:
-            agent_id = socket.request.path.rsplit("/", 1)[-1] if socket.request else "?"
-
-            async def receive_text() -> Any:
-                return await socket.recv()
-
-            stream = TextFrameStream(
-                send_text=socket.send,
-                receive_text=receive_text,
-                close=socket.close,
-                receive_type=AgentToBalancerMessage,
-                send_type=BalancerToAgentMessage,
-                closed_errors=(ConnectionClosed,),
-            )
-            await balancer.serve_agent(agent_id, stream)
-
-        async with serve(handler, "127.0.0.1", 0) as server:
-            port = next(iter(server.sockets)).getsockname()[1]
-            yield balancer, f"ws://127.0.0.1:{port}"
+    """A balancer behind the real management app (agent socket, handshake) on 127.0.0.1."""
+    async with Balancer(BalancerConfig()) as balancer, anyio.create_task_group() as tg:
+        app = create_management_app(balancer, metrics=BalancerMetrics())
+        [(host, port)] = await tg.start(serve_apps, [(app, "127.0.0.1", 0)])
+        yield balancer, f"ws://{host}:{port}"
+        tg.cancel_scope.cancel()
 
 
 async def test_agent_over_websocket_serves_a_request(tmp_path: Path) -> None:
@@ -85,7 +69,8 @@ async def test_agent_over_websocket_serves_a_request(tmp_path: Path) -> None:
 
 
 async def test_sampling_overrides_cross_the_websocket(tmp_path: Path) -> None:
-    """The extension field survives real frames; a request without it reaches the engine bare."""
+    """Both ends are ours: the handshake agrees on every extension, the overrides survive
+    real frames, and a request without them reaches the engine bare."""
     from paddler.engine import SamplingOverrides as EngineOverrides
     from paddler.wire import SamplingOverrides
 
@@ -101,6 +86,7 @@ async def test_sampling_overrides_cross_the_websocket(tmp_path: Path) -> None:
         async with Agent(config, engine_loader=loader):
             with anyio.fail_after(5):
                 await balancer.wait_agents(1)
+            assert [entry.extensions for entry in balancer.pool] == [SUPPORTED_EXTENSIONS]
             params = ContinueFromRawPromptParams(raw_prompt="x", max_tokens=3)
             for overrides in (SamplingOverrides(temperature=0.5, seed=3, stop=("z",)), None):
                 async with balancer.generate(params, overrides=overrides) as stream:

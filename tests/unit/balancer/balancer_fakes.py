@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import anyio
+import attrs
 from anyio.streams.stapled import StapledObjectStream
 
 from paddler.balancer import Balancer
@@ -90,6 +91,8 @@ class FakeAgent:
         tokens: tuple[str, ...] = ("Hel", "lo"),
         hold: bool = False,
         ignore_stop: bool = False,
+        busy_at_registration: int = 0,
+        count_embedding_tokens: bool = False,
     ) -> None:
         self.balancer = balancer
         self.agent_id = agent_id
@@ -98,6 +101,8 @@ class FakeAgent:
         self.tokens = tokens
         self.hold = hold
         self.ignore_stop = ignore_stop
+        self.busy_at_registration = busy_at_registration
+        self.count_embedding_tokens = count_embedding_tokens
         self.requests: list[AgentRequest] = []
         self.stops: list[str] = []
         self.states: list[SetState] = []
@@ -116,18 +121,19 @@ class FakeAgent:
         self.changed.set()
         self.changed = anyio.Event()
 
+    def registration(self) -> RegisterAgent:
+        snapshot = attrs.evolve(status(self.slots), slots_processing=self.busy_at_registration)
+        return RegisterAgent(name=self.name, slot_aggregated_status_snapshot=snapshot)
+
     async def start(self) -> None:
         self.balancer.accept_agent(self.agent_id, self.balancer_side)
-        await self.send_stream.send(
-            RegisterAgent(name=self.name, slot_aggregated_status_snapshot=status(self.slots))
-        )
+        await self.send_stream.send(self.registration())
 
-    async def set_slots(self, slots: int) -> None:
+    async def set_slots(self, slots: int, *, processing: int = 0) -> None:
         self.version += 1
         self.slots = slots
-        await self.send_stream.send(
-            UpdateAgentStatus(slot_aggregated_status_snapshot=status(slots, self.version))
-        )
+        snapshot = attrs.evolve(status(slots, self.version), slots_processing=processing)
+        await self.send_stream.send(UpdateAgentStatus(slot_aggregated_status_snapshot=snapshot))
 
     async def disconnect(self) -> None:
         await self.send_stream.aclose()
@@ -179,6 +185,9 @@ class FakeAgent:
                         normalization_method=L2(),
                         pooling_type=PoolingType.LAST,
                         source_document_id=document.id,
+                        document_tokens=len(document.content.split())
+                        if self.count_embedding_tokens
+                        else None,
                     ),
                 )
             self.pending.pop(message.id, None)
