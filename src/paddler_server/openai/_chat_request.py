@@ -247,7 +247,8 @@ def _reject_unsupported(body: Object) -> None:
 
 def read_tools(body: Object, *, flat: bool = False) -> tuple[Tool, ...]:
     tools = opt_list(body, "tools") or []
-    return tuple(read_tool(t, child("tools", i), flat=flat) for i, t in enumerate(tools))
+    read = (read_tool(t, child("tools", i), flat=flat) for i, t in enumerate(tools))
+    return tuple(tool for tool in read if tool is not None)  # other tool types are dropped
 
 
 @attrs.frozen

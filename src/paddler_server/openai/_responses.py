@@ -246,9 +246,9 @@ async def answer_responses(
             if not has_message and not turn.tool_calls:
                 await events.open("content")
             await events.close()
-            await events.emit(
-                "response.completed", response=response.body("completed", events.output, turn)
-            )
+            final = response.body("completed", events.output, turn)
+            # Cut off by max_output_tokens: OpenAI ends such a stream with response.incomplete.
+            await events.emit(f"response.{final['status']}", response=final)
         except OpenAIError as exc:
             await events.close()
             error = {"code": exc.code or "server_error", "message": exc.message}

@@ -17,10 +17,7 @@ from paddler.wire import (
     TextPart,
     Tool,
 )
-from paddler_server.openai._chat_request import (
-    read_constraints,
-    tool_call_text,
-)
+from paddler_server.openai._chat_request import read_constraints
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, child, opt_bool, opt_list, opt_object, opt_str
 from paddler_server.openai._sampling import read_max_tokens, read_sampling
@@ -77,15 +74,17 @@ def _read_item(item: Any, path: str) -> ConversationMessage | None:
             raise invalid(child(path, "content"), "expected a string or an array of parts")
         return ConversationMessage(role=_ROLES[role], content=content)
     if kind == "function_call":
-        name = opt_str(item, "name", path)
-        if name is None:
-            raise invalid(child(path, "name"), "is required")
-        raw = opt_str(item, "arguments", path) or "{}"
-        try:
-            arguments: Any = json.loads(raw)
-        except ValueError:
-            arguments = raw
-        return ConversationMessage(role="assistant", content=tool_call_text(name, arguments))
+        # As Paddler renders it: an assistant message whose text is the call as compact JSON,
+        # {"call_id":..,"name":..,"arguments":"<the arguments string>"}.
+        call: dict[str, str] = {}
+        for key in ("call_id", "name"):
+            value = opt_str(item, key, path)
+            if value is None:
+                raise invalid(child(path, key), "is required")
+            call[key] = value
+        call["arguments"] = opt_str(item, "arguments", path) or "{}"
+        text = json.dumps(call, ensure_ascii=False, separators=(",", ":"))
+        return ConversationMessage(role="assistant", content=text)
     if kind == "function_call_output":
         output = item.get("output")
         text = output if isinstance(output, str) else json.dumps(output)

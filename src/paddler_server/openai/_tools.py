@@ -8,6 +8,7 @@ GBNF grammar that only admits ``<tool_call>{"name": ..., "arguments": {...}}</to
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ __all__ = [
     "read_tool",
     "read_tool_choice",
 ]
+
+logger = logging.getLogger("paddler_server.openai")
 
 #: The grammar's own root rule; the JSON rules underneath keep the converter's names.
 _ROOT = "paddler-tool-call"
@@ -60,13 +63,19 @@ def _read_parameters(schema: Object | None, path: str) -> ValidatedParametersSch
     )
 
 
-def read_tool(obj: Any, path: str, *, flat: bool = False) -> Tool:
-    """One ``{"type": "function", "function": {...}}`` (or the flat Responses-API shape)."""
+def read_tool(obj: Any, path: str, *, flat: bool = False) -> Tool | None:
+    """One ``{"type": "function", "function": {...}}`` (or the flat Responses-API shape).
+
+    Any other tool type (``web_search``, ``file_search``, a custom tool, ...) is dropped and
+    logged, returning ``None``, as Paddler drops it: clients that offer several tool types still
+    get an answer, with the function tools only.
+    """
     if not isinstance(obj, dict):
         raise invalid(path, "expected an object")
     kind = opt_str(obj, "type", path)
     if kind != "function":
-        raise invalid(child(path, "type"), f"only 'function' tools are supported, got {kind!r}")
+        logger.info("%s: a tool of type %r is dropped (only function tools are used)", path, kind)
+        return None
     fn_path = path if flat else child(path, "function")
     function = obj if flat else opt_object(obj, "function", path)
     if function is None:
@@ -96,7 +105,9 @@ def read_tool_choice(body: Object, tools: Sequence[Tool], *, flat: bool = False)
         return value
     if isinstance(value, dict):
         if value.get("type") != "function":
-            raise invalid("tool_choice.type", "only 'function' tool choices are supported")
+            # It names a kind of tool we drop (see read_tool); the model decides, as in Paddler.
+            logger.info("tool_choice of type %r is ignored", value.get("type"))
+            return None
         fn = value if flat else (value.get("function") or {})
         name = fn.get("name") if isinstance(fn, dict) else None
         param = "tool_choice.name" if flat else "tool_choice.function.name"

@@ -55,6 +55,18 @@ def test_float_and_base64_embeddings_agree(embed_client: OpenAI) -> None:
     assert floats.data[1].embedding != pytest.approx(first, abs=1e-3)
 
 
+def test_usage_counts_the_input_tokens(embed_client: OpenAI, model_path: Path) -> None:
+    """prompt_tokens is what the agent's tokenizer made of the inputs (BOS included), not 0."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+    expected = sum(len(vocab.tokenize(t.encode(), add_bos=True, special=True)) for t in TEXTS)
+    result = embed_client.embeddings.create(model="smol", input=TEXTS, encoding_format="float")
+    assert expected > len(TEXTS)
+    assert result.usage.prompt_tokens == expected
+    assert result.usage.total_tokens == expected
+
+
 def test_single_string_input(embed_client: OpenAI) -> None:
     result = embed_client.embeddings.create(model="smol", input="hello", encoding_format="float")
     assert len(result.data) == 1 and result.object == "list"

@@ -8,7 +8,12 @@ from typing import Any
 import jsonschema
 import pytest
 from openai import AsyncOpenAI, OpenAI
-from openai.types.responses import Response, ResponseCompletedEvent, ResponseTextDeltaEvent
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseIncompleteEvent,
+    ResponseTextDeltaEvent,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -41,13 +46,15 @@ def test_stream_events_in_order(client: OpenAI) -> None:
     )
     kinds = [e.type for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
-    assert kinds[-1] == "response.completed"
+    # 12 tokens may cut the answer off: then OpenAI's last event is response.incomplete
+    assert kinds[-1] == f"response.{events[-1].response.status}"
+    assert events[-1].response.status in ("completed", "incomplete")
     assert "response.output_item.added" in kinds and "response.output_item.done" in kinds
     numbers = [e.sequence_number for e in events]
     assert numbers == sorted(numbers) == list(range(len(events)))
     deltas = "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
     final = events[-1]
-    assert isinstance(final, ResponseCompletedEvent)
+    assert isinstance(final, ResponseCompletedEvent | ResponseIncompleteEvent)
     assert deltas and final.response.output_text == deltas
 
 
@@ -123,4 +130,4 @@ async def test_async_responses(openai_cluster: Any) -> None:
             model="smol", input="Hi!", max_output_tokens=8, stream=True
         )
         kinds = [event.type async for event in stream]
-        assert kinds[-1] == "response.completed"
+        assert kinds[-1] in ("response.completed", "response.incomplete")

@@ -216,6 +216,26 @@ def test_responses_reasoning_message_and_call_items(
     ]
 
 
+def test_responses_stream_cut_off_by_max_output_tokens_ends_incomplete(
+    sdk: OpenAI, balancer: ScriptedBalancer
+) -> None:
+    """As OpenAI: the last event is response.incomplete (not .completed), with the reason."""
+    script = [envelope(ContentToken("a")), envelope(ContentToken("b")), envelope(Done(USAGE))]
+    balancer.script = list(script)  # USAGE counts 3 completion tokens: the limit of 3 is hit
+    events = list(sdk.responses.create(model="m", input="hi", max_output_tokens=3, stream=True))
+    final = events[-1]
+    assert final.type == "response.incomplete"
+    assert final.response.status == "incomplete"
+    assert final.response.incomplete_details is not None
+    assert final.response.incomplete_details.reason == "max_output_tokens"
+    assert "response.completed" not in [e.type for e in events]
+
+    balancer.script = list(script)
+    events = list(sdk.responses.create(model="m", input="hi", max_output_tokens=4, stream=True))
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.status == "completed"
+
+
 def test_chat_request_id_and_model_echo(sdk: OpenAI, balancer: ScriptedBalancer) -> None:
     balancer.script = [envelope(ContentToken("Hi")), envelope(Done(USAGE))]
     answer = sdk.chat.completions.create(model="my-model", messages=HI)

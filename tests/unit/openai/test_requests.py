@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -125,7 +126,6 @@ def test_assistant_tool_calls_and_tool_results_are_mapped():
         (chat(max_tokens=0), "max_tokens"),
         (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
         (chat(logprobs=True), "logprobs"),
-        (chat(tools=[{"type": "web_search"}]), "tools[0].type"),
         (chat(response_format={"type": "xml"}), "response_format.type"),
         (
             chat(tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "nope"}}),
@@ -137,6 +137,30 @@ def test_assistant_tool_calls_and_tool_results_are_mapped():
 def test_unsupported_values_name_their_field(body, param):
     """Every 400 says which field is at fault."""
     assert rejected(read_chat_request, body).param == param
+
+
+def test_other_tool_types_are_dropped_and_logged(caplog):
+    """As Paddler: a client that mixes tool types gets the function tools only, not a 400."""
+    caplog.set_level(logging.INFO, logger="paddler_server.openai")
+    request = read_chat_request(
+        chat(tools=[{"type": "web_search"}, WEATHER, {"type": "custom", "name": "x"}])
+    )
+    assert [t.function.name for t in request.params.tools] == ["get_weather"]
+    assert request.params.parse_tool_calls is True
+    assert "tools[0]: a tool of type 'web_search' is dropped" in caplog.text
+    assert "tools[2]: a tool of type 'custom' is dropped" in caplog.text
+
+    flat = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    responses = read_responses_request(
+        {"model": "m", "input": "hi", "tools": [{"type": "file_search"}, flat]}
+    )
+    assert [t.function.name for t in responses.tools] == ["get_weather"]
+
+    only_others = read_chat_request(
+        chat(tools=[{"type": "web_search"}], tool_choice={"type": "web_search"})
+    )
+    assert only_others.params.tools == ()
+    assert only_others.params.parse_tool_calls is False
 
 
 def test_json_schema_response_format_turns_thinking_off():
@@ -172,6 +196,48 @@ def test_tool_choice_none_drops_tools():
     request = read_chat_request(chat(tools=[WEATHER], tool_choice="none"))
     assert request.params.tools == ()
     assert request.params.parse_tool_calls is False
+
+
+def test_responses_function_call_renders_as_paddler_renders_it():
+    """A function_call item is an assistant message whose text is the call as compact JSON
+    (call_id, name, arguments as the string sent); consecutive calls stay separate messages."""
+    request = read_responses_request(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "Weather in Oslo and Bergen?"},
+                {
+                    "type": "function_call",
+                    "call_id": "c1",
+                    "name": "get_weather",
+                    "arguments": '{"city": "Oslo"}',
+                },
+                {
+                    "type": "function_call",
+                    "call_id": "c2",
+                    "name": "get_weather",
+                    "arguments": '{"city":"Bergen ☂"}',
+                },
+                {"type": "function_call_output", "call_id": "c1", "output": "Sunny"},
+            ],
+        }
+    )
+    history = request.params.conversation_history
+    assert [(m.role, m.content) for m in history[1:]] == [
+        (
+            "assistant",
+            '{"call_id":"c1","name":"get_weather","arguments":"{\\"city\\": \\"Oslo\\"}"}',
+        ),
+        (
+            "assistant",
+            '{"call_id":"c2","name":"get_weather","arguments":"{\\"city\\":\\"Bergen ☂\\"}"}',
+        ),
+        ("tool", "Sunny"),
+    ]
+    missing = {"type": "function_call", "name": "get_weather", "arguments": "{}"}
+    assert rejected(read_responses_request, {"model": "m", "input": [missing]}).param == (
+        "input[0].call_id"
+    )
 
 
 def test_responses_input_items():
