@@ -13,6 +13,7 @@ from paddler.wire import (
     ConversationMessage,
     Done,
     GeneratedTokenResult,
+    UndeterminableToken,
     is_terminal,
 )
 
@@ -32,7 +33,9 @@ async def collect(
 
 
 def content(results: Sequence[GeneratedTokenResult]) -> str:
-    return "".join(r.text for r in results if isinstance(r, ContentToken))
+    """The answer text: content, and undeterminable text (a known format before any marker)."""
+    answer = (ContentToken, UndeterminableToken)
+    return "".join(r.text for r in results if isinstance(r, answer))
 
 
 def done(results: Sequence[GeneratedTokenResult]) -> Done:
