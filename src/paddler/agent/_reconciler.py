@@ -48,7 +48,7 @@ from paddler.wire import (
 if TYPE_CHECKING:
     from paddler.agent._agent import Agent
 
-__all__ = ["EngineLoader", "Reconciler", "load_issue"]
+__all__ = ["EngineLoader", "Reconciler", "load_issue", "load_issues"]
 
 logger = logging.getLogger("paddler.agent")
 
@@ -56,10 +56,20 @@ EngineLoader = Callable[..., Awaitable[Any]]
 """``await loader(model_path, parameters, *, slots, chat_template_override)`` → engine."""
 
 RETRY_INTERVAL = 1.0
-ATTEMPTS_BEFORE_STUCK = 3
+#: As Paddler: the first failed attempt is AttemptedAndRetrying, the second Stuck (retrying
+#: goes on every second, so a fix such as a model file that appears is still picked up).
+ATTEMPTS_BEFORE_STUCK = 2
 DRAIN_ACK_TIMEOUT = 2.0
 
 Status = AgentStateApplicationStatus
+
+
+def load_issues(exc: Exception, model_path: str, slots: int) -> list[AgentIssue]:
+    """The issues a load failure reports: ``SlotCannotStart`` once per slot, as Paddler."""
+    issue = load_issue(exc, model_path)
+    if isinstance(issue, SlotCannotStart):
+        return [SlotCannotStart(error=issue.error, slot_index=i) for i in range(max(1, slots))]
+    return [issue]
 
 
 def load_issue(exc: Exception, model_path: str) -> AgentIssue:
@@ -155,10 +165,13 @@ class Reconciler:
         agent = self._agent
         status = agent.status
         await self._drain()
-        if not restarting:  # a new state: an old crash is moot
-            status.update(
-                issues=tuple(i for i in status.issues if not isinstance(i, EngineWorkerCrashed))
-            )
+        # As Paddler, applying a state starts with no issues; what is still wrong is found
+        # again. Only a restart after a crash keeps saying that the worker crashed.
+        status.update(
+            issues=tuple(i for i in status.issues if isinstance(i, EngineWorkerCrashed))
+            if restarting
+            else ()
+        )
         status.update(
             state_application_status=Status.FRESH,
             model_path=None,
@@ -166,7 +179,7 @@ class Reconciler:
             download_current=0,
             download_total=0,
             download_filename=None,
-            download_indeterminate=False,
+            download_indeterminate=True,
         )
         self.applied = None
         attempts = 0
@@ -308,8 +321,9 @@ class Reconciler:
         except Exception as exc:
             logger.warning("model load failed: %s", exc)
             self._set_restarting(False)
-            issue = load_issue(exc, str(path))
-            status.update(issues=issues_after(status.issues, ModelLoadFailed(issue)))
+            first, *more = load_issues(exc, str(path), agent.config.slots)
+            after = issues_after(status.issues, ModelLoadFailed(first))
+            status.update(issues=(*after, *(i for i in more if i not in after)))
             return False
         agent.engine = engine
         self._set_restarting(False)

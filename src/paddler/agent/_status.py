@@ -19,7 +19,8 @@ class AgentStatus:
     slots_processing: int = 0
     download_current: int = 0
     download_total: int = 0
-    download_indeterminate: bool = False
+    #: True until a download knows its size, as in Paddler (its initial status says true).
+    download_indeterminate: bool = True
     download_filename: str | None = None
     issues: tuple[AgentIssue, ...] = ()
     model_path: str | None = None
