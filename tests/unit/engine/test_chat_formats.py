@@ -22,6 +22,7 @@ from paddler.wire import (
     ToolCallParsed,
     ToolCallParseFailed,
     UnrecognizedToolCallFormat,
+    ValidJson,
     converter,
 )
 
@@ -223,3 +224,13 @@ def test_gpt_oss_short_plain_answer_is_shown_at_the_end() -> None:
     case = next(c for c in CASES if c["id"] == "gpt-oss-analysis-final")
     got = run(FORMATS["harmony"], case, ["Paris", "."])
     assert got["text"][Section.UNDETERMINED] == "Paris."
+
+
+def test_qwen_xml_tag_calls_are_read() -> None:
+    """Qwen3-Coder's `<function=...><parameter=...>` calls inside `<tool_call>` parse too."""
+    text = "\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n"
+    result = parse_tool_calls(text, VALIDATORS, FORMATS["hermes"].read_calls)
+    assert isinstance(result, ToolCallParsed)
+    assert [(c.name, c.arguments) for c in result.calls] == [
+        ("get_weather", ValidJson({"city": "Paris"}))
+    ]
