@@ -388,6 +388,7 @@ class LlamaEngine:
             steps=c.steps,
             step_seconds=c.step_seconds,
             decode_seconds=c.decode_seconds,
+            input_image_tokens=c.input_image_tokens,
         )
 
     def __repr__(self) -> str:

@@ -69,6 +69,9 @@ class ImageChunk:
             mtmd_cpp.mtmd_input_chunk_free(self._handle)
             self._handle = None
 
+    def __del__(self) -> None:  # a request refused after tokenizing never reaches a slot
+        self.free()
+
     def __repr__(self) -> str:
         return f"<ImageChunk [tokens={self.n_tokens}, positions={self.n_pos}]>"
 
@@ -187,7 +190,7 @@ class Projector:
             seq_id,
             n_batch,
             ctypes.byref(new_position),
-            None,
+            mtmd_cpp.mtmd_helper_post_decode_callback(),  # NULL: no callback
             None,
         )
         if rc != 0:

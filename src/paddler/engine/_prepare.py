@@ -12,6 +12,12 @@ from paddler.engine._formats import ChatFormat, Detection, detect_chat_format
 from paddler.engine._grammar import make_grammar_sampler
 from paddler.engine._llama import GrammarSampler, LlamaModel
 from paddler.engine._mtmd import Projector
+from paddler.engine._multimodal import (
+    ImageSpan,
+    MultimodalPrompt,
+    image_urls,
+    tokenize_with_images,
+)
 from paddler.engine._request import ActiveRequest
 from paddler.engine._sampling import RequestSampler, SamplingOverrides, SamplingSettings
 from paddler.engine._template import ChatTemplate, TemplateRenderError, message_to_template
@@ -22,7 +28,6 @@ from paddler.wire import (
     ContinueFromRawPromptParams,
     GeneratedTokenResult,
     GrammarIncompatibleWithThinking,
-    ImageUrlPart,
     InferenceParameters,
     MultimodalNotSupported,
     SamplerError,
@@ -125,12 +130,8 @@ def prepare(
         if params.parse_tool_calls and params.tools:
             validators = compiled
         offers_tools = bool(params.tools) and params.grammar is None
-        if any(
-            isinstance(part, ImageUrlPart)
-            for m in params.conversation_history
-            if not isinstance(m.content, str)
-            for part in m.content
-        ):
+        urls = image_urls(params.conversation_history)
+        if urls and ctx.projector is None:
             return MultimodalNotSupported(
                 "This agent has no multimodal projection loaded; images are not supported"
             )
@@ -148,10 +149,25 @@ def prepare(
             return ChatTemplateError(str(exc))
     else:
         text = params.raw_prompt
+        urls = []
     too_long = _prompt_too_long(ctx.model, text, ctx.prompt_limit)
     if too_long is not None:
         return too_long
-    prompt = _tokenize_prompt(ctx.model, text)
+    images: list[ImageSpan] = []
+    if urls and ctx.projector is not None:
+        made = tokenize_with_images(
+            ctx.projector,
+            ctx.model,
+            text,
+            urls,
+            max_side=ctx.parameters.image_resize_to_fit,
+            n_batch=min(ctx.parameters.n_batch, ctx.n_ctx),  # llama.cpp clamps it to n_ctx
+        )
+        if not isinstance(made, MultimodalPrompt):
+            return made
+        prompt, images = made.keys, made.images
+    else:
+        prompt = _tokenize_prompt(ctx.model, text)
     if len(prompt) >= ctx.prompt_limit:
         return SamplerError(
             f"The prompt is {len(prompt)} tokens; this agent's context holds "
@@ -176,5 +192,6 @@ def prepare(
         classifier=chat_format.parser(tools=offers_tools, prompt=text),
         stop_filter=StopStringFilter(overrides.stop if overrides else ()),
         tool_validators=validators,
+        images=images,
         read_calls=chat_format.read_calls,
     )

@@ -12,6 +12,7 @@ from paddler.engine._classifier import Piece, Section, StopStringFilter
 from paddler.engine._formats import StreamParser, json_calls
 from paddler.engine._formats._calls import CallReader
 from paddler.engine._llama import LlamaModel
+from paddler.engine._multimodal import ImageSpan
 from paddler.engine._sampling import RequestSampler
 from paddler.engine._tool_calls import parse_tool_calls
 from paddler.wire import (
@@ -27,7 +28,11 @@ from paddler.wire import (
 
 @attrs.define(eq=False)
 class ActiveRequest:
-    """Mutated only on the scheduler thread; `outputs` collects this step's results."""
+    """Mutated only on the scheduler thread; `outputs` collects this step's results.
+
+    ``prompt`` has one key per position: token ids, and negative keys where an image of
+    ``images`` goes (see `_multimodal`).
+    """
 
     id: int
     prompt: list[int]
@@ -47,17 +52,50 @@ class ActiveRequest:
     tool_call_tokens: int = 0
     undeterminable_tokens: int = 0
     outputs: list[GeneratedTokenResult] = attrs.Factory(list)
+    images: list[ImageSpan] = attrs.Factory(list)
+    _next_image: int = 0
     _decoder: codecs.IncrementalDecoder = attrs.Factory(
         lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
     _visible_kind: Section = Section.CONTENT
 
     @property
+    def input_image_tokens(self) -> int:
+        return sum(span.n_tokens for span in self.images)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Text tokens plus image tokens (an image may take fewer positions than tokens)."""
+        return len(self.prompt) - sum(s.n_pos for s in self.images) + self.input_image_tokens
+
+    def pending_image(self) -> ImageSpan | None:
+        """The image that ingestion has reached and that is not evaluated yet."""
+        if self._next_image < len(self.images):
+            span = self.images[self._next_image]
+            if span.start == self.ingested:
+                return span
+        return None
+
+    def text_end(self) -> int:
+        """Where the text run being ingested ends: the next image, or the prompt's end."""
+        if self._next_image < len(self.images):
+            return self.images[self._next_image].start
+        return len(self.prompt)
+
+    def image_evaluated(self) -> ImageSpan:
+        """Ingestion has passed the pending image (its KV cells are filled)."""
+        span = self.images[self._next_image]
+        self._next_image += 1
+        self.ingested = span.end
+        span.chunk.free()
+        return span
+
+    @property
     def usage(self) -> TokenUsage:
         return TokenUsage(
-            prompt_tokens=len(self.prompt),
+            prompt_tokens=self.prompt_tokens,
             cached_prompt_tokens=self.cached_prompt_tokens,
-            input_image_tokens=0,
+            input_image_tokens=self.input_image_tokens,
             input_audio_tokens=0,
             content_tokens=self.content_tokens,
             reasoning_tokens=self.reasoning_tokens,
@@ -161,3 +199,5 @@ class ActiveRequest:
             self._count(self.classifier.flush().counts)
         self.outputs.append(terminal if terminal is not None else Done(self.usage))
         self.sampler.free()
+        for span in self.images:
+            span.chunk.free()

@@ -108,10 +108,14 @@ class RequestSampler:
             )
 
     def prime(self, prompt: list[int]) -> None:
-        """Let the penalties see the prompt, as llama-server does (the grammar does not)."""
+        """Let the penalties see the prompt, as llama-server does (the grammar does not).
+
+        Positions an image fills have negative keys, not tokens: they are skipped.
+        """
         if self._chain is not None:
             for token in prompt:
-                self._chain.accept(token)
+                if token >= 0:
+                    self._chain.accept(token)
 
     def sample(self, ctx: LlamaContext, batch_index: int, logits: FloatRows) -> int:
         """Sample one token (not for the greedy fast path, which the scheduler batches)."""

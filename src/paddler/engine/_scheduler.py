@@ -2,6 +2,9 @@
 
 Every generating slot contributes its pending token and ingesting slots fill the rest of
 `n_batch` with prompt chunks, in ascending `seq_id` order (llama.cpp splits unordered batches).
+An image in a prompt is evaluated on its own before a step's batch (a llama batch carries
+either tokens or embeddings, not both): at most one image per step, so the other slots keep
+generating between images, and the image's text before and after it rides the shared batches.
 The outputs of a whole step leave in one `deliver` call. The engine worker runs this loop on its
 process's initial thread (llama.cpp with OpenMP is ~3x slower from any other thread), taking
 commands from its pipe; `QueueCommands` feeds it from other threads for library use and tests.
@@ -21,6 +24,7 @@ import numpy as np
 
 from paddler.engine._embeddings import run_embeddings
 from paddler.engine._llama import Batch, LlamaContext, LlamaModel
+from paddler.engine._mtmd import Projector
 from paddler.engine._prepare import GenerationParams, PrepareContext, prepare
 from paddler.engine._request import ActiveRequest
 from paddler.engine._sampling import GrammarRejected, SamplingOverrides
@@ -111,6 +115,7 @@ class Counters:
     tokens_generated: int = 0
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
+    input_image_tokens: int = 0
     evictions: int = 0
     steps: int = 0
     step_seconds: float = 0.0
@@ -132,6 +137,7 @@ class Scheduler:
         deliver: Callable[[Outbox], None],
         prompt_cache: bool = True,
         commands: CommandSource | None = None,
+        projector: Projector | None = None,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -142,6 +148,7 @@ class Scheduler:
         self._pooling = pooling
         self._deliver = deliver
         self._prompt_cache = prompt_cache
+        self._projector = projector
         self._batch = Batch(ctx.n_batch)
         self._queue: QueueCommands | None = None
         if commands is None:
@@ -150,6 +157,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._outbox: Outbox = []
         self._by_id: dict[int, Slot] = {}
+        self._last_image_slot = -1
 
     # -- called from any thread (only when the scheduler owns its command queue) ------------
     def send(self, command: Command) -> None:
@@ -231,7 +239,8 @@ class Scheduler:
             self._outbox.append((command.request_id, [prepared], True))
             return
         request = prepared
-        self.counters.prompt_tokens += len(request.prompt)
+        self.counters.prompt_tokens += request.prompt_tokens
+        self.counters.input_image_tokens += request.input_image_tokens
         if not request.prompt:
             request.finish(SamplerError("The prompt is empty"))
             self._outbox.append((request.id, request.outputs, True))
@@ -308,6 +317,7 @@ class Scheduler:
     # -- one step --------------------------------------------------------------------------
     def step(self) -> float | None:
         """One batch; returns the seconds spent in `llama_decode` (None if nothing decoded)."""
+        image_seconds = self._evaluate_an_image()
         batch = self._batch
         batch.clear()
         generating = sum(1 for s in self.slots if s.state is SlotState.GENERATING)
@@ -323,16 +333,19 @@ class Scheduler:
                 entries.append((slot, tokens, index))
             elif budget > 0:
                 start = request.ingested
-                tokens = request.prompt[start : start + budget]
+                end = request.text_end()
+                if end <= start:
+                    continue  # its image comes first (evaluated at the start of a step)
+                tokens = request.prompt[start : min(end, start + budget)]
                 last = start + len(tokens) == len(request.prompt)
                 index = batch.add(tokens, start, slot.seq_id, output_last=last)
                 entries.append((slot, tokens, index if last else -1))
                 budget -= len(tokens)
         if not entries:
-            return None
+            return image_seconds
         decode_started = time.perf_counter()
         rc = self.ctx.decode(batch)
-        decode_seconds = time.perf_counter() - decode_started
+        decode_seconds = time.perf_counter() - decode_started + (image_seconds or 0.0)
         if rc == 1:
             if self._drop_an_idle_cache():
                 return None  # retried next step with the freed cells
@@ -348,6 +361,38 @@ class Scheduler:
             return None
         self._commit_and_sample(entries, batch.n_outputs)
         return decode_seconds
+
+    def _evaluate_an_image(self) -> float | None:
+        """Encode and decode the next image one ingesting slot has reached (the first such
+        slot after the last one served, so two image requests take turns); its seconds."""
+        waiting = [
+            s
+            for s in self.slots
+            if s.state is SlotState.INGESTING and s.request and s.request.pending_image()
+        ]
+        if not waiting or self._projector is None:
+            return None
+        slot = min(waiting, key=lambda s: (s.seq_id <= self._last_image_slot, s.seq_id))
+        self._last_image_slot = slot.seq_id
+        request = slot.request
+        assert request is not None
+        span = request.pending_image()
+        assert span is not None and span.start == len(slot.cached)
+        started = time.perf_counter()
+        error = self._projector.evaluate(
+            self.ctx, span.chunk, position=span.start, seq_id=slot.seq_id, n_batch=self.ctx.n_batch
+        )
+        seconds = time.perf_counter() - started
+        if error is not None:
+            self.ctx.seq_remove(slot.seq_id, span.start)  # whatever part of it was decoded
+            if self._drop_an_idle_cache():
+                return seconds  # retried next step with the freed cells
+            logger.warning("image evaluation failed for %r: %s", slot, error)
+            self._release(slot, SamplerError(f"The image could not be evaluated: {error}"))
+            return seconds
+        request.image_evaluated()
+        slot.cached.extend(request.prompt[span.start : span.end])
+        return seconds
 
     def _drop_an_idle_cache(self) -> bool:
         """With one shared KV stream, idle slots' caches go before any request is evicted."""

@@ -29,6 +29,8 @@ class EngineStatistics:
     steps: int
     step_seconds: float
     decode_seconds: float
+    #: Tokens the images of prompts became (they are part of ``prompt_tokens``).
+    input_image_tokens: int = 0
 
     @property
     def python_share(self) -> float:

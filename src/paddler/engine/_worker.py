@@ -242,6 +242,7 @@ def run(in_fd: int, out_fd: int) -> None:
         deliver=deliver,
         prompt_cache=command.prompt_cache,
         commands=source,
+        projector=loaded.projector,
     )
     scheduler.run_blocking()
     channel.send(Delivery([], scheduler.counters))
