@@ -234,3 +234,16 @@ def test_qwen_xml_tag_calls_are_read() -> None:
     assert [(c.name, c.arguments) for c in result.calls] == [
         ("get_weather", ValidJson({"city": "Paris"}))
     ]
+
+
+def test_a_forced_call_while_reasoning_is_still_a_call() -> None:
+    """DeepSeek's prompt opens `<think>`; a `tool_choice` grammar's `<tool_call>` comes at once."""
+    case = next(c for c in CASES if c["id"] == "deepseek-r1-tool-call")
+    tokens = [
+        "<tool_call>",
+        '\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n',
+        "</tool_call>",
+    ]
+    got = run(FORMATS["deepseek_r1"], case, tokens)
+    assert got["calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert got["text"][Section.REASONING] == ""

@@ -24,14 +24,22 @@ CALL_END = "<｜tool▁call▁end｜>"
 SEP = "<｜tool▁sep｜>"
 END_OF_SENTENCE = "<｜end▁of▁sentence｜>"
 
+_CALLS = Marker(CALLS_BEGIN, Section.TOOL_CALL, Section.TOOL_CALL, ToolBody(closes=(CALLS_END,)))
+
 _TABLE: Table = {
     Section.CONTENT: (
         Marker(THINK_OPEN, Section.REASONING, Section.REASONING),
         Marker(THINK_CLOSE, Section.CONTENT, Section.CONTENT),
-        Marker(CALLS_BEGIN, Section.TOOL_CALL, Section.TOOL_CALL, ToolBody(closes=(CALLS_END,))),
+        _CALLS,
         HERMES_TOOL,
     ),
-    Section.REASONING: (Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING),),
+    # a call may start without closing the reasoning (as Paddler's classifier, and forced
+    # `tool_choice` grammars, do)
+    Section.REASONING: (
+        Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING),
+        _CALLS,
+        HERMES_TOOL,
+    ),
 }
 
 _FENCED = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)

@@ -34,7 +34,9 @@ THINKING: Table = {
         Marker(THINK_CLOSE, Section.CONTENT, Section.CONTENT),  # a stray close is hidden
         HERMES_TOOL,
     ),
-    Section.REASONING: (Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING),),
+    # a call may start without closing the reasoning (as Paddler's classifier, and forced
+    # `tool_choice` grammars, do)
+    Section.REASONING: (Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING), HERMES_TOOL),
 }
 
 _TURN_ENDS = ("<|im_end|>",)

@@ -22,19 +22,27 @@ THINK_OPEN = "[THINK]"
 THINK_CLOSE = "[/THINK]"
 EOS = "</s>"
 
+_CALLS = Marker(
+    TOOL_CALLS,
+    Section.TOOL_CALL,
+    Section.TOOL_CALL,
+    ToolBody(closes=(EOS,), ends_with_json=True, json_after=ARGS),
+)
+
 _TABLE: Table = {
     Section.CONTENT: (
         Marker(THINK_OPEN, Section.REASONING, Section.REASONING),
         Marker(THINK_CLOSE, Section.CONTENT, Section.CONTENT),
-        Marker(
-            TOOL_CALLS,
-            Section.TOOL_CALL,
-            Section.TOOL_CALL,
-            ToolBody(closes=(EOS,), ends_with_json=True, json_after=ARGS),
-        ),
+        _CALLS,
         HERMES_TOOL,
     ),
-    Section.REASONING: (Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING),),
+    # a call may start without closing the reasoning (as Paddler's classifier, and forced
+    # `tool_choice` grammars, do)
+    Section.REASONING: (
+        Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING),
+        _CALLS,
+        HERMES_TOOL,
+    ),
 }
 
 
