@@ -8,21 +8,22 @@ reuses an image as if it were text.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import attrs
 import pytest
 from engine_test_helpers import collect, content, done
-from image_samples import image_uri, striped_uri, svg_uri
 
+from image_samples import image_uri, striped_uri, svg_uri
 from paddler.engine import LlamaEngine
 from paddler.testing.make_projector import write_projector
 from paddler.wire import (
     ContentPart,
     ContinueFromConversationHistoryParams,
     ConversationMessage,
+    GeneratedTokenResult,
     ImageDecodingFailed,
     ImageExceedsBatchSize,
     ImageUrl,
@@ -58,8 +59,10 @@ def ask(
     )
 
 
-def plain(text: str = "Name three colours.", max_tokens: int = 16) -> Sequence[object]:
-    return ContinueFromConversationHistoryParams(  # type: ignore[return-value]
+def plain(
+    text: str = "Name three colours.", max_tokens: int = 16
+) -> ContinueFromConversationHistoryParams:
+    return ContinueFromConversationHistoryParams(
         add_generation_prompt=True,
         conversation_history=(ConversationMessage(role="user", content=text),),
         enable_thinking=False,
@@ -134,32 +137,32 @@ async def test_plain_and_image_requests_run_together_unchanged(engine: LlamaEngi
     """A plain request generates the same text alone and beside an image request (both slots
     busy: the image's text rides the shared batches, its embeddings decode between them)."""
     alone = content(await collect(engine.generate(plain())))
-    together: dict[str, object] = {}
+    together: dict[str, list[GeneratedTokenResult]] = {}
 
-    async def run(name: str, params: object) -> None:
-        together[name] = await collect(engine.generate(params))  # type: ignore[arg-type]
+    async def run(name: str, params: ContinueFromConversationHistoryParams) -> None:
+        together[name] = await collect(engine.generate(params))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, "image", ask(striped_uri(), max_tokens=16))
         tg.start_soon(run, "plain", plain())
-    assert content(together["plain"]) == alone  # type: ignore[arg-type]
-    assert done(together["image"]).usage.input_image_tokens == IMAGE_TOKENS  # type: ignore[arg-type]
+    assert content(together["plain"]) == alone
+    assert done(together["image"]).usage.input_image_tokens == IMAGE_TOKENS
 
 
 async def test_two_image_requests_at_once_both_generate(engine: LlamaEngine) -> None:
     alone = content(await collect(engine.generate(ask(striped_uri(), max_tokens=8))))
-    outcomes: list[list[object]] = []
+    outcomes: list[list[GeneratedTokenResult]] = []
 
     async def run(url: str) -> None:
-        outcomes.append(await collect(engine.generate(ask(url, max_tokens=8))))  # type: ignore[arg-type]
+        outcomes.append(await collect(engine.generate(ask(url, max_tokens=8))))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, striped_uri())
         tg.start_soon(run, image_uri("blue"))
     for results in outcomes:
-        assert done(results).usage.input_image_tokens == IMAGE_TOKENS  # type: ignore[arg-type]
-        assert done(results).usage.content_tokens > 0  # type: ignore[arg-type]
-    assert alone in [content(r) for r in outcomes]  # type: ignore[arg-type]
+        assert done(results).usage.input_image_tokens == IMAGE_TOKENS
+        assert done(results).usage.content_tokens > 0
+    assert alone in [content(r) for r in outcomes]
 
 
 async def test_the_prompt_cache_stops_at_an_image(model_path: Path, projector_path: Path) -> None:
@@ -186,9 +189,7 @@ async def test_the_prompt_cache_stops_at_an_image(model_path: Path, projector_pa
         assert content(await collect(fresh.generate(ask()))) == content(text_only)
 
 
-async def test_an_image_larger_than_n_batch_is_refused(
-    model_path: Path, tmp_path: Path
-) -> None:
+async def test_an_image_larger_than_n_batch_is_refused(model_path: Path, tmp_path: Path) -> None:
     big = write_projector(tmp_path / "big.gguf", image_size=128, patch_size=8)  # 256 tokens
     async with await LlamaEngine.load(
         model_path, parameters(n_batch=128), slots=1, multimodal_projection=big
