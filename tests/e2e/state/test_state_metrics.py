@@ -26,11 +26,13 @@ from websockets.asyncio.client import connect
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 PADDLER_GAUGES = ("paddler_slots_processing", "paddler_slots_total", "paddler_requests_buffered")
+#: StatsD names: Paddler's client joins the prefix and the name with one dot.
+STATSD_GAUGES = tuple(name.replace("paddler_", "paddler_.", 1) for name in PADDLER_GAUGES)
 NEVER_ENDING = {"type": "gbnf", "grammar": 'root ::= "ab" root', "root": "root"}
 
 
 class StatsdListener:
-    """A UDP socket on 127.0.0.1 that collects ``name:value|g`` lines."""
+    """A UDP socket on 127.0.0.1 that collects ``name:value|g`` datagrams (one gauge each)."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -49,6 +51,7 @@ class StatsdListener:
             except TimeoutError:
                 break
             datagrams.append(data)
+            assert "\n" not in data, f"one gauge per datagram, as Paddler sends: {data!r}"
             for line in data.splitlines():
                 name, _, rest = line.partition(":")
                 value, _, kind = rest.partition("|")
@@ -203,7 +206,7 @@ async def test_refused_and_cancelled_requests_are_counted_by_outcome(
         busy = scrape(cluster)
         assert busy["paddler_slots_processing"] == 2
         await anyio.to_thread.run_sync(
-            lambda: statsd.wait_for({"paddler_slots_processing": "2", "paddler_slots_total": "2"})
+            lambda: statsd.wait_for({"paddler_.slots_processing": "2", "paddler_.slots_total": "2"})
         )
     cluster.wait_idle()
     after = scrape(cluster)
@@ -219,12 +222,12 @@ def test_statsd_pushes_the_three_gauges_with_the_prefix(
     cluster.wait_idle()
     seen = statsd.wait_for(
         {
-            "paddler_slots_processing": "0",
-            "paddler_slots_total": "2",
-            "paddler_requests_buffered": "0",
+            "paddler_.slots_processing": "0",
+            "paddler_.slots_total": "2",
+            "paddler_.requests_buffered": "0",
         }
     )
-    assert set(seen) == set(PADDLER_GAUGES)
+    assert set(seen) == set(STATSD_GAUGES)
 
 
 def test_buffer_timeout_is_counted_and_its_wait_observed(
@@ -269,9 +272,9 @@ def test_custom_prefix_names_statsd_and_prometheus(
     try:
         custom.start_balancer()
         seen = listener.wait_for(
-            {"lab_slots_processing": "0", "lab_slots_total": "0", "lab_requests_buffered": "0"}
+            {"lab_.slots_processing": "0", "lab_.slots_total": "0", "lab_.requests_buffered": "0"}
         )
-        assert set(seen) == {"lab_slots_processing", "lab_slots_total", "lab_requests_buffered"}
+        assert set(seen) == {"lab_.slots_processing", "lab_.slots_total", "lab_.requests_buffered"}
         samples = scrape(custom)
         for name in ("lab_slots_processing", "lab_slots_total", "lab_requests_buffered"):
             assert samples["_families"][name] == "gauge"
