@@ -175,10 +175,10 @@ def prepare(
         )
     grammar: GrammarSampler | None = None
     if params.grammar is not None:
-        made = make_grammar_sampler(ctx.model, params.grammar)
-        if not isinstance(made, GrammarSampler):
-            return made
-        grammar = made
+        constrained = make_grammar_sampler(ctx.model, params.grammar)
+        if not isinstance(constrained, GrammarSampler):
+            return constrained
+        grammar = constrained
     settings = SamplingSettings.resolve(ctx.parameters, overrides)
     sampler = RequestSampler(settings, grammar, n_ctx=ctx.n_ctx, n_vocab=ctx.model.n_vocab)
     sampler.prime(prompt)
