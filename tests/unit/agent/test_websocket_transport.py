@@ -83,10 +83,12 @@ async def test_sampling_overrides_cross_the_websocket(tmp_path: Path) -> None:
         )
         await balancer.set_desired_state(state)
         config = AgentConfig(management_url=url, slots=1)
-        async with Agent(config, engine_loader=loader):
+        async with Agent(config, engine_loader=loader) as agent:
             with anyio.fail_after(5):
                 await balancer.wait_agents(1)
             assert [entry.extensions for entry in balancer.pool] == [SUPPORTED_EXTENSIONS]
+            assert agent._protocol is not None  # the agent read the 101 answer's header
+            assert agent._protocol.extensions == SUPPORTED_EXTENSIONS
             params = ContinueFromRawPromptParams(raw_prompt="x", max_tokens=3)
             for overrides in (SamplingOverrides(temperature=0.5, seed=3, stop=("z",)), None):
                 async with balancer.generate(params, overrides=overrides) as stream:
