@@ -20,6 +20,7 @@ from paddler.wire import (
     ChatTemplate,
     InferenceParameters,
     LocalToAgentModel,
+    NoModel,
     WireError,
     converter,
 )
@@ -55,6 +56,8 @@ def changed_state(
     model_path: str | None = None,
     chat_template: str | None = None,
     model_template: bool = False,
+    multimodal_projection: str | None = None,
+    no_multimodal_projection: bool = False,
 ) -> BalancerDesiredState:
     """``state`` with the changes applied; raises ``SetStateError`` naming a bad one."""
     document: dict[str, Any] = converter.unstructure(state)
@@ -67,6 +70,13 @@ def changed_state(
         raise SetStateError(str(exc)) from exc
     if model_path is not None:
         result = attrs.evolve(result, model=LocalToAgentModel(path=model_path))
+    if multimodal_projection is not None and no_multimodal_projection:
+        raise SetStateError("give either a multimodal projection or none, not both")
+    if multimodal_projection is not None:
+        projection = LocalToAgentModel(path=multimodal_projection)
+        result = attrs.evolve(result, multimodal_projection=projection)
+    if no_multimodal_projection:
+        result = attrs.evolve(result, multimodal_projection=NoModel())
     if chat_template is not None:
         result = attrs.evolve(
             result,

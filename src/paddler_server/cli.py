@@ -382,6 +382,15 @@ def demo(
     "--model-template", is_flag=True, help="Stop using the override: the model's own template."
 )
 @click.option(
+    "--multimodal-projection",
+    default=None,
+    metavar="PATH",
+    help="Load this mmproj GGUF beside the model, for images (a path on the agents' disks).",
+)
+@click.option(
+    "--no-multimodal-projection", is_flag=True, help="Stop loading a multimodal projection."
+)
+@click.option(
     "--wait/--no-wait",
     default=True,
     show_default=True,
@@ -400,6 +409,8 @@ def set_state_command(
     model_path: str | None,
     chat_template_file: Any,
     model_template: bool,
+    multimodal_projection: str | None,
+    no_multimodal_projection: bool,
     wait: bool,
     timeout: float,
     parameters: tuple[str, ...],
@@ -421,6 +432,8 @@ def set_state_command(
             model_path=model_path,
             chat_template=template,
             model_template=model_template,
+            multimodal_projection=multimodal_projection,
+            no_multimodal_projection=no_multimodal_projection,
         )
 
     try:

@@ -50,6 +50,7 @@ __all__ = [
     "read_chat_request",
     "read_constraints",
     "read_grammar_extension",
+    "read_image_url",
     "tool_call_text",
 ]
 
@@ -91,12 +92,26 @@ def _read_part(part: Any, path: str) -> ContentPart:
             raise invalid(child(path, key), "is required", code="missing_required_parameter")
         return TextPart(text)
     if kind == "image_url":
-        image = opt_object(part, "image_url", path)
-        url = opt_str(image, "url", child(path, "image_url")) if image is not None else None
-        if url is None:
-            raise invalid(child(path, "image_url.url"), "is required")
-        return ImageUrlPart(ImageUrl(url))
+        return ImageUrlPart(ImageUrl(read_image_url(part, path)))
     raise invalid(child(path, "type"), f"unsupported content part type {kind!r}")
+
+
+def read_image_url(part: Object, path: str) -> str:
+    """An image part's URL: ``image_url`` as OpenAI's ``{"url", "detail"}`` object (``detail``
+    is accepted and has no effect) or as a plain string. Whether the URL is usable (a base64
+    data URI) is the agent's to say: it answers ``ImageDecodingFailed`` (a 400) otherwise."""
+    value = part.get("image_url")
+    field = child(path, "image_url")
+    if isinstance(value, dict):
+        field = child(field, "url")
+        value = value.get("url")
+    if not isinstance(value, str) or not value:
+        raise invalid(
+            field,
+            "an image URL is required: the image as a base64 data URI (data:image/png;base64,...)",
+            code="missing_required_parameter" if value is None else "invalid_value",
+        )
+    return value
 
 
 def _read_content(message: Object, path: str) -> str | tuple[ContentPart, ...]:

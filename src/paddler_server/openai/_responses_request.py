@@ -17,7 +17,7 @@ from paddler.wire import (
     TextPart,
     Tool,
 )
-from paddler_server.openai._chat_request import read_constraints
+from paddler_server.openai._chat_request import read_constraints, read_image_url
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, child, opt_bool, opt_list, opt_object, opt_str
 from paddler_server.openai._sampling import read_max_tokens, read_sampling
@@ -47,12 +47,13 @@ def _read_part(part: Any, path: str) -> ContentPart:
         key = "refusal" if kind == "refusal" else "text"
         return TextPart(opt_str(part, key, path) or "")
     if kind == "input_image":
-        url = part.get("image_url")
-        if isinstance(url, dict):
-            url = url.get("url")
-        if not isinstance(url, str):
-            raise invalid(child(path, "image_url"), "an image URL (a base64 data URI) is required")
-        return ImageUrlPart(ImageUrl(url))
+        if part.get("image_url") is None and part.get("file_id") is not None:
+            raise invalid(
+                child(path, "file_id"),
+                "uploaded files are not supported; send image_url as a base64 data URI",
+                code="unsupported_value",
+            )
+        return ImageUrlPart(ImageUrl(read_image_url(part, path)))
     raise invalid(child(path, "type"), f"unsupported content part type {kind!r}")
 
 
