@@ -1,7 +1,7 @@
 // Prompt page: a chat over the inference WebSocket (spec §2.2), streaming and stoppable.
 
 import { inferenceSocketUrl, reportConnection } from "./api.js";
-import { h, replace } from "./dom.js";
+import { formatBytes, h, replace } from "./dom.js";
 
 const STREAMING = new Set(["ContentToken", "ReasoningToken", "UndeterminableToken", "ToolCallToken",
   "ToolCallParsed", "ToolCallParseFailed", "ToolCallValidationFailed", "UnrecognizedToolCallFormat"]);
@@ -38,10 +38,28 @@ class InferenceSocket {
   send(message) { this.ws.send(JSON.stringify(message)); }
 }
 
+// One image per message, sent inline as a data URI (the agents never fetch URLs). Frames on the
+// inference socket are limited (50 MiB by default); base64 makes an image a third bigger.
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/svg+xml"];
+const MAX_IMAGE_BYTES = 20 * 1024 * 1024;
+
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 function usageLine(usage, seconds, firstTokenSeconds, generatedBy) {
   const generated = usage.content_tokens + usage.reasoning_tokens + usage.undeterminable_tokens + usage.tool_call_tokens;
+  const promptDetails = [
+    usage.cached_prompt_tokens ? `${usage.cached_prompt_tokens} cached` : null,
+    usage.input_image_tokens ? `${usage.input_image_tokens} image` : null,
+  ].filter(Boolean).join(", ");
   const parts = [
-    `${usage.prompt_tokens} prompt tokens${usage.cached_prompt_tokens ? ` (${usage.cached_prompt_tokens} cached)` : ""}`,
+    `${usage.prompt_tokens} prompt tokens${promptDetails ? ` (${promptDetails})` : ""}`,
     `${generated} generated${usage.reasoning_tokens ? ` (${usage.reasoning_tokens} reasoning)` : ""}`,
     seconds > 0 && generated > 1 ? `${(generated / seconds).toFixed(1)} tokens/s` : null,
     firstTokenSeconds !== null ? `first token after ${firstTokenSeconds.toFixed(2)} s` : null,
@@ -65,10 +83,15 @@ export function mountPrompt(view) {
   const send = h("button", { type: "submit", class: "primary", id: "send" }, "Send");
   const stop = h("button", { type: "button", class: "danger", id: "stop", disabled: true }, "Stop");
   const clear = h("button", { type: "button", class: "secondary" }, "New conversation");
+  const imageInput = h("input", { type: "file", id: "image-input", accept: IMAGE_TYPES.join(","), class: "visually-hidden" });
+  const attachButton = h("button", { type: "button", class: "secondary", id: "attach-image", title: "Attach one image (PNG, JPEG, GIF, BMP, WebP or SVG); it is sent inline with the message" }, "Image…");
+  const attachment = h("div", { class: "attachment", hidden: true, dataset: { role: "attachment" } });
 
   const composer = h("form", { class: "composer" },
+    attachment,
     input,
     h("div", { class: "composer-bar" },
+      imageInput, attachButton,
       h("label", { class: "check", title: "Let models that can reason think before answering; the reasoning is shown apart." }, thinking, " Thinking"),
       h("label", {}, "Max tokens ", maxTokens),
       h("span", { class: "spacer" }),
@@ -84,6 +107,39 @@ export function mountPrompt(view) {
   let history = [];
   let active = null; // {id, element parts, started, firstToken}
   let generationDisabled = false;
+  let attached = null; // {url, name, size}: the image the next message carries
+
+  function showAttachment(content) {
+    attachment.hidden = content === null;
+    replace(attachment, content);
+  }
+
+  function detach() {
+    attached = null;
+    imageInput.value = "";
+    showAttachment(null);
+  }
+
+  async function attach(file) {
+    if (!file) return;
+    if (!IMAGE_TYPES.includes(file.type)) {
+      attached = null;
+      showAttachment(h("p", { class: "error", role: "alert" }, `${file.name} is not a PNG, JPEG, GIF, BMP, WebP or SVG image.`));
+      return;
+    }
+    if (file.size > MAX_IMAGE_BYTES) {
+      attached = null;
+      showAttachment(h("p", { class: "error", role: "alert" }, `${file.name} is ${formatBytes(file.size)}; an image may be at most ${formatBytes(MAX_IMAGE_BYTES)}.`));
+      return;
+    }
+    const url = await readAsDataUrl(file);
+    attached = { url, name: file.name, size: file.size };
+    showAttachment([
+      h("img", { src: url, alt: file.name, class: "thumb" }),
+      h("span", { class: "attachment-name" }, `${file.name} · ${formatBytes(file.size)}`),
+      h("button", { type: "button", class: "secondary small", "aria-label": "Remove the image", onclick: () => { detach(); input.focus(); } }, "Remove"),
+    ]);
+  }
 
   let socket = null;
   const refreshButtons = () => {
@@ -168,12 +224,18 @@ export function mountPrompt(view) {
     event.preventDefault();
     const text = input.value.trim();
     const max = Number(maxTokens.value);
-    if (!text || active || !socket.open) return;
+    if ((!text && !attached) || active || !socket.open) return;
     if (!Number.isInteger(max) || max < 1) { maxTokens.setCustomValidity("A whole number ≥ 1"); maxTokens.reportValidity(); return; }
     maxTokens.setCustomValidity("");
     log.querySelector(".empty")?.remove();
-    history.push({ role: "user", content: text });
-    log.append(h("div", { class: "message user" }, h("p", {}, text)));
+    const image = attached;
+    const content = image
+      ? [...(text ? [{ type: "text", text }] : []), { type: "image_url", image_url: { url: image.url } }]
+      : text;
+    history.push({ role: "user", content });
+    log.append(h("div", { class: "message user" },
+      image ? h("img", { src: image.url, alt: image.name, class: "thumb" }) : null,
+      text ? h("p", {}, text) : null));
     const answer = h("div", { class: "answer" });
     const reasoning = h("details", { class: "reasoning", open: true, hidden: true }, h("summary", {}, "Reasoning"), h("pre", {}));
     const meta = h("p", { class: "meta muted" }, "waiting for a free slot…");
@@ -196,8 +258,25 @@ export function mountPrompt(view) {
       },
     });
     input.value = "";
+    detach();
     refreshButtons();
     element.scrollIntoView({ block: "end" });
+  });
+
+  attachButton.addEventListener("click", () => imageInput.click());
+  imageInput.addEventListener("change", () => attach(imageInput.files[0]));
+  composer.addEventListener("dragover", (event) => { event.preventDefault(); });
+  composer.addEventListener("drop", (event) => {
+    const file = event.dataTransfer?.files?.[0];
+    if (!file) return;
+    event.preventDefault();
+    attach(file);
+  });
+  input.addEventListener("paste", (event) => {
+    const file = [...(event.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
+    if (!file) return;
+    event.preventDefault();
+    attach(file);
   });
 
   input.addEventListener("keydown", (event) => {
