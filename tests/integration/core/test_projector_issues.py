@@ -10,14 +10,30 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
-from core_cluster import agents, desired_state, unique_name
+from core_cluster import (
+    agents,
+    collect,
+    desired_state,
+    small_parameters,
+    unique_name,
+    wait_applied,
+)
 
+from image_samples import image_uri
 from paddler.agent import Agent
 from paddler.balancer import Balancer, BalancerConfig
+from paddler.testing.make_projector import write_projector
 from paddler.wire import (
     AgentStateApplicationStatus,
+    ContinueFromConversationHistoryParams,
+    ConversationMessage,
+    Done,
+    ImageExceedsBatchSize,
+    ImageUrl,
+    ImageUrlPart,
     LocalToAgentModel,
     MultimodalProjectionCannotBeLoaded,
+    TextPart,
 )
 
 pytestmark = [pytest.mark.model, pytest.mark.anyio]
@@ -75,3 +91,53 @@ async def test_bad_then_missing_then_good_projector(
                 isinstance(i, MultimodalProjectionCannotBeLoaded) for i in agent.status.issues
             )
             assert agent.engine is not None and agent.engine.multimodal
+
+
+def image_request(url: str) -> ContinueFromConversationHistoryParams:
+    return ContinueFromConversationHistoryParams(
+        add_generation_prompt=True,
+        conversation_history=(
+            ConversationMessage(
+                role="user",
+                content=(TextPart("What is this?"), ImageUrlPart(ImageUrl(url))),
+            ),
+        ),
+        enable_thinking=False,
+        max_tokens=4,
+    )
+
+
+async def test_images_through_balancer_and_agent(
+    model_path: Path, projector_path: Path, tmp_path: Path
+) -> None:
+    """An image request through the balancer and the agent protocol: its usage counts the
+    image; with a 256-token projector and n_batch 128 the terminal is ImageExceedsBatchSize
+    with both numbers, and the agent serves on."""
+    big = write_projector(tmp_path / "big.gguf", image_size=128, patch_size=8)
+    name = unique_name()
+    async with Balancer(BalancerConfig(inproc_name=name)) as balancer:
+        state = desired_state(model_path)
+        await balancer.set_desired_state(
+            attrs.evolve(state, multimodal_projection=LocalToAgentModel(str(projector_path)))
+        )
+        async with agents(name, 1) as (agent,):
+            await wait_applied(agent, balancer)
+            items = await collect(balancer, image_request(image_uri()))
+            done = items[-1].response
+            assert isinstance(done, Done)
+            assert done.usage.input_image_tokens == 16
+
+            await balancer.set_desired_state(
+                attrs.evolve(
+                    state,
+                    multimodal_projection=LocalToAgentModel(str(big)),
+                    inference_parameters=small_parameters(n_batch=128),
+                )
+            )
+            await wait_applied(agent, balancer)
+            items = await collect(balancer, image_request(image_uri()))
+            assert [i.response for i in items] == [
+                ImageExceedsBatchSize(image_tokens=256, n_batch=128)
+            ]
+            items = await collect(balancer)
+            assert isinstance(items[-1].response, Done)
