@@ -1,7 +1,8 @@
 """Image parts → RGB pixels for mtmd (spec §6.8): base64 data URIs only, sized to fit.
 
-PNG, JPEG, GIF (first frame), BMP and WebP are decoded with Pillow; SVG (text that starts
-with ``<svg`` or ``<?xml``, or declared ``image/svg+xml``) is rasterised offline with resvg,
+PNG, JPEG, GIF (first frame), BMP and WebP are decoded with Pillow, and so are TIFF, ICO and
+PNM, which Paddler's decoder reads too; SVG (text that starts with ``<svg`` or ``<?xml``, or
+declared ``image/svg+xml``) is rasterised offline with resvg,
 scaled to fit. Any side longer than ``image_resize_to_fit`` is shrunk with the aspect ratio
 kept (Lanczos). Transparent pixels are laid on white (a transparent diagram is not black).
 Every failure is an `ImageError` whose message the client sees in ``ImageDecodingFailed``.
@@ -19,8 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from paddler.engine._mtmd import RgbImage
 
-#: Decoders Pillow may use: the formats Paddler accepts, and none of Pillow's rarer plugins.
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+#: Decoders Pillow may use: formats Paddler's decoder reads that have a signature (not TGA, whose
+#: loose header would take some text for an image), and none of Pillow's rarer plugins.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "ICO", "PPM")
 #: The most pixels a source image may have before it is decoded (a decompression bomb guard;
 #: a 48-megapixel photo fits).
 MAX_SOURCE_PIXELS = 64_000_000
@@ -89,7 +91,8 @@ def _decode_bitmap(data: bytes, max_side: int) -> RgbImage:
         raise
     except UnidentifiedImageError as exc:
         raise ImageError(
-            "the data is not an image in a supported format (PNG, JPEG, GIF, BMP, WebP, SVG)"
+            "the data is not an image in a supported format "
+            "(PNG, JPEG, GIF, BMP, WebP, TIFF, ICO, PNM, SVG)"
         ) from exc
     except Image.DecompressionBombWarning as exc:
         raise ImageError(f"the image is too large to decode ({exc})") from exc
