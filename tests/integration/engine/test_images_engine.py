@@ -134,9 +134,18 @@ async def test_the_second_of_two_images_is_named_when_it_is_bad(engine: LlamaEng
 
 
 async def test_plain_and_image_requests_run_together_unchanged(engine: LlamaEngine) -> None:
-    """A plain request generates the same text alone and beside an image request (both slots
-    busy: the image's text rides the shared batches, its embeddings decode between them)."""
+    """A plain request generates the same text alone and beside an image request, and the two
+    together take about as many steps as the longer alone: they share the batches (the
+    image's text rides them, its embeddings decode between two of them)."""
+
+    def steps() -> int:
+        return engine.statistics().steps
+
+    start = steps()
     alone = content(await collect(engine.generate(plain())))
+    plain_steps, start = steps() - start, steps()
+    await collect(engine.generate(ask(striped_uri(), max_tokens=16)))
+    image_steps, start = steps() - start, steps()
     together: dict[str, list[GeneratedTokenResult]] = {}
 
     async def run(name: str, params: ContinueFromConversationHistoryParams) -> None:
@@ -145,8 +154,15 @@ async def test_plain_and_image_requests_run_together_unchanged(engine: LlamaEngi
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, "image", ask(striped_uri(), max_tokens=16))
         tg.start_soon(run, "plain", plain())
+    together_steps = steps() - start
     assert content(together["plain"]) == alone
     assert done(together["image"]).usage.input_image_tokens == IMAGE_TOKENS
+    # about as many as the longer of the two alone (one after the other would be the sum)
+    assert together_steps <= max(plain_steps, image_steps) + 3, (
+        together_steps,
+        plain_steps,
+        image_steps,
+    )
 
 
 async def test_two_image_requests_at_once_both_generate(engine: LlamaEngine) -> None:
