@@ -44,7 +44,9 @@ def keeps_own_state(balancer: Balancer, entry: AgentEntry) -> bool:
     path = entry.status.model_path
     if path is None:
         return False
-    if balancer._adopting:
+    if balancer._adopting or balancer._adoption_pending == path:
+        # While the adoption is on its way (it may ask an agent for its chat template), an
+        # agent that registers serving the same file must not be sent the default state.
         return True
     adopted = balancer._adopted
     return (
@@ -70,10 +72,19 @@ def consider_adoption(balancer: Balancer) -> None:
         )
         return
     balancer._adopting = False
+    balancer._adoption_pending = paths[0]
     balancer._task_group.start_soon(_adopt, balancer, serving[0], paths[0])
 
 
 async def _adopt(balancer: Balancer, source: AgentEntry, path: str) -> None:
+    try:
+        await _adopt_pending(balancer, source, path)
+    finally:
+        if balancer._adoption_pending == path:
+            balancer._adoption_pending = None
+
+
+async def _adopt_pending(balancer: Balancer, source: AgentEntry, path: str) -> None:
     override: ChatTemplate | None = None
     if source.status.uses_chat_template_override:
         try:

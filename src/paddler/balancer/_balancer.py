@@ -104,6 +104,8 @@ class Balancer:
         self._applicable: AgentDesiredState | None = None
         #: Nothing was stored: agents serving a model keep it and it is adopted (_adoption).
         self._adopting = False
+        #: The model file being adopted, between the decision and the adopted state.
+        self._adoption_pending: str | None = None
         self._adopted: AgentDesiredState | None = None
         self._agents_changed = Changes()
         self._buffer_changed = Changes()
@@ -395,7 +397,7 @@ class Balancer:
         validate_desired_state(state)
         if self._state_store is not None:
             await self._state_store.store(state)
-        self._adopting, self._adopted = False, None
+        self._adopting, self._adopted, self._adoption_pending = False, None, None
         self._desired = state
         self._apply(state)
 

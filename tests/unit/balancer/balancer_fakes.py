@@ -93,6 +93,8 @@ class FakeAgent:
         ignore_stop: bool = False,
         busy_at_registration: int = 0,
         count_embedding_tokens: bool = False,
+        model_path: str | None = None,
+        uses_chat_template_override: bool = False,
     ) -> None:
         self.balancer = balancer
         self.agent_id = agent_id
@@ -103,6 +105,8 @@ class FakeAgent:
         self.ignore_stop = ignore_stop
         self.busy_at_registration = busy_at_registration
         self.count_embedding_tokens = count_embedding_tokens
+        self.model_path = model_path
+        self.uses_chat_template_override = uses_chat_template_override
         self.requests: list[AgentRequest] = []
         self.stops: list[str] = []
         self.states: list[SetState] = []
@@ -122,7 +126,12 @@ class FakeAgent:
         self.changed = anyio.Event()
 
     def registration(self) -> RegisterAgent:
-        snapshot = attrs.evolve(status(self.slots), slots_processing=self.busy_at_registration)
+        snapshot = attrs.evolve(
+            status(self.slots),
+            slots_processing=self.busy_at_registration,
+            model_path=self.model_path,
+            uses_chat_template_override=self.uses_chat_template_override,
+        )
         return RegisterAgent(name=self.name, slot_aggregated_status_snapshot=snapshot)
 
     async def start(self) -> None:
@@ -170,8 +179,9 @@ class FakeAgent:
     async def _serve(self, message: AgentRequest) -> None:
         request = message.request
         if isinstance(request, GetChatTemplateOverride):
-            if not self.hold:
-                await self.send(message.id, ChatTemplateOverrideResponse(ChatTemplate("T")))
+            if self.hold:
+                await self._released.wait()
+            await self.send(message.id, ChatTemplateOverrideResponse(ChatTemplate("T")))
             return
         self.pending[message.id] = 0
         if self.hold:

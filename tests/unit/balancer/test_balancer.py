@@ -25,6 +25,7 @@ from paddler.wire import (
     ErrorEnvelope,
     GenerateEmbeddingBatchParams,
     InferenceParameters,
+    NoModel,
     ResponseEnvelope,
     SamplerError,
     SamplingOverrides,
@@ -326,6 +327,35 @@ async def test_rpc_answers_and_errors() -> None:
         agent.hold = True
         with pytest.raises(AgentRpcTimeout):
             await balancer.get_chat_template_override("a1")
+
+
+async def test_agents_that_register_while_their_model_is_being_adopted_keep_it() -> None:
+    """A restarted balancer with nothing stored adopts the model its agents serve. The
+    adoption takes a while (it asks an agent for its chat template); a second agent that
+    registers meanwhile must not be sent the default state, which would unload its model."""
+    model = "/models/m.gguf"
+    async with Balancer(
+        BalancerConfig(), plugin_manager=get_plugin_manager(entry_points=False)
+    ) as balancer:
+        first = FakeAgent(
+            balancer, "a1", 1, model_path=model, uses_chat_template_override=True, hold=True
+        )
+        second = FakeAgent(balancer, "a2", 1, model_path=model)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first.run)
+            tg.start_soon(second.run)
+            await first.start()
+            await eventually(lambda: bool(first.requests))  # the adoption asks for the template
+            await second.start()
+            with anyio.fail_after(5):
+                await balancer.wait_agents(2)
+            assert first.states == [] and second.states == []
+            first.release()
+            with anyio.fail_after(5):
+                while (await balancer.get_desired_state()).model == NoModel():
+                    await balancer.wait_applicable_state_changed()
+            assert first.states == [] and second.states == []  # both keep serving theirs
+            tg.cancel_scope.cancel()
 
 
 async def test_shutdown_answers_in_flight_requests_with_503() -> None:
