@@ -14,8 +14,8 @@ import re
 from paddler.engine._classifier import Section
 from paddler.engine._formats._calls import Call, CallShapeError, CallSyntaxError, json_calls
 from paddler.engine._formats._format import ChatFormat, StreamParser
-from paddler.engine._formats._hermes import HERMES_TOOL, THINK_CLOSE, THINK_OPEN
-from paddler.engine._formats._machine import Marker, MarkerMachine, Table, ToolBody
+from paddler.engine._formats._hermes import THINK_CLOSE, THINK_OPEN, thinking_table
+from paddler.engine._formats._machine import Marker, MarkerMachine, ToolBody
 
 CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
 CALLS_END = "<｜tool▁calls▁end｜>"
@@ -26,21 +26,7 @@ END_OF_SENTENCE = "<｜end▁of▁sentence｜>"
 
 _CALLS = Marker(CALLS_BEGIN, Section.TOOL_CALL, Section.TOOL_CALL, ToolBody(closes=(CALLS_END,)))
 
-_TABLE: Table = {
-    Section.CONTENT: (
-        Marker(THINK_OPEN, Section.REASONING, Section.REASONING),
-        Marker(THINK_CLOSE, Section.CONTENT, Section.CONTENT),
-        _CALLS,
-        HERMES_TOOL,
-    ),
-    # a call may start without closing the reasoning (as Paddler's classifier, and forced
-    # `tool_choice` grammars, do)
-    Section.REASONING: (
-        Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING),
-        _CALLS,
-        HERMES_TOOL,
-    ),
-}
+_TABLE = thinking_table(THINK_OPEN, THINK_CLOSE, _CALLS)
 
 _FENCED = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 

@@ -28,16 +28,24 @@ HERMES_TOOL = Marker(
     TOOL_OPEN, Section.TOOL_CALL, Section.TOOL_CALL, ToolBody(closes=(TOOL_CLOSE,))
 )
 
-THINKING: Table = {
-    Section.CONTENT: (
-        Marker(THINK_OPEN, Section.REASONING, Section.REASONING),
-        Marker(THINK_CLOSE, Section.CONTENT, Section.CONTENT),  # a stray close is hidden
-        HERMES_TOOL,
-    ),
-    # a call may start without closing the reasoning (as Paddler's classifier, and forced
-    # `tool_choice` grammars, do)
-    Section.REASONING: (Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING), HERMES_TOOL),
-}
+
+def thinking_table(open_: str, close: str, *calls: Marker) -> Table:
+    """Reasoning between `open_` and `close`, then content; `calls` (and `<tool_call>`) open a
+    tool call from either section."""
+    return {
+        Section.CONTENT: (
+            Marker(open_, Section.REASONING, Section.REASONING),
+            Marker(close, Section.CONTENT, Section.CONTENT),  # a stray close is hidden
+            *calls,
+            HERMES_TOOL,
+        ),
+        # a call may start without closing the reasoning (as Paddler's classifier, and forced
+        # `tool_choice` grammars, do)
+        Section.REASONING: (Marker(close, Section.CONTENT, Section.REASONING), *calls, HERMES_TOOL),
+    }
+
+
+THINKING = thinking_table(THINK_OPEN, THINK_CLOSE)
 
 _TURN_ENDS = ("<|im_end|>",)
 

@@ -12,8 +12,8 @@ import json
 from paddler.engine._classifier import Section
 from paddler.engine._formats._calls import Call, CallShapeError, CallSyntaxError, json_calls
 from paddler.engine._formats._format import ChatFormat, StreamParser
-from paddler.engine._formats._hermes import HERMES_TOOL
-from paddler.engine._formats._machine import Marker, MarkerMachine, Table, ToolBody
+from paddler.engine._formats._hermes import thinking_table
+from paddler.engine._formats._machine import Marker, MarkerMachine, ToolBody
 
 TOOL_CALLS = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
@@ -29,21 +29,7 @@ _CALLS = Marker(
     ToolBody(closes=(EOS,), ends_with_json=True, json_after=ARGS),
 )
 
-_TABLE: Table = {
-    Section.CONTENT: (
-        Marker(THINK_OPEN, Section.REASONING, Section.REASONING),
-        Marker(THINK_CLOSE, Section.CONTENT, Section.CONTENT),
-        _CALLS,
-        HERMES_TOOL,
-    ),
-    # a call may start without closing the reasoning (as Paddler's classifier, and forced
-    # `tool_choice` grammars, do)
-    Section.REASONING: (
-        Marker(THINK_CLOSE, Section.CONTENT, Section.REASONING),
-        _CALLS,
-        HERMES_TOOL,
-    ),
-}
+_TABLE = thinking_table(THINK_OPEN, THINK_CLOSE, _CALLS)
 
 
 def read_calls(text: str) -> list[Call]:
