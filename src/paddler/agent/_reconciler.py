@@ -30,6 +30,7 @@ from paddler.agent._sources import (
     resolve_model,
 )
 from paddler.wire import (
+    AgentDesiredModel,
     AgentDesiredState,
     AgentIssue,
     AgentIssueParams,
@@ -232,14 +233,8 @@ class Reconciler:
     ) -> Path:
         """The mmproj as a local file, fetched like the model (spec §5.3). A local file that
         is missing is ``MultimodalProjectionCannotBeLoaded``, as Paddler reports it."""
-        agent = self._agent
         try:
-            path = await resolve_model(
-                state.multimodal_projection,
-                on_progress=progress,
-                cache_dir=agent.config.cache_dir,
-                progress_bar=agent.config.progress_bar,
-            )
+            path = await self._fetch(state.multimodal_projection, progress)
         except ModelSourceError as exc:
             if isinstance(exc.issue, ModelFileDoesNotExist):
                 raise ModelSourceError(
@@ -248,7 +243,20 @@ class Reconciler:
                 ) from exc
             raise
         assert path is not None  # not NoModel
-        agent.status.update(
+        return path
+
+    async def _fetch(
+        self, source: AgentDesiredModel, progress: Callable[[DownloadProgress], None]
+    ) -> Path | None:
+        """``resolve_model`` with this agent's cache; the download fields are cleared after."""
+        config = self._agent.config
+        path = await resolve_model(
+            source,
+            on_progress=progress,
+            cache_dir=config.cache_dir,
+            progress_bar=config.progress_bar,
+        )
+        self._agent.status.update(
             download_current=0,
             download_total=0,
             download_filename=None,
@@ -271,23 +279,12 @@ class Reconciler:
             )
 
         try:
-            path = await resolve_model(
-                state.model,
-                on_progress=progress,
-                cache_dir=agent.config.cache_dir,
-                progress_bar=agent.config.progress_bar,
-            )
+            path = await self._fetch(state.model, progress)
         except ModelSourceError as exc:
             logger.warning("model source failed: %s", exc)
             status.update(issues=issues_after(status.issues, SourceFailed(exc.issue)))
             return False if exc.retryable else None
-        status.update(
-            issues=issues_after(status.issues, SourceResolved(label)),
-            download_current=0,
-            download_total=0,
-            download_filename=None,
-            download_indeterminate=False,
-        )
+        status.update(issues=issues_after(status.issues, SourceResolved(label)))
         override = state.chat_template_override
         if path is None:
             status.update(
