@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ValueError, RuntimeError) as exc:
         parser.error(str(exc))
+    except OSError as exc:
+        parser.error(f"cannot write {args.out}: {exc.strerror or exc}")
     tokens = image_tokens(args.image_size, args.patch_size)
     sys.stdout.write(f"wrote {args.out} ({tokens} tokens per image)\n")
     return 0

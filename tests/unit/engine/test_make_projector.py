@@ -47,3 +47,15 @@ def test_cli_rejects_an_image_size_that_is_not_whole_patches(tmp_path: Path) -> 
     assert done.returncode == 2
     assert "image_size 50 is not a multiple of patch_size 16" in done.stderr
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_cli_names_an_output_path_it_cannot_write(tmp_path: Path) -> None:
+    out = tmp_path / "missing-dir" / "x.gguf"
+    done = subprocess.run(
+        [sys.executable, "-m", "paddler.testing.make_projector", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert f"cannot write {out}" in done.stderr
+    assert "Traceback" not in done.stderr
