@@ -1,4 +1,7 @@
-"""Change notification: a version counter and an event, so subscribers never miss a change."""
+"""Change notification: a version counter and an event, so subscribers never miss a change.
+
+Shared by the balancer and the agent (neither package imports the other for it).
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from paddler.balancer._selection import AgentCandidate, RequestInfo
+    from paddler.policies import AgentCandidate, RequestInfo
     from paddler.transports._base import AgentTransport
 
 __all__ = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from paddler_session_affinity import SessionAffinity
 
-from paddler.balancer import AgentCandidate, RequestInfo
 from paddler.plugins import get_plugin_manager
+from paddler.policies import AgentCandidate, RequestInfo
 
 
 def candidate(agent_id: str, *, total: int = 1, busy: int = 0) -> AgentCandidate:

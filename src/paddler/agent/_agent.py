@@ -14,6 +14,7 @@ import anyio.abc
 import attrs
 import pluggy
 
+from paddler._changes import Changes
 from paddler.agent._protocol import (
     AgentProtocol,
     DesiredStateReceived,
@@ -24,7 +25,6 @@ from paddler.agent._protocol import (
 )
 from paddler.agent._reconciler import EngineLoader, Reconciler
 from paddler.agent._status import AgentStatus
-from paddler.balancer._changes import Changes
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.wire import (

@@ -18,7 +18,6 @@ from typing import Any
 
 import attrs
 
-from paddler.balancer._stream import is_terminal_payload
 from paddler.wire import (
     AgentDesiredState,
     AgentIssue,
@@ -36,6 +35,7 @@ from paddler.wire import (
     StopRespondingTo,
     UpdateAgentStatus,
     Version,
+    is_terminal_payload,
 )
 
 __all__ = [

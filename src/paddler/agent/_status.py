@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from paddler.balancer._changes import Changes
+from paddler._changes import Changes
 from paddler.wire import AgentIssue, AgentStateApplicationStatus, SlotAggregatedStatusSnapshot
 
 __all__ = ["AgentStatus"]

@@ -7,7 +7,6 @@ from paddler.balancer._desired_state import to_agent_desired_state, validate_des
 from paddler.balancer._embeddings import EmbeddingStream, split_documents
 from paddler.balancer._outcomes import failure_status, outcome_of
 from paddler.balancer._pool import AgentEntry, AgentPool
-from paddler.balancer._selection import AgentCandidate, RequestInfo
 from paddler.balancer._state_store import (
     FileStateStore,
     MemoryStateStore,
@@ -16,6 +15,7 @@ from paddler.balancer._state_store import (
     open_state_store,
 )
 from paddler.balancer._stream import InferenceStream
+from paddler.policies import AgentCandidate, RequestInfo
 
 __all__ = [
     "PADDLER_PROTOCOL_VERSION",

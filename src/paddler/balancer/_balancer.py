@@ -15,16 +15,15 @@ import anyio.abc
 import pluggy
 from anyio.abc import ObjectStream
 
+from paddler._changes import Changes
 from paddler.balancer._agent_socket import PADDLER_PROTOCOL_VERSION, serve_registered_agent
 from paddler.balancer._buffer import RequestBuffer, Waiter
-from paddler.balancer._changes import Changes
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
 from paddler.balancer._desired_state import to_agent_desired_state, validate_desired_state
 from paddler.balancer._dispatch import _assign_waiters_to_slots
 from paddler.balancer._embeddings import EmbeddingStream
 from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.balancer._rpc import call_agent
-from paddler.balancer._selection import AgentCandidate, RequestInfo, RequestKind
 from paddler.balancer._stream import SHUTDOWN, InferenceStream, new_request_info
 from paddler.errors import (
     AgentGone,
@@ -32,6 +31,7 @@ from paddler.errors import (
     GenerationDisabled,
     ShuttingDown,
 )
+from paddler.policies import AgentCandidate, RequestInfo, RequestKind, least_busy
 from paddler.wire import (
     SUPPORTED_EXTENSIONS,
     AgentControllerPoolSnapshot,
@@ -45,9 +45,7 @@ from paddler.wire import (
     ModelMetadata,
     ModelMetadataResponse,
     SamplingOverrides,
-    SamplingOverridesLike,
     SetState,
-    sampling_overrides_from,
 )
 
 if TYPE_CHECKING:
@@ -255,8 +253,6 @@ class Balancer:
                 request=request, candidates=list(candidates)
             )
         except Exception:
-            from paddler.policies import least_busy  # (import cycle: policies → balancer)
-
             logger.exception("paddler_select_agent failed; using least busy")
             chosen = least_busy(candidates)
         if chosen is not None and not any(c.id == chosen.id for c in candidates):
@@ -360,22 +356,21 @@ class Balancer:
         *,
         client_request_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-        overrides: SamplingOverridesLike | None = None,
+        overrides: SamplingOverrides | None = None,
     ) -> InferenceStream:
         """Stream one generation (``ContinueFrom...Params``); see ``InferenceStream``.
 
         ``client_request_id`` is echoed in every envelope; the id the agent sees is made
         unique per request, so ids never collide across clients. ``overrides`` (a
-        ``paddler.wire.SamplingOverrides`` or the engine's record of the same fields) travel
-        with the request to the agent's engine; empty ones are dropped.
+        ``paddler.wire.SamplingOverrides``) travel with the request to the agent's engine;
+        empty ones are dropped.
         """
         info = new_request_info(
             "generate", params, client_request_id=client_request_id, headers=headers
         )
-        wire_overrides = sampling_overrides_from(overrides)
-        if wire_overrides == SamplingOverrides():
-            wire_overrides = None
-        return _Tracked(self, info, params, overrides=wire_overrides)
+        if overrides == SamplingOverrides():
+            overrides = None
+        return _Tracked(self, info, params, overrides=overrides)
 
     def embed(self, params: Any, *, headers: Mapping[str, str] | None = None) -> EmbeddingStream:
         """Stream an embedding batch, split across agents (spec §4.4)."""

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import anyio
 import attrs
 
-from paddler.balancer._selection import RequestInfo
 from paddler.errors import BufferFull
+from paddler.policies import RequestInfo
 
 __all__ = ["RequestBuffer", "Waiter"]
 

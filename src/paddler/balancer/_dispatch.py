@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._pool import AgentPool
-from paddler.balancer._selection import AgentCandidate, RequestInfo
+from paddler.policies import AgentCandidate, RequestInfo
 
 __all__ = ["SelectAgent", "_assign_waiters_to_slots"]
 

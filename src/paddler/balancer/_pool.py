@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from paddler.balancer._selection import AgentCandidate
+from paddler.policies import AgentCandidate
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import typing
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -20,21 +19,18 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from paddler.balancer._ids import new_request_id
 from paddler.balancer._outcomes import outcome_of
-from paddler.balancer._selection import RequestInfo
 from paddler.balancer._trace import Trace
 from paddler.errors import AgentGone, InferenceItemTimeout, PaddlerError, ShuttingDown
+from paddler.policies import RequestInfo
 from paddler.wire import (
     AgentRequest,
     AgentResponse,
     AgentSocketExtension,
-    ChatTemplateOverrideResponse,
     ContentToken,
     Done,
     EmbeddingDone,
-    EmbeddingResult,
     ErrorBody,
     ErrorEnvelope,
-    ModelMetadataResponse,
     ReasoningToken,
     ResponseEnvelope,
     SamplingOverrides,
@@ -42,15 +38,14 @@ from paddler.wire import (
     TokenUsage,
     ToolCallToken,
     UndeterminableToken,
-    is_embedding_terminal,
-    is_terminal,
+    is_terminal_payload,
 )
 
 if TYPE_CHECKING:
     from paddler.balancer._balancer import Balancer
     from paddler.balancer._pool import AgentEntry
 
-__all__ = ["OVERFLOW", "ROUTE_LIMIT", "SHUTDOWN", "InferenceStream", "is_terminal_payload"]
+__all__ = ["OVERFLOW", "ROUTE_LIMIT", "SHUTDOWN", "InferenceStream"]
 
 logger = logging.getLogger("paddler.balancer")
 
@@ -64,25 +59,11 @@ ROUTE_LIMIT = 4096
 """Items a request's route may hold before its unread stream is stopped: a consumer that reads
 nothing must not make the balancer keep every token an agent sends."""
 
-_EMBEDDING_TYPES = typing.get_args(EmbeddingResult)
-_ALWAYS_TERMINAL = (ChatTemplateOverrideResponse, ModelMetadataResponse)
 # Items that are one generated token each (what TTFT, inter-token latency and tokens/s count).
 _TOKEN_TYPES = (ContentToken, ReasoningToken, ToolCallToken, UndeterminableToken)
 # Tokens for an agent's tokens/s are handed to the metrics in batches at most this often
 # (and when the request ends): the gauge averages over seconds, a call per token buys nothing.
 _TOKEN_FLUSH_INTERVAL = 0.1
-
-
-def is_terminal_payload(payload: Any) -> bool:
-    """Whether an agent response payload ends its request."""
-    if isinstance(payload, _EMBEDDING_TYPES):
-        return is_embedding_terminal(payload)
-    if isinstance(payload, _ALWAYS_TERMINAL):
-        return True
-    try:
-        return is_terminal(payload)
-    except Exception:  # an unknown payload: treat as the end rather than hang
-        return True
 
 
 def _empty_usage() -> TokenUsage:

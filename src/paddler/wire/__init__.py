@@ -162,6 +162,7 @@ from ._state import (
     NoModel,
     UrlModel,
 )
+from ._terminal import is_terminal_payload
 
 converter: WireConverter = make_converter()
 """The shared converter; use ``make_converter()`` for one of your own."""
@@ -306,6 +307,7 @@ __all__ = [
     "format_extensions",
     "is_embedding_terminal",
     "is_terminal",
+    "is_terminal_payload",
     "make_converter",
     "parse_extensions",
     "parse_json",

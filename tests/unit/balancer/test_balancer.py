@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import attrs
 import pytest
 from balancer_fakes import FakeAgent, eventually
 
@@ -410,7 +409,7 @@ async def test_policy_plugin_routes_by_header() -> None:
     from collections.abc import Sequence
 
     from paddler import hookimpl
-    from paddler.balancer import AgentCandidate, RequestInfo
+    from paddler.policies import AgentCandidate, RequestInfo
 
     class ByHeader:
         @hookimpl
@@ -494,25 +493,11 @@ async def test_sampling_overrides_travel_with_the_agent_request() -> None:
         await collect(balancer)
         await collect(balancer, overrides=overrides)
         await collect(balancer, overrides=SamplingOverrides())
-        await collect(balancer, overrides=_EngineLike(seed=9))
     assert [r.sampling_overrides for r in agent.requests] == [
         None,
         overrides,
         None,  # nothing to override: the frame stays Paddler's
-        SamplingOverrides(seed=9),
     ]
-
-
-@attrs.frozen
-class _EngineLike:
-    """A record with the same fields (what the OpenAI layer passes: the engine's class)."""
-
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    stop: tuple[str, ...] = ()
 
 
 async def test_streamed_tokens_feed_the_agents_tokens_per_second_and_latency_histograms() -> None:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paddler.balancer import AgentCandidate, AgentEntry, AgentPool, RequestBuffer, RequestInfo
-from paddler.balancer._buffer import Waiter
+from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._dispatch import _assign_waiters_to_slots
-from paddler.policies import least_busy
+from paddler.balancer._pool import AgentEntry, AgentPool
+from paddler.policies import AgentCandidate, RequestInfo, least_busy
 from paddler.wire import AgentStateApplicationStatus, SlotAggregatedStatusSnapshot
 
 

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from paddler.balancer import AgentCandidate, AgentEntry, AgentPool, RequestBuffer, RequestInfo
-from paddler.balancer._buffer import Waiter
+from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._dispatch import _assign_waiters_to_slots
+from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.errors import BufferFull
-from paddler.policies import least_busy
+from paddler.policies import AgentCandidate, RequestInfo, least_busy
 from paddler.wire import AgentStateApplicationStatus, SlotAggregatedStatusSnapshot
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from paddler import hookimpl
-from paddler.balancer import AgentCandidate, RequestInfo
-from paddler.plugins import get_plugin_manager
+from paddler.plugins import DEFAULT_PLUGINS, get_plugin_manager
+from paddler.policies import AgentCandidate, RequestInfo
 from paddler.transports import InProcTransport, WebSocketTransport
 
 
@@ -63,7 +63,7 @@ def test_allow_list_loads_no_entry_points_when_empty(monkeypatch: pytest.MonkeyP
     """PADDLER_LOAD_PLUGINS='' loads none of the installed plugins, only the defaults."""
     monkeypatch.setenv("PADDLER_LOAD_PLUGINS", "")
     names = {name for name, _ in get_plugin_manager().list_name_plugin()}
-    assert names == {"paddler.policies", "paddler.transports._plugin"}
+    assert names == set(DEFAULT_PLUGINS)
 
 
 def test_trace_plugins_logs_hook_calls(

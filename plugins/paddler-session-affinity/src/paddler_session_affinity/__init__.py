@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from paddler.balancer import AgentCandidate, RequestInfo
 from paddler.hookspecs import hookimpl
+from paddler.policies import AgentCandidate, RequestInfo
 
 __all__ = ["DEFAULT_HEADER", "SessionAffinity", "plugin"]
 
