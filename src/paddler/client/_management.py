@@ -50,8 +50,12 @@ class ManagementClient(HttpClientBase):
         *,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
+        api_key: str | None = None,
     ) -> None:
+        """:param api_key: the balancer's ``--management-api-key``, sent on every request
+        as ``Authorization: Bearer``."""
         super().__init__(base_url, http_client, timeout)
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     def __repr__(self) -> str:
         return f"<ManagementClient [{self.base_url}]>"
@@ -75,7 +79,7 @@ class ManagementClient(HttpClientBase):
                 method,
                 f"{self.base_url}{path}",
                 content=content,
-                headers=json_headers() if content is not None else None,
+                headers={**self._headers, **(json_headers() if content is not None else {})},
             )
         await check_status(response)
         return response
@@ -86,7 +90,10 @@ class ManagementClient(HttpClientBase):
     async def _stream(self, path: str, cls: type[T]) -> AsyncIterator[T]:
         with map_httpx_errors():
             async with self._http.stream(
-                "GET", f"{self.base_url}{path}", timeout=httpx.Timeout(10.0, read=None)
+                "GET",
+                f"{self.base_url}{path}",
+                headers=self._headers,
+                timeout=httpx.Timeout(10.0, read=None),
             ) as response:
                 await check_status(response)
                 async for data in iter_sse_data(response):

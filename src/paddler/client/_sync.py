@@ -178,9 +178,15 @@ class SyncInferenceClient(_PortalOwner):
 class SyncManagementClient(_PortalOwner):
     """``ManagementClient`` without ``async``."""
 
-    def __init__(self, base_url: str = DEFAULT_MANAGEMENT_URL, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_MANAGEMENT_URL,
+        *,
+        timeout: float = 30.0,
+        api_key: str | None = None,
+    ) -> None:
         super().__init__()
-        self._client = ManagementClient(base_url, timeout=timeout)
+        self._client = ManagementClient(base_url, timeout=timeout, api_key=api_key)
         self._open = True
 
     def close(self) -> None:

@@ -7,7 +7,9 @@ which is fine for the deployable agent; core tests use inproc/mock transports.)
 
 from __future__ import annotations
 
+import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -121,14 +123,25 @@ class WebSocketTransport(AgentTransport):
         ping_interval: float | None = 3.0,
         open_timeout: float = 10.0,
         max_size: int = MAX_MESSAGE_SIZE,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._ping_interval = ping_interval
         self._open_timeout = open_timeout
         self._max_size = max_size
+        #: The balancer's join token, sent as ``Authorization: Bearer`` on the handshake.
+        self._token = token
+        #: Certificate checks for ``wss://`` (None: the system's CAs).
+        self._ssl_context = ssl_context
 
     async def connect(self, url: str, agent_id: str) -> AgentSocket:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+        from websockets.exceptions import (
+            ConnectionClosed,
+            InvalidHandshake,
+            InvalidStatus,
+            InvalidURI,
+        )
 
         from paddler.wire import (
             EXTENSIONS_HEADER,
@@ -140,14 +153,23 @@ class WebSocketTransport(AgentTransport):
         )
 
         uri = agent_socket_url(url, agent_id)
+        headers = {EXTENSIONS_HEADER: format_extensions(SUPPORTED_EXTENSIONS)}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        tls: dict[str, Any] = {}
+        if uri.startswith("wss://") and self._ssl_context is not None:
+            tls["ssl"] = self._ssl_context
         try:
             socket = await connect(
                 uri,
                 ping_interval=self._ping_interval,
                 open_timeout=self._open_timeout,
                 max_size=self._max_size,
-                additional_headers={EXTENSIONS_HEADER: format_extensions(SUPPORTED_EXTENSIONS)},
+                additional_headers=headers,
+                **tls,
             )
+        except InvalidStatus as exc:
+            raise ConnectError(f"{uri} refused this agent: {_refusal(exc)}") from exc
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise ConnectError(f"cannot connect to {uri}: {exc}") from exc
         answer = socket.response.headers.get(EXTENSIONS_HEADER) if socket.response else None
@@ -171,3 +193,14 @@ class WebSocketTransport(AgentTransport):
             label=uri,
             extensions=extensions,
         )
+
+
+def _refusal(exc: Any) -> str:
+    """``HTTP <status>: <reason>`` from a refused handshake (Paddler's error body if any)."""
+    response = exc.response
+    reason = ""
+    try:
+        reason = json.loads(response.body)["error"]["description"]
+    except (ValueError, KeyError, TypeError):
+        reason = response.body.decode("utf-8", "replace").strip()[:200]
+    return f"HTTP {response.status_code}" + (f": {reason}" if reason else "")
