@@ -100,7 +100,13 @@ def health() -> str:
     return "OK"
 
 
-def error_response(status: int, description: str, *, field: str | None = None) -> Response[bytes]:
+def error_response(
+    status: int,
+    description: str,
+    *,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
     """A JSON error body ``{"error": {"code", "description"[, "field"]}}``."""
     body: dict[str, Any] = {"code": status, "description": description}
     if field is not None:
@@ -109,6 +115,7 @@ def error_response(status: int, description: str, *, field: str | None = None) -
         json.dumps({"error": body}).encode(),
         status_code=status,
         media_type=MediaType.JSON,
+        headers=headers,
     )
 
 
@@ -147,7 +154,7 @@ def _handle_wire_error(request: Request[Any, Any, Any], exc: WireError) -> Respo
 def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     if exc.status_code == 413:
         return error_response(413, _too_large(request))
-    return error_response(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 def _too_large(request: Request[Any, Any, Any]) -> str:
