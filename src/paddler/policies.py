@@ -13,6 +13,7 @@ from typing import Literal
 
 import attrs
 
+from paddler._tenancy import Tenant
 from paddler.hookspecs import hookimpl
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
@@ -53,6 +54,13 @@ class RequestInfo:
     params: RequestParams | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
     client_request_id: str | None = None
+    #: Who sent it (an API key's name and priority); None when the service has no keys.
+    tenant: Tenant | None = None
+
+    @property
+    def priority(self) -> int:
+        """The tenant's priority (0 without one): higher leaves the buffer first."""
+        return 0 if self.tenant is None else self.tenant.priority
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ import pluggy
 from anyio.abc import ObjectStream
 
 from paddler._changes import Changes
+from paddler._tenancy import Tenant, current_tenant
 from paddler.balancer._agent_socket import PADDLER_PROTOCOL_VERSION, serve_registered_agent
 from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
@@ -273,7 +274,7 @@ class Balancer:
                 chosen = self._select(request, candidates)
                 if chosen is not None and self.pool.claim(chosen.id):
                     self._agents_changed.notify()
-                    self._observe_wait(started)
+                    self._observe_wait(started, request)
                     return self._entry(chosen.id)
         waiter = self.buffer.enqueue_nowait(Waiter(request, event=anyio.Event()))
         self._buffer_changed.notify()
@@ -292,13 +293,13 @@ class Balancer:
             else:
                 self._release_slot(waiter.agent_id)
             if isinstance(exc, TimeoutError) and waiter.error is None:
-                self._observe_wait(started)  # a wait that ended by timeout is a wait too
+                self._observe_wait(started, request)  # a wait that ended by timeout is a wait too
                 raise BufferTimeout("Waiting for available slot timed out") from None
             raise
         if waiter.error is not None:
             raise waiter.error
         assert waiter.agent_id is not None
-        self._observe_wait(started)
+        self._observe_wait(started, request)
         return self._entry(waiter.agent_id)
 
     def _entry(self, agent_id: str) -> AgentEntry:
@@ -307,9 +308,12 @@ class Balancer:
             raise AgentGone("Agent controller connection closed")
         return entry
 
-    def _observe_wait(self, started: float) -> None:
+    def _observe_wait(self, started: float, request: RequestInfo) -> None:
+        seconds = time.monotonic() - started
         if self.metrics is not None:
-            self.metrics.observe_buffer_wait(time.monotonic() - started)
+            self.metrics.observe_buffer_wait(seconds)
+        if request.tenant is not None:
+            request.tenant.observe_buffer_wait(seconds)
 
     def _release_slot(self, agent_id: str) -> None:
         if self.pool.release(agent_id):
@@ -326,11 +330,14 @@ class Balancer:
         """Count a request refused before it reached the buffer (a 400 for bad input, ...).
 
         The HTTP services call this for what they reject themselves; it shows in
-        ``statistics().requests_failed`` and as ``requests_total{outcome="<status>"}``.
+        ``statistics().requests_failed`` and as ``requests_total{outcome="<status>"}``; the
+        tenant being served in this context (an API key) counts it too.
         """
-        self._count_request(str(status))
+        self._count_request(str(status), current_tenant())
 
-    def _count_request(self, outcome: str) -> None:
+    def _count_request(self, outcome: str, tenant: Tenant | None = None) -> None:
+        if tenant is not None:
+            tenant.count_request(outcome)
         if outcome == "ok":
             self._completed += 1
         elif outcome == "cancelled":

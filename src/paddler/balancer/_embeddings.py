@@ -12,6 +12,7 @@ import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from paddler._tenancy import current_tenant
 from paddler.balancer._ids import new_request_id
 from paddler.errors import EmbeddingsDisabled, NoAgents, PaddlerError, StateNotSet
 from paddler.wire import (
@@ -70,7 +71,7 @@ class EmbeddingStream:
         try:
             return await self._start()
         except PaddlerError as exc:  # refused before dispatch: counted with its status
-            self._balancer._count_request(str(exc.code))
+            self._balancer._count_request(str(exc.code), current_tenant())
             raise
 
     async def _start(self) -> EmbeddingStream:

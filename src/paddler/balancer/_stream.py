@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from paddler._tenancy import current_tenant
 from paddler.balancer._ids import new_request_id
 from paddler.balancer._outcomes import outcome_of
 from paddler.balancer._trace import Trace
@@ -128,7 +129,7 @@ class InferenceStream:
             self._balancer._check_accepting(self._info.kind)
         except PaddlerError as exc:  # refused before dispatch: counted with its status
             self._finished = True
-            self._balancer._count_request(str(exc.code))
+            self._balancer._count_request(str(exc.code), self._info.tenant)
             raise
         return self
 
@@ -144,7 +145,7 @@ class InferenceStream:
                 self._release()
             if not self._finished:
                 self._finished = True
-                self._balancer._count_request("cancelled")
+                self._balancer._count_request("cancelled", self._info.tenant)
 
     @property
     def cancelled(self) -> bool:
@@ -175,7 +176,7 @@ class InferenceStream:
                 return self._fail(exc, outcome=str(exc.code))
             if self._entry is None:  # cancelled while buffered
                 self._finished = True
-                self._balancer._count_request("cancelled")
+                self._balancer._count_request("cancelled", self._info.tenant)
                 return self._cancelled_terminal()
         return await self._next_item()
 
@@ -259,7 +260,9 @@ class InferenceStream:
         if is_terminal_payload(payload):
             self._finished = True
             self._release()
-            self._balancer._count_request(outcome_of(payload, cancelled=self._cancelled))
+            self._balancer._count_request(
+                outcome_of(payload, cancelled=self._cancelled), self._info.tenant
+            )
         return ResponseEnvelope(
             generated_by=self._entry.name, request_id=self.request_id, response=payload
         )
@@ -267,6 +270,8 @@ class InferenceStream:
     def _observe(self, payload: Any) -> None:
         """Feed the metrics as items pass: a token item counts for its agent's tokens/s and is
         observed as TTFT or inter-token latency; ``Done`` adds its usage to the counters."""
+        if isinstance(payload, Done):
+            self._tell_usage(payload)
         metrics = self._balancer.metrics
         if metrics is not None:
             now = time.monotonic()
@@ -287,6 +292,13 @@ class InferenceStream:
                     metrics.observe_inter_token_latency(now - self._last_item_at)
                 self._last_item_at = now
 
+    def _tell_usage(self, done: Done) -> None:
+        """The request's tenant hears its usage (what a tokens-per-minute limit counts)."""
+        tenant = self._info.tenant
+        if tenant is not None:
+            usage = done.usage
+            tenant.count_tokens(prompt=usage.prompt_tokens, generated=usage.completion_tokens)
+
     def _record_tokens(self, now: float) -> None:
         metrics = self._balancer.metrics
         if self._unrecorded_tokens and metrics is not None and self.agent_id is not None:
@@ -296,7 +308,7 @@ class InferenceStream:
 
     def _fail(self, exc: PaddlerError, *, outcome: str) -> ErrorEnvelope:
         self._finished = True
-        self._balancer._count_request(outcome)
+        self._balancer._count_request(outcome, self._info.tenant)
         return ErrorEnvelope(
             request_id=self.request_id, error=ErrorBody(code=exc.code, description=str(exc))
         )
@@ -349,6 +361,8 @@ class InferenceStream:
                 if scope.cancelled_caught or item is SHUTDOWN or item is OVERFLOW:
                     return
                 if isinstance(item, AgentResponse) and is_terminal_payload(item.response):
+                    if isinstance(item.response, Done):  # a stopped request used tokens too
+                        self._tell_usage(item.response)
                     return
         finally:
             self._release()
@@ -388,4 +402,5 @@ def new_request_info(
         params=params,
         headers=dict(headers or {}),
         client_request_id=client_request_id,
+        tenant=current_tenant(),
     )

@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from paddler.metrics._keys import KeyMetrics
 from paddler.wire import AgentControllerPoolSnapshot
 
 __all__ = [
@@ -126,6 +127,12 @@ class BalancerMetrics:
             self._slow_clients,
         ):
             self._counted.register(collector)
+        #: Per-API-key series (``key_name`` label), fed by the server's key check.
+        self.keys = KeyMetrics(
+            prefix=prefix,
+            registries=(self.registry, self._counted),
+            buffer_wait_buckets=BUFFER_WAIT_BUCKETS,
+        )
 
     def __repr__(self) -> str:
         return f"<BalancerMetrics prefix={self.prefix!r}>"
