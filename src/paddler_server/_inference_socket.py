@@ -58,7 +58,7 @@ def check_tools(tools: Sequence[Any] | None) -> None:
 def check_request(params: Any) -> None:
     """A 400 before dispatch for bad tools and for grammars past their limits: a grammar
     bigger than an agent-socket frame would otherwise close the agent's connection."""
-    from paddler.engine._grammar_limits import grammar_problem
+    from paddler.wire import grammar_problem
 
     check_tools(getattr(params, "tools", None))
     problem = grammar_problem(getattr(params, "grammar", None))
