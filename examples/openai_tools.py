@@ -1,7 +1,7 @@
 """Function calling through the ``openai`` SDK: the model calls a tool, we answer, it replies.
 
-``tool_choice`` naming a function makes the balancer constrain the model with a grammar that
-only admits a call to that function, so even a tiny model produces a well-formed call.
+``tool_choice`` naming a function makes the agent's engine constrain the model with a grammar
+that only admits a call to that function, so even a tiny model produces a well-formed call.
 Run a cluster first (``paddler demo``), then ``python examples/openai_tools.py [BASE_URL]``.
 """
 

@@ -38,7 +38,6 @@ from paddler.wire import (
     ModelMetadata,
     ModelMetadataResponse,
     SamplerError,
-    SamplingOverrides,
 )
 
 __all__ = ["Agent", "AgentConfig", "AgentState"]
@@ -423,7 +422,7 @@ class Agent:
         elif request.overrides is None:
             stream = engine.generate(payload)  # an engine_loader's engine may take no overrides
         else:
-            stream = engine.generate(payload, overrides=_engine_overrides(request.overrides))
+            stream = engine.generate(payload, overrides=request.overrides)
         self._streams[request_id] = stream
         try:
             async for result in stream:
@@ -438,19 +437,3 @@ async def _default_loader(model_path: Path, parameters: Any, **kwargs: Any) -> A
     from paddler.engine import LlamaEngine
 
     return await LlamaEngine.load(model_path, parameters, **kwargs)
-
-
-def _engine_overrides(overrides: SamplingOverrides) -> Any:
-    """The engine's own record of the wire overrides (the same class once the engine adopts it)."""
-    from paddler.engine import SamplingOverrides as EngineOverrides
-
-    if isinstance(overrides, EngineOverrides):
-        return overrides
-    return EngineOverrides(
-        temperature=overrides.temperature,
-        top_p=overrides.top_p,
-        seed=overrides.seed,
-        presence_penalty=overrides.presence_penalty,
-        frequency_penalty=overrides.frequency_penalty,
-        stop=overrides.stop,  # type: ignore[arg-type]  # the engine's attrs converter=tuple
-    )

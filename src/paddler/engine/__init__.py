@@ -9,7 +9,6 @@ from paddler.engine._errors import (
     SlotCannotStart,
     UnableToFindChatTemplate,
 )
-from paddler.engine._sampling import SamplingOverrides
 from paddler.engine._slot import Slot, SlotState
 from paddler.engine._stream import (
     EmbeddingStream,
@@ -28,7 +27,6 @@ __all__ = [
     "ModelLoadError",
     "MultimodalProjectionCannotBeLoaded",
     "ResultStream",
-    "SamplingOverrides",
     "Slot",
     "SlotCannotStart",
     "SlotState",

@@ -21,7 +21,6 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler.engine._errors import EngineCrashed, SlotCannotStart
-from paddler.engine._sampling import SamplingOverrides
 from paddler.engine._scheduler import Cancel, Counters, Embed, Outbox, Result, Stop, Submit
 from paddler.engine._stream import EmbeddingStream, EngineStatistics, GenerationStream, ResultStream
 from paddler.engine._worker_process import WorkerProcess, describe_exit
@@ -40,6 +39,7 @@ from paddler.wire import (
     GenerateEmbeddingBatchParams,
     InferenceParameters,
     SamplerError,
+    SamplingOverrides,
 )
 
 logger = logging.getLogger("paddler.engine")

@@ -9,7 +9,7 @@ import attrs
 
 from paddler.engine._classifier import StopStringFilter
 from paddler.engine._formats import ChatFormat, Detection, detect_chat_format
-from paddler.engine._grammar import make_grammar_sampler
+from paddler.engine._grammar import forced_tool_call_grammar, make_grammar_sampler
 from paddler.engine._llama import GrammarSampler, LlamaModel
 from paddler.engine._mtmd import Projector
 from paddler.engine._multimodal import (
@@ -19,7 +19,7 @@ from paddler.engine._multimodal import (
     tokenize_with_images,
 )
 from paddler.engine._request import ActiveRequest
-from paddler.engine._sampling import RequestSampler, SamplingOverrides, SamplingSettings
+from paddler.engine._sampling import RequestSampler, SamplingSettings
 from paddler.engine._template import ChatTemplate, TemplateRenderError, message_to_template
 from paddler.engine._tool_calls import ToolSchemaError, compile_tool_validators, tools_to_template
 from paddler.wire import (
@@ -27,10 +27,13 @@ from paddler.wire import (
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
     GeneratedTokenResult,
+    GrammarConstraint,
     GrammarIncompatibleWithThinking,
+    GrammarSyntaxError,
     InferenceParameters,
     MultimodalNotSupported,
     SamplerError,
+    SamplingOverrides,
     ToolSchemaInvalid,
 )
 
@@ -109,6 +112,20 @@ def _tokenize_prompt(model: LlamaModel, text: str) -> list[int]:
     return tokens
 
 
+def grammar_of(
+    params: GenerationParams, overrides: SamplingOverrides | None
+) -> GrammarConstraint | GrammarSyntaxError | None:
+    """The request's grammar: its own, or the one its ``forced_tools`` call for (never both)."""
+    forced = overrides.forced_tools if overrides is not None else ()
+    if not forced:
+        return params.grammar
+    if params.grammar is not None:
+        return GrammarSyntaxError("A forced tool call cannot be combined with a grammar")
+    if not isinstance(params, ContinueFromConversationHistoryParams):
+        return GrammarSyntaxError("A forced tool call needs a conversation request with tools")
+    return forced_tool_call_grammar(params.tools, forced)
+
+
 def prepare(
     request_id: int,
     params: GenerationParams,
@@ -118,8 +135,11 @@ def prepare(
     """The request ready for a slot, or the terminal result that ends it at once."""
     validators = None
     offers_tools = False
+    constraint = grammar_of(params, overrides)
+    if isinstance(constraint, GrammarSyntaxError):
+        return constraint
     if isinstance(params, ContinueFromConversationHistoryParams):
-        if params.grammar is not None and params.enable_thinking:
+        if constraint is not None and params.enable_thinking:
             return GrammarIncompatibleWithThinking(
                 "Grammar constraints are incompatible with thinking mode"
             )
@@ -129,7 +149,7 @@ def prepare(
             return ToolSchemaInvalid(str(exc))
         if params.parse_tool_calls and params.tools:
             validators = compiled
-        offers_tools = bool(params.tools) and params.grammar is None
+        offers_tools = bool(params.tools) and constraint is None
         urls = image_urls(params.conversation_history)
         if urls and ctx.projector is None:
             return MultimodalNotSupported(
@@ -174,8 +194,8 @@ def prepare(
             f"{ctx.prompt_limit} per request (and needs room for at least one generated token)"
         )
     grammar: GrammarSampler | None = None
-    if params.grammar is not None:
-        constrained = make_grammar_sampler(ctx.model, params.grammar)
+    if constraint is not None:
+        constrained = make_grammar_sampler(ctx.model, constraint)
         if not isinstance(constrained, GrammarSampler):
             return constrained
         grammar = constrained

@@ -1,4 +1,7 @@
-"""Per-request sampling: the effective settings, and the sampler that carries them out."""
+"""Per-request sampling: the effective settings, and the sampler that carries them out.
+
+The per-request fields come as `paddler.wire.SamplingOverrides`, the record the balancer sends.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,7 @@ import random
 import attrs
 
 from paddler.engine._llama import ChainSampler, FloatRows, GrammarSampler, LlamaContext
-from paddler.wire import InferenceParameters
-
-
-@attrs.frozen
-class SamplingOverrides:
-    """Per-request sampling fields (from the OpenAI layer) that win over the cluster's parameters.
-
-    `None` keeps the `InferenceParameters` value. `stop`: generation ends when the content
-    contains one of these strings; the stop string itself is not emitted.
-    """
-
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    stop: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+from paddler.wire import InferenceParameters, SamplingOverrides
 
 
 @attrs.frozen

@@ -27,7 +27,7 @@ from paddler.engine._llama import Batch, LlamaContext, LlamaModel
 from paddler.engine._mtmd import Projector
 from paddler.engine._prepare import GenerationParams, PrepareContext, prepare
 from paddler.engine._request import ActiveRequest
-from paddler.engine._sampling import GrammarRejected, SamplingOverrides
+from paddler.engine._sampling import GrammarRejected
 from paddler.engine._slot import Slot, SlotState, pick_slot
 from paddler.wire import (
     EmbeddingError,
@@ -39,6 +39,7 @@ from paddler.wire import (
     GrammarRejectedModelOutput,
     PoolingType,
     SamplerError,
+    SamplingOverrides,
 )
 
 logger = logging.getLogger("paddler.engine")

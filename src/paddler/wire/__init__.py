@@ -82,6 +82,14 @@ from ._generation import (
     ValidJson,
     is_terminal,
 )
+from ._grammar_limits import (
+    MAX_SCHEMA_BYTES,
+    GrammarLimitError,
+    check_gbnf,
+    check_json_schema,
+    grammar_problem,
+    load_json_schema,
+)
 from ._inference_params import (
     InferenceParameters,
     KvCacheDtype,
@@ -143,7 +151,7 @@ from ._requests import (
     ValidatedParametersSchema,
     tool_schema_problems,
 )
-from ._sampling import SamplingOverrides, SamplingOverridesLike, sampling_overrides_from
+from ._sampling import SamplingOverrides
 from ._snapshots import (
     AgentControllerPoolSnapshot,
     AgentControllerSnapshot,
@@ -171,6 +179,7 @@ __all__ = [
     "EXTENSIONS_HEADER",
     "F32",
     "L2",
+    "MAX_SCHEMA_BYTES",
     "SUPPORTED_EXTENSIONS",
     "AgentControllerPoolSnapshot",
     "AgentControllerSnapshot",
@@ -232,6 +241,7 @@ __all__ = [
     "GrammarConstraint",
     "GrammarIncompatibleWithThinking",
     "GrammarInitializationFailed",
+    "GrammarLimitError",
     "GrammarRejectedModelOutput",
     "GrammarSyntaxError",
     "HuggingFaceCannotAcquireLock",
@@ -272,7 +282,6 @@ __all__ = [
     "RmsNorm",
     "SamplerError",
     "SamplingOverrides",
-    "SamplingOverridesLike",
     "SetState",
     "SlotAggregatedStatusSnapshot",
     "SlotCannotStart",
@@ -301,16 +310,19 @@ __all__ = [
     "Version",
     "WireConverter",
     "WireError",
+    "check_gbnf",
+    "check_json_schema",
     "configure_converter",
     "converter",
     "fits_f32",
     "format_extensions",
+    "grammar_problem",
     "is_embedding_terminal",
     "is_terminal",
     "is_terminal_payload",
+    "load_json_schema",
     "make_converter",
     "parse_extensions",
     "parse_json",
-    "sampling_overrides_from",
     "tool_schema_problems",
 ]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from paddler.wire import GbnfGrammar, GrammarConstraint, JsonSchemaGrammar
+from ._requests import GbnfGrammar, GrammarConstraint, JsonSchemaGrammar
 
 __all__ = [
     "MAX_GBNF_BYTES",

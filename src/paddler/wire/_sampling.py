@@ -4,16 +4,17 @@ Paddler 4 has no per-request sampling (every request uses the cluster's
 ``InferenceParameters``); the OpenAI layer needs it. A balancer writes
 ``"sampling_overrides":{...}`` into ``{"Request":{...}}`` only when a request carries some, so
 every other frame stays exactly Paddler's. Inside the object, unset fields are left out.
+
+This one record is what the OpenAI layer builds, the balancer sends and the engine applies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
 
 from attrs import field, frozen
 
-__all__ = ["SamplingOverrides", "SamplingOverridesLike", "sampling_overrides_from"]
+__all__ = ["SamplingOverrides"]
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
@@ -26,6 +27,10 @@ class SamplingOverrides:
 
     ``seed`` fixes the sampler's seed (llama.cpp seeds are 32-bit); ``stop`` ends generation
     when the content contains one of the strings (the stop text itself is not emitted).
+    ``forced_tools`` names tools of the request's ``tools``: the answer must then be one call
+    to one of them (OpenAI's ``tool_choice: "required"`` lists every tool, a named function
+    lists that one). The engine builds the grammar from those tools' schemas, so the balancer
+    never converts a schema.
     """
 
     temperature: float | None = None
@@ -34,37 +39,4 @@ class SamplingOverrides:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     stop: tuple[str, ...] = field(default=(), converter=_strings)
-
-
-class SamplingOverridesLike(Protocol):
-    """Any record with the fields of ``SamplingOverrides`` (``paddler.engine`` has one)."""
-
-    @property
-    def temperature(self) -> float | None: ...
-    @property
-    def top_p(self) -> float | None: ...
-    @property
-    def seed(self) -> int | None: ...
-    @property
-    def presence_penalty(self) -> float | None: ...
-    @property
-    def frequency_penalty(self) -> float | None: ...
-    @property
-    def stop(self) -> tuple[str, ...]: ...
-
-
-def sampling_overrides_from(value: SamplingOverridesLike | None) -> SamplingOverrides | None:
-    """This wire class from any object with the same attributes (the engine's record, say).
-
-    ``None`` stays ``None``; a ``SamplingOverrides`` is returned as is.
-    """
-    if value is None or isinstance(value, SamplingOverrides):
-        return value
-    return SamplingOverrides(
-        temperature=value.temperature,
-        top_p=value.top_p,
-        seed=value.seed,
-        presence_penalty=value.presence_penalty,
-        frequency_penalty=value.frequency_penalty,
-        stop=value.stop,
-    )
+    forced_tools: tuple[str, ...] = field(default=(), converter=_strings)

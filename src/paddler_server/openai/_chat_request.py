@@ -10,7 +10,6 @@ from typing import Any
 
 import attrs
 
-from paddler.engine import SamplingOverrides
 from paddler.wire import (
     ContentPart,
     ContinueFromConversationHistoryParams,
@@ -19,6 +18,7 @@ from paddler.wire import (
     ImageUrl,
     ImageUrlPart,
     JsonSchemaGrammar,
+    SamplingOverrides,
     TextPart,
     Tool,
     WireError,
@@ -39,7 +39,7 @@ from paddler_server.openai._tools import (
     ToolChoice,
     check_grammar_limits,
     check_schema_limits,
-    forced_tool_call_grammar,
+    forced_tools,
     read_tool,
     read_tool_choice,
 )
@@ -214,8 +214,9 @@ def read_grammar_extension(body: Object) -> GrammarConstraint | None:
     return grammar
 
 
-def resolve_thinking(body: Object, grammar: GrammarConstraint | None, grammar_field: str) -> bool:
-    """Thinking is on unless asked off, or a grammar needs it off (the two are incompatible)."""
+def resolve_thinking(body: Object, constrained: bool, grammar_field: str) -> bool:
+    """Thinking is on unless asked off, or a grammar (``constrained``: from ``grammar_field``)
+    needs it off (the two are incompatible)."""
     explicit = opt_bool(body, "enable_thinking")
     field = "enable_thinking"
     kwargs = opt_object(body, "chat_template_kwargs")
@@ -231,7 +232,7 @@ def resolve_thinking(body: Object, grammar: GrammarConstraint | None, grammar_fi
         field = "reasoning_effort"
     if explicit is None and effort is not None:
         explicit = effort != "none"
-    if grammar is not None:
+    if constrained:
         if explicit:
             raise invalid(
                 field,
@@ -268,19 +269,21 @@ def read_tools(body: Object, *, flat: bool = False) -> tuple[Tool, ...]:
 
 @attrs.frozen
 class Constraints:
-    """What shapes a request's output: the tools offered, one grammar, and thinking."""
+    """What shapes a request's output: the tools offered, one grammar or the tools a call is
+    forced to (the engine builds that grammar), and thinking."""
 
     tools: tuple[Tool, ...]
     tool_choice: ToolChoice
     grammar: GrammarConstraint | None
     enable_thinking: bool
+    forced_tools: tuple[str, ...] = ()
 
 
 def read_constraints(
     body: Object, fmt: Object | None, format_field: str, *, flat: bool = False
 ) -> Constraints:
     """Tools and tool choice, then at most one grammar: the response format ``fmt`` (read
-    from ``format_field``), Paddler's ``grammar``, or a forced tool call."""
+    from ``format_field``), Paddler's ``grammar``, or a forced tool call (``forced_tools``)."""
     tools = read_tools(body, flat=flat)
     choice = read_tool_choice(body, tools, flat=flat)
     grammar = read_response_format(fmt, format_field)
@@ -290,16 +293,17 @@ def read_constraints(
         if grammar is not None:
             raise invalid("grammar", f"cannot be combined with {format_field}")
         grammar, grammar_field = extension, "grammar"
+    forced = forced_tools(tools, choice, flat=flat)
     if choice == "none":
         tools = ()
-    elif choice is not None and choice != "auto":
+    elif forced:
         if grammar is not None:
             raise invalid(
                 "tool_choice", f"a forced tool call cannot be combined with {grammar_field}"
             )
-        grammar = forced_tool_call_grammar(tools, choice, flat=flat)
         grammar_field = "tool_choice"
-    return Constraints(tools, choice, grammar, resolve_thinking(body, grammar, grammar_field))
+    thinking = resolve_thinking(body, grammar is not None or bool(forced), grammar_field)
+    return Constraints(tools, choice, grammar, thinking, forced)
 
 
 def read_chat_request(body: Object) -> ChatRequest:
@@ -320,7 +324,7 @@ def read_chat_request(body: Object) -> ChatRequest:
     )
     return ChatRequest(
         params=params,
-        overrides=read_sampling(body),
+        overrides=read_sampling(body, forced_tools=constraints.forced_tools),
         model=opt_str(body, "model"),
         stream=stream,
         include_usage=include_usage,

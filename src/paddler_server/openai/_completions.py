@@ -6,8 +6,7 @@ from typing import Any
 
 import attrs
 
-from paddler.engine import SamplingOverrides
-from paddler.wire import ContinueFromRawPromptParams
+from paddler.wire import ContinueFromRawPromptParams, SamplingOverrides
 from paddler_server.openai._chat_request import read_grammar_extension
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, opt_bool, opt_int, opt_object, opt_str

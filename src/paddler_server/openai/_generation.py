@@ -7,12 +7,11 @@ Error envelopes, raised ``PaddlerError``s and terminal error variants all become
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar, cast
 
-from paddler.engine import SamplingOverrides
+from paddler.balancer import Balancer
 from paddler.errors import PaddlerError
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
@@ -21,6 +20,7 @@ from paddler.wire import (
     ErrorEnvelope,
     GeneratedTokenResult,
     ResponseEnvelope,
+    SamplingOverrides,
     Timeout,
     TooManyBufferedRequests,
     is_terminal,
@@ -40,34 +40,14 @@ logger = logging.getLogger("paddler_server.openai")
 Params = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
 
 
-def _accepts_overrides(balancer: Any) -> bool:
-    try:
-        return "overrides" in inspect.signature(balancer.generate).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _start(balancer: Any, params: Params, overrides: SamplingOverrides | None) -> Any:
-    if overrides is None:
-        return balancer.generate(params)
-    if not _accepts_overrides(balancer):
-        raise OpenAIError(
-            501,
-            "This balancer cannot apply per-request sampling (temperature, top_p, seed, "
-            "penalties, stop); leave those fields out to use the cluster's parameters",
-            code="sampling_overrides_unsupported",
-        )
-    return balancer.generate(params, overrides=overrides)
-
-
 @contextlib.asynccontextmanager
 async def generate(
-    balancer: Any, params: Params, overrides: SamplingOverrides | None
+    balancer: Balancer, params: Params, overrides: SamplingOverrides | None
 ) -> AsyncIterator[AsyncIterator[GeneratedTokenResult]]:
     """``async with generate(...) as results: async for result in results``; leaving early
     (or being cancelled) cancels the request on its agent."""
     try:
-        async with _start(balancer, params, overrides) as stream:
+        async with balancer.generate(params, overrides=overrides) as stream:
             yield _results(stream)
     except PaddlerError as exc:
         raise error_from_paddler(exc) from exc

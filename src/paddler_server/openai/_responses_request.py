@@ -7,13 +7,13 @@ from typing import Any
 
 import attrs
 
-from paddler.engine import SamplingOverrides
 from paddler.wire import (
     ContentPart,
     ContinueFromConversationHistoryParams,
     ConversationMessage,
     ImageUrl,
     ImageUrlPart,
+    SamplingOverrides,
     TextPart,
     Tool,
 )
@@ -148,7 +148,7 @@ def read_responses_request(body: Object) -> ResponsesRequest:
             parse_tool_calls=bool(constraints.tools),
             tools=constraints.tools,
         ),
-        overrides=read_sampling(body),
+        overrides=read_sampling(body, forced_tools=constraints.forced_tools),
         model=opt_str(body, "model"),
         stream=bool(opt_bool(body, "stream")),
         instructions=instructions,

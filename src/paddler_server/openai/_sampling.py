@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from paddler.engine import SamplingOverrides
+from collections.abc import Sequence
+
+from paddler.wire import SamplingOverrides
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, opt_float, opt_int
 
@@ -25,26 +27,20 @@ def read_stop(body: Object) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def read_sampling(body: Object) -> SamplingOverrides | None:
-    """``temperature``, ``top_p``, ``seed``, penalties and ``stop``; ``None`` when all absent."""
+def read_sampling(body: Object, *, forced_tools: Sequence[str] = ()) -> SamplingOverrides | None:
+    """``temperature``, ``top_p``, ``seed``, penalties and ``stop``, with the tools a
+    ``tool_choice`` forces (see ``forced_tools``); ``None`` when all are absent."""
+    seed = opt_int(body, "seed", minimum=-(2**63), maximum=2**64 - 1)
     overrides = SamplingOverrides(
         temperature=opt_float(body, "temperature", minimum=0.0, maximum=2.0),
         top_p=opt_float(body, "top_p", minimum=0.0, maximum=1.0),
-        seed=opt_int(body, "seed", minimum=-(2**63), maximum=2**64 - 1),
+        # llama.cpp seeds are 32-bit; larger seeds are folded so equal seeds stay equal.
+        seed=None if seed is None else seed % 2**32,
         presence_penalty=opt_float(body, "presence_penalty", minimum=-2.0, maximum=2.0),
         frequency_penalty=opt_float(body, "frequency_penalty", minimum=-2.0, maximum=2.0),
-        stop=read_stop(body),  # type: ignore[arg-type]  # attrs converter=tuple
+        stop=read_stop(body),
+        forced_tools=forced_tools,
     )
-    if overrides.seed is not None:
-        # llama.cpp seeds are 32-bit; fold larger seeds so equal seeds stay equal.
-        overrides = SamplingOverrides(
-            temperature=overrides.temperature,
-            top_p=overrides.top_p,
-            seed=overrides.seed % 2**32,
-            presence_penalty=overrides.presence_penalty,
-            frequency_penalty=overrides.frequency_penalty,
-            stop=overrides.stop,  # type: ignore[arg-type]
-        )
     return None if overrides == SamplingOverrides() else overrides
 
 

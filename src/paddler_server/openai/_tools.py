@@ -1,8 +1,10 @@
-"""OpenAI function tools → wire ``Tool``s, and the grammar that forces a tool call.
+"""OpenAI function tools → wire ``Tool``s, the tool choice, and the grammar limits checked early.
 
-``tool_choice: "required"`` or a named function is honoured by constraining the model with a
-GBNF grammar that only admits ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
-(the Hermes/Qwen format the engine parses), with the arguments shaped by the tool's schema.
+``tool_choice: "required"`` or a named function becomes ``SamplingOverrides.forced_tools``:
+the agent's engine builds the grammar that admits only such a call (see
+``paddler.engine._grammar.forced_tool_call_grammar``), so no schema is converted here and the
+balancer process never loads llama.cpp. What runs here is the limit checks, a 400 naming the
+field before dispatch.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from paddler.wire import (
+    MAX_SCHEMA_BYTES,
     Function,
     GbnfGrammar,
     GrammarConstraint,
+    GrammarLimitError,
     JsonSchemaGrammar,
     Tool,
     ValidatedParametersSchema,
+    check_gbnf,
+    check_json_schema,
+    converter,
 )
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, child, opt_object, opt_str, req_str
@@ -27,15 +34,12 @@ __all__ = [
     "ToolChoice",
     "check_grammar_limits",
     "check_schema_limits",
-    "forced_tool_call_grammar",
+    "forced_tools",
     "read_tool",
     "read_tool_choice",
 ]
 
 logger = logging.getLogger("paddler_server.openai")
-
-#: The grammar's own root rule; the JSON rules underneath keep the converter's names.
-_ROOT = "paddler-tool-call"
 
 
 def _read_parameters(schema: Object | None, path: str) -> ValidatedParametersSchema | None:
@@ -119,33 +123,9 @@ def read_tool_choice(body: Object, tools: Sequence[Tool], *, flat: bool = False)
     raise invalid("tool_choice", "expected 'auto', 'none', 'required' or a function choice")
 
 
-def _call_schema(tool: Tool) -> dict[str, Any]:
-    parameters = tool.function.parameters
-    arguments: dict[str, Any] = {"type": "object"}
-    if parameters is not None:
-        if parameters.properties is not None:
-            arguments["properties"] = parameters.properties
-        if parameters.required is not None:
-            arguments["required"] = list(parameters.required)
-        if parameters.additional_properties is not None:
-            arguments["additionalProperties"] = parameters.additional_properties
-    return {
-        "type": "object",
-        "properties": {"name": {"const": tool.function.name}, "arguments": arguments},
-        "required": ["name", "arguments"],
-        "additionalProperties": False,
-    }
-
-
 def check_schema_limits(schema: Any, param: str) -> None:
     """A 400 naming the field when a JSON schema is past a grammar limit (size, depth,
     repetition bounds, remote ``$ref``); checked before anything converts it."""
-    from paddler.engine._grammar_limits import (  # lazy: the engine package loads llama.cpp
-        MAX_SCHEMA_BYTES,
-        GrammarLimitError,
-        check_json_schema,
-    )
-
     try:
         check_json_schema(schema)
     except GrammarLimitError as exc:
@@ -160,8 +140,6 @@ def check_schema_limits(schema: Any, param: str) -> None:
 
 def check_grammar_limits(grammar: GrammarConstraint, param: str) -> None:
     """The same limits for a Paddler grammar constraint (``param`` names it)."""
-    from paddler.engine._grammar_limits import GrammarLimitError, check_gbnf
-
     if isinstance(grammar, JsonSchemaGrammar):
         try:
             schema = json.loads(grammar.schema)
@@ -176,35 +154,20 @@ def check_grammar_limits(grammar: GrammarConstraint, param: str) -> None:
         raise invalid(child(param, "grammar"), str(exc)) from exc
 
 
-def forced_tool_call_grammar(
-    tools: Sequence[Tool], choice: str, *, flat: bool = False
-) -> GbnfGrammar:
-    """A grammar admitting exactly one tool call (``choice`` = a name, or ``"required"``).
-
-    Each chosen tool's schema is checked against the grammar limits first (a 400 naming the
-    tool); callers run this off the event loop, as the conversion is CPU work.
-    """
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    from paddler.engine._grammar_limits import GrammarLimitError, check_gbnf
-
+def forced_tools(
+    tools: Sequence[Tool], choice: ToolChoice, *, flat: bool = False
+) -> tuple[str, ...]:
+    """The tools a ``tool_choice`` forces a call to (none for ``auto``/``none``), each one's
+    parameters checked against the grammar limits first (a 400 naming the tool)."""
+    if choice is None or choice in ("auto", "none"):
+        return ()
     chosen = [
         (i, t) for i, t in enumerate(tools) if choice == "required" or t.function.name == choice
     ]
     for index, tool in chosen:
+        if tool.function.parameters is None:
+            continue
         fn_path = child("tools", index) if flat else child(child("tools", index), "function")
-        check_schema_limits(
-            _call_schema(tool)["properties"]["arguments"], child(fn_path, "parameters")
-        )
-    schemas = [_call_schema(t) for _, t in chosen]
-    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-    try:
-        gbnf = json_schema_to_gbnf(json.dumps(schema))
-    except Exception as exc:  # the converter raises assorted errors on odd schemas
-        raise invalid("tools", f"cannot build a grammar from the tool schemas: {exc}") from exc
-    rule = f'{_ROOT} ::= "<tool_call>\\n" root "\\n</tool_call>"\n'
-    try:
-        check_gbnf(rule + gbnf)
-    except GrammarLimitError as exc:
-        raise invalid("tools", f"the tool schemas make a grammar that is too large: {exc}") from exc
-    return GbnfGrammar(grammar=rule + gbnf, root=_ROOT)
+        schema = converter.unstructure(tool.function.parameters)  # the arguments' JSON schema
+        check_schema_limits(schema, child(fn_path, "parameters"))
+    return tuple(tool.function.name for _, tool in chosen)

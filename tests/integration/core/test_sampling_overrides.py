@@ -16,7 +16,6 @@ import pytest
 from core_cluster import agents, prompt, unique_name
 
 from paddler.balancer import Balancer, BalancerConfig
-from paddler.engine import SamplingOverrides as EngineOverrides
 from paddler.wire import (
     BalancerDesiredState,
     ContentToken,
@@ -58,7 +57,7 @@ def content(results: list[Any]) -> str:
 
 
 async def test_a_fixed_seed_makes_sampling_reproducible(random_cluster: Balancer) -> None:
-    hot = EngineOverrides(temperature=1.2, top_p=0.95, seed=1234)  # what the OpenAI layer sends
+    hot = SamplingOverrides(temperature=1.2, top_p=0.95, seed=1234)  # what the OpenAI layer sends
     first = content(await generate(random_cluster, hot))
     second = content(await generate(random_cluster, hot))
     others = {

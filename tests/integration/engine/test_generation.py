@@ -11,12 +11,13 @@ import attrs
 import pytest
 from engine_test_helpers import chat, collect, content, done
 
-from paddler.engine import LlamaEngine, SamplingOverrides
+from paddler.engine import LlamaEngine
 from paddler.wire import (
     ContentToken,
     ContinueFromRawPromptParams,
     InferenceParameters,
     SamplerError,
+    SamplingOverrides,
 )
 
 pytestmark = [pytest.mark.model, pytest.mark.anyio]

@@ -30,6 +30,7 @@ from paddler.wire import (
     JsonSchemaGrammar,
     MultimodalNotSupported,
     ReasoningToken,
+    SamplingOverrides,
     TextPart,
     Tool,
     ToolCallParsed,
@@ -153,6 +154,32 @@ async def test_forced_tool_call_is_parsed(engine: LlamaEngine) -> None:
     usage = done(results).usage
     assert usage.tool_call_tokens > 0
     assert usage.content_tokens == 0
+
+
+async def test_forced_tools_make_the_engine_build_the_call_grammar(engine: LlamaEngine) -> None:
+    """``forced_tools`` (what the OpenAI layer sends for tool_choice): the engine converts the
+    tool's schema itself, and the answer is one parsed call to that tool."""
+    clock = Tool(function=Function(name="get_time", description="The time", parameters=None))
+    params = chat(
+        ("user", "What is the weather in Paris?"),
+        max_tokens=80,
+        tools=(WEATHER, clock),
+        parse_tool_calls=True,
+    )
+    forced = SamplingOverrides(temperature=0.0, forced_tools=("get_weather",))
+    results = await collect(engine.generate(params, overrides=forced))
+    parsed = [r for r in results if isinstance(r, ToolCallParsed)]
+    assert len(parsed) == 1, results
+    (call,) = parsed[0].calls
+    assert call.name == "get_weather"
+    assert isinstance(call.arguments, ValidJson)
+    assert isinstance(call.arguments.value["city"], str)
+    assert done(results).usage.content_tokens == 0
+    unknown = SamplingOverrides(forced_tools=("nope",))
+    (error,) = await collect(engine.generate(params, overrides=unknown))
+    assert isinstance(error, GrammarSyntaxError)
+    assert "'nope'" in error.message
+    await still_serving(engine)
 
 
 async def test_tool_call_with_wrong_arguments_fails_validation(engine: LlamaEngine) -> None:

@@ -250,14 +250,13 @@ async def test_an_engine_failure_is_a_terminal_error_not_a_dropped_connection(
         assert agent.connected and len(balancer.agents_snapshot().agents) == 1
 
 
-async def test_sampling_overrides_reach_the_engine_as_its_own_record(model_file: Path) -> None:
-    from paddler.engine import SamplingOverrides as EngineOverrides
+async def test_sampling_overrides_reach_the_engine(model_file: Path) -> None:
     from paddler.wire import SamplingOverrides
 
     async with cluster(model_file) as (balancer, _, loader):
         await collect(balancer)
         async with balancer.generate(
-            PROMPT, overrides=EngineOverrides(temperature=0.0, seed=42, stop=("b",))
+            PROMPT, overrides=SamplingOverrides(temperature=0.0, seed=42, stop=("b",))
         ) as stream:
             [item async for item in stream]
         async with balancer.generate(PROMPT, overrides=SamplingOverrides(top_p=0.5)) as stream:
@@ -266,7 +265,7 @@ async def test_sampling_overrides_reach_the_engine_as_its_own_record(model_file:
             [item async for item in stream]
     assert loader.engines[0].overrides == [
         None,
-        EngineOverrides(temperature=0.0, seed=42, stop=("b",)),
-        EngineOverrides(top_p=0.5),
+        SamplingOverrides(temperature=0.0, seed=42, stop=("b",)),
+        SamplingOverrides(top_p=0.5),
         None,  # empty overrides are not sent
     ]

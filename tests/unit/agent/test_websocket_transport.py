@@ -71,7 +71,6 @@ async def test_agent_over_websocket_serves_a_request(tmp_path: Path) -> None:
 async def test_sampling_overrides_cross_the_websocket(tmp_path: Path) -> None:
     """Both ends are ours: the handshake agrees on every extension, the overrides survive
     real frames, and a request without them reaches the engine bare."""
-    from paddler.engine import SamplingOverrides as EngineOverrides
     from paddler.wire import SamplingOverrides
 
     model = tmp_path / "m.gguf"
@@ -95,7 +94,7 @@ async def test_sampling_overrides_cross_the_websocket(tmp_path: Path) -> None:
                     items = [item async for item in stream]
                 assert isinstance(items[-1].response, Done)
     assert loader.engines[0].overrides == [
-        EngineOverrides(temperature=0.5, seed=3, stop=("z",)),
+        SamplingOverrides(temperature=0.5, seed=3, stop=("z",)),
         None,
     ]
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from paddler.engine._grammar import to_gbnf
-from paddler.engine._grammar_limits import (
+from paddler.wire import GbnfGrammar, GrammarSyntaxError, JsonSchemaGrammar
+from paddler.wire._grammar_limits import (
     MAX_GBNF_BYTES,
     MAX_GBNF_NESTING,
     MAX_SCHEMA_BYTES,
@@ -18,7 +19,6 @@ from paddler.engine._grammar_limits import (
     load_json_schema,
     pattern_repetition,
 )
-from paddler.wire import GbnfGrammar, GrammarSyntaxError, JsonSchemaGrammar
 
 
 def test_string_bomb_is_rejected_naming_the_keyword():
@@ -103,7 +103,7 @@ def test_engine_reports_limits_as_grammar_syntax_errors():
 
 def test_grammar_problem_names_the_field_for_a_400():
     """The check a server runs before dispatch: a JSON path and a message, or None."""
-    from paddler.engine._grammar_limits import grammar_problem
+    from paddler.wire._grammar_limits import grammar_problem
 
     bomb = JsonSchemaGrammar(json.dumps({"properties": {"bio": {"maxLength": 10**7}}}))
     field, message = grammar_problem(bomb) or ("", "")

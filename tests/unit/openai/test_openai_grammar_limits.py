@@ -15,7 +15,6 @@ from paddler.wire import (
     AgentControllerPoolSnapshot,
     ContentToken,
     Done,
-    GbnfGrammar,
     ResponseEnvelope,
     TokenUsage,
 )
@@ -108,7 +107,7 @@ def test_response_format_bomb_is_a_400_naming_the_keyword(
 def test_forced_tool_call_bomb_is_a_400_naming_the_tool(
     sdk: OpenAI, balancer: CountingBalancer
 ) -> None:
-    """A forced tool call converts the tool's schema on the balancer: limits come first."""
+    """A forced tool call's schema is checked on the balancer before any agent sees it."""
     with pytest.raises(openai.BadRequestError) as info:
         sdk.chat.completions.create(
             model="m", messages=HI, tools=[tool(BOMB)], tool_choice="required"
@@ -143,10 +142,11 @@ def test_paddler_grammar_extension_is_checked() -> None:
     assert info.value.param == "grammar.schema.pattern"
 
 
-def test_ordinary_forced_tool_call_still_builds() -> None:
-    """Within the limits nothing changes: the grammar is built as before."""
+def test_ordinary_forced_tool_call_passes() -> None:
+    """Within the limits nothing is refused: the call is forced through ``forced_tools``."""
     small = {"type": "object", "properties": {"bio": {"type": "string", "maxLength": 50}}}
     request = read_chat_request(
         {"model": "m", "messages": HI, "tools": [tool(small)], "tool_choice": "required"}
     )
-    assert isinstance(request.params.grammar, GbnfGrammar)
+    assert request.overrides is not None
+    assert request.overrides.forced_tools == ("save",)

@@ -7,8 +7,7 @@ import logging
 
 import pytest
 
-from paddler.engine import SamplingOverrides
-from paddler.wire import GbnfGrammar, ImageUrlPart, JsonSchemaGrammar, TextPart
+from paddler.wire import ImageUrlPart, JsonSchemaGrammar, SamplingOverrides, TextPart
 from paddler_server.openai._chat_request import read_chat_request
 from paddler_server.openai._completions import read_completion_request
 from paddler_server.openai._embeddings import read_embedding_request
@@ -180,16 +179,25 @@ def test_json_schema_response_format_turns_thinking_off():
     assert error.param == "reasoning_effort"
 
 
-def test_forced_tool_choice_builds_a_tool_call_grammar():
-    """A named tool_choice constrains the output to one <tool_call> for that tool."""
+def test_forced_tool_choice_is_sent_for_the_engine_to_build():
+    """A named tool_choice names that tool in ``forced_tools`` (the agent's engine builds the
+    grammar); the request itself keeps Paddler's shape, with thinking off."""
     request = read_chat_request(
         chat(tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}})
     )
-    grammar = request.params.grammar
-    assert isinstance(grammar, GbnfGrammar)
-    assert "<tool_call>" in grammar.grammar
-    assert "get_weather" in grammar.grammar
+    assert request.params.grammar is None
+    assert request.params.enable_thinking is False
     assert request.params.parse_tool_calls is True
+    assert request.overrides == SamplingOverrides(forced_tools=("get_weather",))
+    other = {"type": "function", "function": {"name": "get_time"}}
+    required = read_chat_request(chat(tools=[WEATHER, other], tool_choice="required", seed=3))
+    assert required.overrides == SamplingOverrides(seed=3, forced_tools=("get_weather", "get_time"))
+    assert read_chat_request(chat(tools=[WEATHER], tool_choice="auto")).overrides is None
+    error = rejected(
+        read_chat_request,
+        chat(tools=[WEATHER], tool_choice="required", reasoning_effort="high"),
+    )
+    assert error.param == "reasoning_effort"
 
 
 def test_tool_choice_none_drops_tools():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import attrs
 import pytest
 from hypothesis import given
 
@@ -66,20 +65,10 @@ def test_overrides_round_trip(overrides: wire.SamplingOverrides) -> None:
     assert converter.loads(converter.dumps(request), wire.BalancerToAgentMessage) == request
 
 
-@attrs.frozen
-class _OtherRecord:
-    temperature: float | None = None
-    top_p: float | None = 0.5
-    seed: int | None = 3
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = 1.0
-    stop: tuple[str, ...] = ("x",)
-
-
-def test_sampling_overrides_from_copies_any_record_with_the_fields() -> None:
-    assert wire.sampling_overrides_from(None) is None
-    same = wire.SamplingOverrides(seed=1)
-    assert wire.sampling_overrides_from(same) is same
-    assert wire.sampling_overrides_from(_OtherRecord()) == wire.SamplingOverrides(
-        top_p=0.5, seed=3, frequency_penalty=1.0, stop=("x",)
-    )
+def test_forced_tools_travel_as_a_list_of_names() -> None:
+    """A forced tool call is the names alone; the agent's engine builds the grammar."""
+    overrides = wire.SamplingOverrides(forced_tools=["get_weather"])
+    request = wire.AgentRequest(id="r1", request=PARAMS, sampling_overrides=overrides)
+    text = converter.dumps(request)
+    assert text == PADDLER_FRAME[:-2] + ',"sampling_overrides":{"forced_tools":["get_weather"]}}}'
+    assert converter.loads(text, wire.BalancerToAgentMessage) == request
