@@ -1,8 +1,8 @@
 """The agent control socket: a Litestar WebSocket handed to ``balancer.serve_agent``.
 
-The balancer speaks in wire objects over an ``anyio`` ``ObjectStream``; this module turns the
-socket into one (text frames in and out through ``paddler.wire.converter``), and closes it
-with 1001 "going away" when the server shuts down.
+The balancer speaks in wire objects over an ``anyio`` ``ObjectStream``; the socket becomes one
+through ``paddler.transports.TextFrameStream`` (the agent's end of the same link uses it too),
+and is closed with 1001 "going away" when the server shuts down.
 """
 
 from __future__ import annotations
@@ -11,76 +11,57 @@ import logging
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectStream
 from litestar import WebSocket
+from litestar.exceptions import WebSocketDisconnect
 
 from paddler.balancer import Balancer
+from paddler.transports import TextFrameStream
 from paddler.wire import (
     EXTENSIONS_HEADER,
     SUPPORTED_EXTENSIONS,
+    AgentToBalancerMessage,
     BalancerToAgentMessage,
-    WireError,
-    converter,
     format_extensions,
     parse_extensions,
 )
-from paddler_server._token_frames import loads_agent_message
 
-__all__ = ["WebSocketObjectStream", "serve_agent_socket"]
+__all__ = ["serve_agent_socket"]
 
 logger = logging.getLogger("paddler_server.agent_socket")
 
 GOING_AWAY = 1001
+#: What a send or receive on a socket the agent has left raises (uvicorn's ClientDisconnected
+#: is an OSError; a send after the close frame is a RuntimeError).
+_GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
 
-class WebSocketObjectStream(ObjectStream[Any]):
-    """Wire messages over an accepted Litestar WebSocket (malformed frames are skipped)."""
+def agent_frame_stream(
+    socket: WebSocket[Any, Any, Any], agent_id: str, *, shutdown: anyio.Event | None
+) -> TextFrameStream:
+    """Wire messages over an accepted agent socket (text frames; others are skipped)."""
 
-    def __init__(self, socket: WebSocket[Any, Any, Any], agent_id: str) -> None:
-        self._socket = socket
-        self._agent_id = agent_id
-        self._send_lock = anyio.Lock()
-        self._closed = False
+    async def receive_text() -> str | bytes | None:
+        message = await socket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if isinstance(text, str) else b""  # binary and other events: skipped
 
-    async def receive(self) -> Any:
-        while True:
-            if self._closed:
-                raise anyio.EndOfStream
-            message = await self._socket.receive()
-            kind = message.get("type")
-            if kind == "websocket.disconnect":
-                self._closed = True
-                raise anyio.EndOfStream
-            text = message.get("text")
-            if kind != "websocket.receive" or not isinstance(text, str):
-                continue
-            try:
-                return loads_agent_message(text)
-            except (WireError, ValueError) as exc:
-                logger.warning("malformed agent message agent=%s error=%s", self._agent_id, exc)
+    async def close() -> None:
+        if shutdown is not None and shutdown.is_set():
+            await socket.close(code=GOING_AWAY, reason="Server shutting down")
+        else:
+            await socket.close(code=1000, reason="")
 
-    async def send(self, item: Any) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        text = converter.dumps(item, BalancerToAgentMessage)
-        async with self._send_lock:
-            try:
-                await self._socket.send_text(text)
-            except Exception as exc:
-                self._closed = True
-                raise anyio.BrokenResourceError from exc
-
-    async def send_eof(self) -> None:
-        await self.aclose()
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._socket.close(code=code, reason=reason)
-        except Exception:
-            logger.debug("agent socket close failed agent=%s", self._agent_id, exc_info=True)
+    return TextFrameStream(
+        send_text=socket.send_text,
+        receive_text=receive_text,
+        close=close,
+        receive_type=AgentToBalancerMessage,
+        send_type=BalancerToAgentMessage,
+        closed_errors=_GONE,
+        label=f"agent {agent_id}",
+    )
 
 
 async def serve_agent_socket(
@@ -99,7 +80,7 @@ async def serve_agent_socket(
     agreed = parse_extensions(socket.headers.get(EXTENSIONS_HEADER)) & SUPPORTED_EXTENSIONS
     headers = {EXTENSIONS_HEADER: format_extensions(agreed)} if agreed else None
     await socket.accept(headers=headers)
-    stream = WebSocketObjectStream(socket, agent_id)
+    stream = agent_frame_stream(socket, agent_id, shutdown=shutdown)
     async with anyio.create_task_group() as tg:
 
         async def close_on_shutdown(event: anyio.Event) -> None:
@@ -112,9 +93,5 @@ async def serve_agent_socket(
             await balancer.serve_agent(agent_id, stream, extensions=agreed)
         finally:
             tg.cancel_scope.cancel()
-    going_away = shutdown is not None and shutdown.is_set()
     with anyio.CancelScope(shield=True):
-        await stream.aclose(
-            code=GOING_AWAY if going_away else 1000,
-            reason="Server shutting down" if going_away else "",
-        )
+        await stream.aclose()

@@ -20,6 +20,7 @@ from litestar import WebSocket
 
 from paddler.balancer import Balancer
 from paddler.errors import GenerationDisabled, InvalidRequest, PaddlerError
+from paddler.transports._frames import dumps_frame
 from paddler.wire import (
     ErrorBody,
     ErrorEnvelope,
@@ -37,7 +38,6 @@ from paddler.wire import (
 )
 from paddler_server._limits import ServerLimits
 from paddler_server._streaming import SlowClient, send_within, write_deadline
-from paddler_server._token_frames import dumps_client_message
 
 __all__ = ["InferenceSocketSession", "check_request", "check_tools"]
 
@@ -91,8 +91,6 @@ class InferenceSocketSession:
         self._limits = limits or ServerLimits()
         self._headers = {key.lower(): value for key, value in socket.headers.items()}
         self._requests: dict[str, _InFlight] = {}
-        # fast_acquire: an uncontended send does not yield to the loop (one pass per token).
-        self._send_lock = anyio.Lock(fast_acquire=True)
         self._closed = False
         self._scope: anyio.CancelScope | None = None
         deadline = write_deadline(balancer)
@@ -219,36 +217,39 @@ class InferenceSocketSession:
     # -- writing ------------------------------------------------------------------------
 
     async def _send(self, item: Any) -> None:
-        """Write one message; sends are serialised by a lock (no writer-task hop per token)."""
+        """Write one message from the request's own task (no writer-task hop per token).
+
+        No lock: the server writes each message whole, so messages of different requests
+        cannot interleave, and one request's messages come from one task, in order. A send
+        the server takes at once costs no yield and no timer (``send_within``).
+        """
         if self._closed:
             return
-        text = dumps_client_message(item, InferenceClientMessage)
-        async with self._send_lock:
-            try:
-                await send_within(self._socket.send_text, text, self._write_timeout)
-            except SlowClient as exc:  # it stopped reading: cut the socket, free its slots
-                logger.info("inference socket client cut off: %s", exc)
-                self._on_cut()
-                self._closed = True
-                if self._scope is not None:
-                    self._scope.cancel()
-            except Exception:  # the client is gone: stop everything on this socket
-                logger.debug("inference socket send failed", exc_info=True)
-                self._closed = True
-                if self._scope is not None:
-                    self._scope.cancel()
+        text = dumps_frame(item, InferenceClientMessage)
+        try:
+            await send_within(self._socket.send_text, text, self._write_timeout)
+        except SlowClient as exc:  # it stopped reading: cut the socket, free its slots
+            logger.info("inference socket client cut off: %s", exc)
+            self._on_cut()
+            self._closed = True
+            if self._scope is not None:
+                self._scope.cancel()
+        except Exception:  # the client is gone: stop everything on this socket
+            logger.debug("inference socket send failed", exc_info=True)
+            self._closed = True
+            if self._scope is not None:
+                self._scope.cancel()
 
     async def _watch_shutdown(self, shutdown: anyio.Event) -> None:
         await shutdown.wait()
         for request_id, in_flight in list(self._requests.items()):
             in_flight.scope.cancel()
             await self._send(_error(request_id, 503, "Balancer is shutting down"))
-        async with self._send_lock:
-            self._closed = True
-            try:
-                await self._socket.close(code=GOING_AWAY, reason=SHUTDOWN_REASON)
-            except Exception:
-                logger.debug("inference socket close failed", exc_info=True)
+        self._closed = True
+        try:
+            await self._socket.close(code=GOING_AWAY, reason=SHUTDOWN_REASON)
+        except Exception:
+            logger.debug("inference socket close failed", exc_info=True)
         if self._scope is not None:
             self._scope.cancel()
 

@@ -14,7 +14,8 @@ off (``SlowClient``), so it cannot hold a slot on an agent; ``on_cut`` counts it
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import CoroutineType
 from typing import Any
 
 import anyio
@@ -37,11 +38,58 @@ class SlowClient(Exception):
 async def send_within(
     send: Callable[[Any], Awaitable[None]], message: Any, deadline: float
 ) -> None:
-    """``await send(message)``, or ``SlowClient`` once it has waited ``deadline`` seconds."""
-    with anyio.move_on_after(deadline) as scope:
-        await send(message)
+    """``await send(message)``, or ``SlowClient`` once it has waited ``deadline`` seconds.
+
+    The send is started eagerly: a write the server takes at once (the client reads, so its
+    socket buffer has room) finishes without suspending, and then needs no deadline. Only a
+    send that has to wait for the client is continued under a timeout. A cancel scope with a
+    deadline costs ~5 us, as much as the rest of relaying one token frame.
+    """
+    pending = send(message)
+    if type(pending) is CoroutineType:
+        try:
+            waiting_on = pending.send(None)
+        except StopIteration:
+            return
+        pending = _Resumed(pending, waiting_on)
+    try:
+        with anyio.move_on_after(deadline) as scope:
+            await pending
+    finally:
+        if type(pending) is _Resumed:
+            pending.close()
     if scope.cancelled_caught:
         raise SlowClient(f"the client read nothing for {deadline:g} s")
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine that has been stepped once and is waiting on
+    ``waiting_on``: what ``await coro`` would have done from there, throws included."""
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def close(self) -> None:
+        self._coro.close()  # a no-op once it has finished
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, waiting_on = self._coro, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # cancellation included: the coroutine handles it
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration:
+                    return
 
 
 def write_deadline(balancer: Any) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""Fast paths for the one frame shape a busy balancer relays most: a single generated token.
+"""Text frames to wire objects and back, with fast paths for the frame a busy link carries most.
 
-Agent → balancer ``{"Response":{"generated_by":null,"request_id":"..","response":
-{"GeneratedToken":{"ContentToken":".."}}}}`` and the client envelope built from it carry one
-string each way; going through the cattrs unions costs several times the JSON work itself. Any
-other shape (and any token frame that is not exactly this shape) takes the converter, so
-validation and error messages are unchanged; the text written is byte-identical to
-``converter.dumps`` (the same ``json.dumps`` settings).
+Nearly every frame on a busy agent socket or inference socket is one generated token:
+``{"Response":{"generated_by":null,"request_id":"..","response":{"GeneratedToken":
+{"ContentToken":".."}}}}`` (an agent's ``AgentResponse`` and the client's ``ResponseEnvelope``
+have the same shape). It carries one or two strings, and going through the cattrs unions costs
+several times the JSON work itself. So ``dumps_frame`` writes that shape by hand and
+``loads_frame`` reads an agent's token frame by hand. Anything else (and any token frame not
+exactly this shape) takes the converter, so validation and error messages are unchanged; the
+text written is byte-identical to ``converter.dumps`` (the same ``json.dumps`` settings).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from paddler.wire import (
     converter,
 )
 
-__all__ = ["dumps_client_message", "loads_agent_message"]
+__all__ = ["dumps_frame", "loads_frame"]
 
 _TOKEN_CLASSES: dict[str, Any] = {
     "ContentToken": ContentToken,
@@ -34,6 +36,7 @@ _TOKEN_CLASSES: dict[str, Any] = {
 }
 _TOKEN_NAMES = {cls: name for name, cls in _TOKEN_CLASSES.items()}
 _RESPONSE_KEYS = frozenset(("generated_by", "request_id", "response"))
+_TOKEN_ENVELOPES = (AgentResponse, ResponseEnvelope)
 _encode_string = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -61,21 +64,22 @@ def _token_response(value: Any) -> AgentResponse | None:
     return AgentResponse(generated_by=generated_by, request_id=request_id, response=cls(text))
 
 
-def loads_agent_message(text: str) -> Any:
-    """``converter.loads(text, AgentToBalancerMessage)``, faster for single-token frames."""
-    try:
-        # Only exact string-only shapes pass, so NaN or infinity never takes this path.
-        fast = _token_response(json.loads(text))
-    except (ValueError, RecursionError):
-        fast = None
-    if fast is not None:
-        return fast
-    return converter.loads(text, AgentToBalancerMessage)  # validates, names the problems
+def loads_frame(text: str, cls: Any) -> Any:
+    """``converter.loads(text, cls)``, faster for an agent's single-token frames."""
+    if cls is AgentToBalancerMessage:
+        try:
+            # Only exact string-only shapes pass, so NaN or infinity never takes this path.
+            fast = _token_response(json.loads(text))
+        except (ValueError, RecursionError):
+            fast = None
+        if fast is not None:
+            return fast
+    return converter.loads(text, cls)  # validates, names the problems
 
 
-def dumps_client_message(item: Any, cls: Any) -> str:
-    """``converter.dumps(item, cls)``, faster for a ``ResponseEnvelope`` holding one token."""
-    if type(item) is ResponseEnvelope:
+def dumps_frame(item: Any, cls: Any) -> str:
+    """``converter.dumps(item, cls)``, faster for a response holding one token."""
+    if type(item) in _TOKEN_ENVELOPES:
         token: Any = item.response
         name = _TOKEN_NAMES.get(type(token))
         if name is not None:

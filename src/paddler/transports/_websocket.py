@@ -18,6 +18,7 @@ from anyio.abc import ObjectStream
 
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
+from paddler.transports._frames import dumps_frame, loads_frame
 
 __all__ = ["MAX_MESSAGE_SIZE", "TextFrameStream", "WebSocketTransport", "agent_socket_url"]
 
@@ -35,7 +36,8 @@ class TextFrameStream(ObjectStream[Any]):
     """Wire objects over anything with async ``send_text``/``receive_text``/``close``.
 
     ``receive_text`` returns ``None`` (or raises one of ``closed_errors``) at the end of the
-    connection. Undecodable frames are logged and skipped.
+    connection. Undecodable frames are logged and skipped. Both ends of the agent socket use
+    it: the agent over ``websockets``, the balancer over its server's WebSocket.
     """
 
     def __init__(
@@ -50,9 +52,6 @@ class TextFrameStream(ObjectStream[Any]):
         label: str = "peer",
         extensions: frozenset[str] = frozenset(),
     ) -> None:
-        from paddler.wire import converter
-
-        self._converter = converter
         self._send_text = send_text
         self._receive_text = receive_text
         self._close = close
@@ -83,14 +82,14 @@ class TextFrameStream(ObjectStream[Any]):
             if not isinstance(text, str):
                 continue  # binary frames are ignored
             try:
-                return self._converter.loads(text, self._receive_type)
+                return loads_frame(text, self._receive_type)
             except (WireError, ValueError) as exc:
                 logger.warning("malformed frame from %s skipped: %s", self._label, exc)
 
     async def send(self, item: Any) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        text = self._converter.dumps(item, self._send_type)
+        text = dumps_frame(item, self._send_type)
         try:
             await self._send_text(text)
         except self._closed_errors as exc:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from paddler.transports._frames import dumps_frame, loads_frame
 from paddler.wire import (
     AgentResponse,
     AgentToBalancerMessage,
@@ -24,10 +23,6 @@ from paddler.wire import (
     WireError,
     converter,
 )
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # litestar's Dependency() at import
-    from paddler_server._token_frames import dumps_client_message, loads_agent_message
 
 TOKENS = (ContentToken, ReasoningToken, ToolCallToken, UndeterminableToken)
 USAGE = TokenUsage(
@@ -51,13 +46,17 @@ USAGE = TokenUsage(
 def test_token_frames_match_the_converter(
     kind: type, text: str, request_id: str, generated_by: str | None
 ) -> None:
-    """Any token text (quotes, control characters, non-ASCII) round-trips byte for byte."""
+    """Any token text (quotes, control characters, non-ASCII) round-trips byte for byte, on
+    the agent socket (both ways) and towards inference clients."""
     token = kind(text)
     agent = AgentResponse(generated_by=generated_by, request_id=request_id, response=token)
     frame = converter.dumps(agent, AgentToBalancerMessage)
-    assert loads_agent_message(frame) == converter.loads(frame, AgentToBalancerMessage)
+    assert dumps_frame(agent, AgentToBalancerMessage) == frame
+    assert loads_frame(frame, AgentToBalancerMessage) == converter.loads(
+        frame, AgentToBalancerMessage
+    )
     envelope = ResponseEnvelope(generated_by=generated_by, request_id=request_id, response=token)
-    assert dumps_client_message(envelope, InferenceClientMessage) == converter.dumps(
+    assert dumps_frame(envelope, InferenceClientMessage) == converter.dumps(
         envelope, InferenceClientMessage
     )
 
@@ -68,12 +67,13 @@ def test_other_messages_take_the_converter() -> None:
         ResponseEnvelope(generated_by="a", request_id="r", response=Done(usage=USAGE)),
         ErrorEnvelope(request_id="r", error=ErrorBody(code=502, description="gone")),
     ):
-        assert dumps_client_message(item, InferenceClientMessage) == converter.dumps(
+        assert dumps_frame(item, InferenceClientMessage) == converter.dumps(
             item, InferenceClientMessage
         )
     done = AgentResponse(request_id="r", response=Done(usage=USAGE))
     frame = converter.dumps(done, AgentToBalancerMessage)
-    assert loads_agent_message(frame) == done
+    assert dumps_frame(done, AgentToBalancerMessage) == frame
+    assert loads_frame(frame, AgentToBalancerMessage) == done
 
 
 @pytest.mark.parametrize(
@@ -89,4 +89,4 @@ def test_other_messages_take_the_converter() -> None:
 def test_malformed_token_frames_are_rejected_like_the_converter(frame: str) -> None:
     """A near-miss frame is not accepted by the fast path; the converter reports it."""
     with pytest.raises(WireError):
-        loads_agent_message(frame)
+        loads_frame(frame, AgentToBalancerMessage)
