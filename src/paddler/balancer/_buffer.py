@@ -1,9 +1,20 @@
-"""RequestBuffer: first-come first-served waiters for a slot, bounded in number."""
+"""RequestBuffer: waiters for a slot, higher priority first, bounded in number.
+
+Order: higher ``RequestInfo.priority`` first, first come first served within a priority, and
+aging so that a low priority never starves: a request of priority ``p`` is placed as if it had
+arrived ``p * aging`` seconds earlier (``aging`` is ``PRIORITY_AGING_SECONDS``, one second per
+level by default). Equivalently, a waiting request gains one level per ``aging`` seconds of
+wait. So a request of priority 10 goes ahead of priority-0 requests that arrived up to 10 s
+before it, and behind any that have waited longer; with every priority 0 (no API keys) this is
+plain FIFO. Since the rank does not change while a request waits, the order is kept sorted at
+enqueue and never recomputed.
+"""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
-from collections import deque
 from collections.abc import Iterator
 
 import anyio
@@ -12,7 +23,10 @@ import attrs
 from paddler.errors import BufferFull
 from paddler.policies import RequestInfo
 
-__all__ = ["RequestBuffer", "Waiter"]
+__all__ = ["PRIORITY_AGING_SECONDS", "RequestBuffer", "Waiter"]
+
+#: Seconds of waiting worth one priority level (see the module docstring).
+PRIORITY_AGING_SECONDS = 1.0
 
 
 @attrs.define(eq=False)
@@ -24,6 +38,8 @@ class Waiter:
     agent_id: str | None = None
     error: BaseException | None = None
     enqueued_at: float = attrs.field(factory=time.monotonic)
+    #: Place in the buffer: (arrival moved earlier by the priority, arrival sequence).
+    rank: tuple[float, int] = attrs.field(default=(0.0, 0), init=False)
 
     def wake(self) -> None:
         if self.event is not None:
@@ -31,11 +47,16 @@ class Waiter:
 
 
 class RequestBuffer:
-    """FIFO of waiters. ``enqueue_nowait`` raises ``BufferFull`` at ``max_buffered``."""
+    """Waiters in serving order (priority with aging, then FIFO); iterating gives that order.
 
-    def __init__(self, max_buffered: int) -> None:
+    ``enqueue_nowait`` raises ``BufferFull`` at ``max_buffered``.
+    """
+
+    def __init__(self, max_buffered: int, *, aging: float = PRIORITY_AGING_SECONDS) -> None:
         self.max_buffered = max_buffered
-        self._waiters: deque[Waiter] = deque()
+        self.aging = aging
+        self._waiters: list[Waiter] = []
+        self._arrivals = itertools.count()
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -46,7 +67,11 @@ class RequestBuffer:
     def enqueue_nowait(self, waiter: Waiter) -> Waiter:
         if len(self._waiters) >= self.max_buffered:
             raise BufferFull("Buffered requests overflow")
-        self._waiters.append(waiter)
+        waiter.rank = (
+            waiter.enqueued_at - self.aging * waiter.request.priority,
+            next(self._arrivals),
+        )
+        bisect.insort(self._waiters, waiter, key=_rank)
         return waiter
 
     def remove(self, waiter: Waiter) -> bool:
@@ -60,3 +85,7 @@ class RequestBuffer:
         waiters = list(self._waiters)
         self._waiters.clear()
         return waiters
+
+
+def _rank(waiter: Waiter) -> tuple[float, int]:
+    return waiter.rank
