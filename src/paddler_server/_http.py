@@ -1,7 +1,8 @@
 """What every Paddler service shares: ``/health``, CORS, the error table, wire responses.
 
 Wire types cross the HTTP edge explicitly through ``paddler.wire.converter`` (never through
-Litestar's own serializer), and every ``PaddlerError`` maps to HTTP in one table.
+Litestar's own serializer), and every ``PaddlerError`` (``WireError`` included) maps to HTTP
+in one table, :func:`exception_handlers`, by the status its class declares as ``code``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from litestar import MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.params import SkipValidation
 from litestar.types import ExceptionHandlersMap
 
 from paddler.balancer import Balancer
@@ -24,7 +26,6 @@ from paddler.wire import WireError, converter
 from paddler.wire._json import DEFAULT_MAX_JSON_DEPTH
 
 __all__ = [
-    "ERROR_STATUS",
     "BalancerDep",
     "ShutdownDep",
     "cors_config",
@@ -33,65 +34,36 @@ __all__ = [
     "exception_handlers",
     "health",
     "read_wire",
+    "status_of",
     "wire_response",
 ]
 
 logger = logging.getLogger("paddler_server.http")
 
-#: Injected objects are ours, not request data: Litestar must not try to validate them.
-BalancerDep = NamedDependency[Balancer]
+#: Injected objects are ours, not request data: Litestar must not try to validate them (a
+#: stand-in balancer in a test is no ``Balancer`` instance, and checking costs every request).
+BalancerDep = SkipValidation[NamedDependency[Balancer]]
 ShutdownDep = NamedDependency[anyio.Event | None]
 
 #: CORS of every service (spec §2.1).
 CORS_METHODS = ["DELETE", "GET", "POST", "PUT", "OPTIONS"]
 CORS_HEADERS = ["Accept", "Authorization", "Content-Type"]
 
-#: ``PaddlerError`` subclasses to HTTP status, by class name so plugins' subclasses work too.
-ERROR_STATUS: dict[str, int] = {
-    "InvalidRequest": 400,
-    "WireError": 400,
-    "UnknownAgent": 404,
-    "GenerationDisabled": 501,
-    "AgentGone": 502,
-    "BufferFull": 503,
-    "BufferTimeout": 504,
-    "InferenceItemTimeout": 504,
-    "AgentRpcTimeout": 504,
-}
-
 
 def cors_config(origins: Sequence[str]) -> CORSConfig | None:
-    """CORS for an explicit list of origins; ``None`` (no CORS headers) when it is empty."""
+    """CORS for an explicit list of exact origins; ``None`` (no CORS headers) when empty.
+
+    There is no pattern: a panel on every interface lists its origins one by one
+    (``paddler_server._origins``).
+    """
     if not origins:
         return None
-    explicit, wildcard_ports = _split_wildcard_origins(origins)
     return CORSConfig(
-        allow_origins=explicit,
-        # A panel listening on every interface is reached by whatever name the browser used.
-        allow_origin_regex=(
-            rf"https?://[^/]+:({'|'.join(wildcard_ports)})" if wildcard_ports else None
-        ),
+        allow_origins=list(dict.fromkeys(origins)),
         allow_methods=CORS_METHODS,  # type: ignore[arg-type]
         allow_headers=CORS_HEADERS,
         max_age=3600,
     )
-
-
-_WILDCARD_HOSTS = ("0.0.0.0", "[::]", "::")
-
-
-def _split_wildcard_origins(origins: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Explicit origins, and the ports of ``http://0.0.0.0:PORT``-style (any host) origins."""
-    explicit: list[str] = []
-    ports: list[str] = []
-    for origin in origins:
-        scheme, _, host_port = origin.partition("://")
-        host, _, port = host_port.rpartition(":")
-        if scheme in ("http", "https") and host in _WILDCARD_HOSTS and port.isdigit():
-            ports.append(port)
-        else:
-            explicit.append(origin)
-    return explicit, ports
 
 
 @get("/health", media_type=MediaType.TEXT, sync_to_thread=False, include_in_schema=False)
@@ -120,13 +92,9 @@ def error_response(
 
 
 def status_of(exc: PaddlerError) -> int:
-    code = getattr(exc, "code", None)
-    if isinstance(code, int) and 400 <= code <= 599:
-        return code
-    for cls in type(exc).__mro__:
-        if cls.__name__ in ERROR_STATUS:
-            return ERROR_STATUS[cls.__name__]
-    return 500
+    """The HTTP status of ``exc``: its ``code`` (see ``paddler.errors``), 500 if not a status."""
+    code = exc.code
+    return code if isinstance(code, int) and 400 <= code <= 599 else 500
 
 
 def _field_of(exc: BaseException) -> str | None:
@@ -145,10 +113,6 @@ def _handle_paddler_error(request: Request[Any, Any, Any], exc: PaddlerError) ->
         logger.info("request failed path=%s status=%d error=%s", request.url.path, status, exc)
     prefix = "Invalid request parameters: " if status == 400 else ""
     return error_response(status, f"{prefix}{exc}", field=_field_of(exc))
-
-
-def _handle_wire_error(request: Request[Any, Any, Any], exc: WireError) -> Response[bytes]:
-    return error_response(400, f"Invalid request parameters: {exc}", field=_field_of(exc))
 
 
 def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -174,8 +138,7 @@ def exception_handlers(*, on_rejected: Callable[[int], None] | None = None) -> E
         inference service passes ``balancer.count_rejected``, so bad input shows in /metrics).
     """
     handlers: ExceptionHandlersMap = {
-        PaddlerError: _handle_paddler_error,
-        WireError: _handle_wire_error,
+        PaddlerError: _handle_paddler_error,  # WireError is one: 400 naming the field
         HTTPException: _handle_http_exception,
     }
     if on_rejected is None:

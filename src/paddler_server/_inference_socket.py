@@ -45,7 +45,6 @@ logger = logging.getLogger("paddler_server.inference_socket")
 
 GOING_AWAY = 1001
 SHUTDOWN_REASON = "Server shutting down"
-DISABLED_MESSAGE = "Token generation is disabled while the cluster is configured for embeddings"
 
 
 def check_tools(tools: Sequence[Any] | None) -> None:
@@ -197,10 +196,7 @@ class InferenceSocketSession:
                 del self._requests[request_id]
 
     async def _stream_request(self, request_id: str, params: Any, in_flight: _InFlight) -> None:
-        if _generation_disabled(self._balancer):
-            await self._send(_disabled_response(request_id))
-            return
-        try:
+        try:  # the balancer refuses generation in embeddings mode (and counts the refusal)
             async with self._balancer.generate(
                 params, client_request_id=request_id, headers=self._headers
             ) as stream:
@@ -209,8 +205,8 @@ class InferenceSocketSession:
                     await _cancel_stream(stream)
                 async for item in stream:
                     await self._send(item)
-        except GenerationDisabled:
-            await self._send(_disabled_response(request_id))
+        except GenerationDisabled as exc:
+            await self._send(_disabled_response(request_id, str(exc)))
         except PaddlerError as exc:
             await self._send(_error(request_id, exc.code, str(exc)))
 
@@ -262,18 +258,13 @@ class InferenceSocketSession:
             first = False
 
 
-def _generation_disabled(balancer: Balancer) -> bool:
-    return not balancer.generation_enabled
-
-
 async def _cancel_stream(stream: Any) -> None:
     await stream.cancel()
 
 
-def _disabled_response(request_id: str) -> ResponseEnvelope:
-    return ResponseEnvelope(
-        request_id=request_id, response=TokenGenerationDisabled(message=DISABLED_MESSAGE)
-    )
+def _disabled_response(request_id: str, message: str) -> ResponseEnvelope:
+    disabled = TokenGenerationDisabled(message=message)
+    return ResponseEnvelope(request_id=request_id, response=disabled)
 
 
 def _mode_notification(*, disabled: bool) -> Any:

@@ -8,6 +8,7 @@ converter, and puts it back.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -89,19 +90,31 @@ def changed_state(
 
 
 def set_state(
-    management_url: str, change: Any, *, wait: float | None = None
+    management_url: str,
+    change: Any,
+    *,
+    wait: float | None = None,
+    api_key: str | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> BalancerDesiredState:
     """GET the desired state, apply ``change(state) -> state``, PUT it back; the new state.
 
     With ``wait`` (seconds), return only once every agent has loaded the new state: the agents
     stream is opened before the PUT, so the swap (``slots_total`` dropping to 0, then back) is
-    seen in order, however fast it is.
+    seen in order, however fast it is. ``api_key`` is the balancer's management key;
+    ``verify`` checks an https balancer's certificate (an ``ssl`` context for a private CA).
     """
     base = management_url.rstrip("/")
     url = f"{base}/api/v1/balancer_desired_state"
-    with httpx.Client(timeout=30.0) as http:
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(timeout=30.0, headers=headers, verify=verify) as http:
         try:
             current = http.get(url)
+            if current.status_code == 401:
+                raise SetStateError(
+                    f"{base} needs its management API key (--management-api-key, or "
+                    f"PADDLER_MANAGEMENT_API_KEY): {_description(current)}"
+                )
             current.raise_for_status()
             old = converter.loads(current.content, BalancerDesiredState)
             state = change(old)
@@ -119,6 +132,13 @@ def set_state(
         except httpx.HTTPError as exc:
             raise SetStateError(f"cannot talk to {base}: {exc}") from exc
     return state  # type: ignore[no-any-return]
+
+
+def _description(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["description"])
+    except (ValueError, KeyError, TypeError):
+        return response.text
 
 
 def _put(http: httpx.Client, url: str, state: BalancerDesiredState) -> None:

@@ -14,7 +14,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from paddler._tenancy import current_tenant
 from paddler.balancer._ids import new_request_id
-from paddler.errors import EmbeddingsDisabled, NoAgents, PaddlerError, StateNotSet
+from paddler.errors import EmbeddingsNotEnabled, NoAgents, PaddlerError, StateNotSet
 from paddler.wire import (
     Embedding,
     EmbeddingDone,
@@ -81,7 +81,7 @@ class EmbeddingStream:
         if state is None:
             raise StateNotSet("Balancer applicable state is not yet set")
         if not state.inference_parameters.enable_embeddings:
-            raise EmbeddingsDisabled(
+            raise EmbeddingsNotEnabled(
                 "Embedding generation is not enabled in the inference parameters"
             )
         agents = len(balancer.pool)

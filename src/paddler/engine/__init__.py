@@ -11,7 +11,7 @@ from paddler.engine._errors import (
 )
 from paddler.engine._slot import Slot, SlotState
 from paddler.engine._stream import (
-    EmbeddingStream,
+    EmbeddingResultStream,
     EngineStatistics,
     GenerationStream,
     ResultStream,
@@ -19,7 +19,7 @@ from paddler.engine._stream import (
 
 __all__ = [
     "ChatTemplateDoesNotCompile",
-    "EmbeddingStream",
+    "EmbeddingResultStream",
     "EngineStatistics",
     "GenerationStream",
     "LlamaEngine",

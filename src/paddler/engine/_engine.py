@@ -22,7 +22,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from paddler.engine._errors import EngineCrashed, SlotCannotStart
 from paddler.engine._scheduler import Cancel, Counters, Embed, Outbox, Result, Stop, Submit
-from paddler.engine._stream import EmbeddingStream, EngineStatistics, GenerationStream, ResultStream
+from paddler.engine._stream import (
+    EmbeddingResultStream,
+    EngineStatistics,
+    GenerationStream,
+    ResultStream,
+)
 from paddler.engine._worker_process import WorkerProcess, describe_exit
 from paddler.engine._worker_wire import (
     Delivery,
@@ -238,7 +243,7 @@ class LlamaEngine:
         self._send(Submit(request_id, params, overrides))
         return ResultStream(request_id, receive, self._cancel)  # type: ignore[arg-type]
 
-    def embed(self, params: GenerateEmbeddingBatchParams) -> EmbeddingStream:
+    def embed(self, params: GenerateEmbeddingBatchParams) -> EmbeddingResultStream:
         request_id, receive = self._open(embedding=True)
         self._send(Embed(request_id, params))
         return ResultStream(request_id, receive, self._cancel)  # type: ignore[arg-type]

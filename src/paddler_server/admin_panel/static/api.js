@@ -1,5 +1,7 @@
 // How the panel reaches the balancer: the addresses come from the HTML shell's data-*.
 
+import { authHeaders, requireLogin } from "./auth.js";
+
 const root = document.getElementById("paddler-dashboard");
 
 /** The balancer's settings, exactly as given on its command line. */
@@ -13,6 +15,7 @@ export const config = Object.freeze({
   statsdAddr: root.dataset.statsdAddr || null,
   statsdPrefix: root.dataset.statsdPrefix,
   statsdReportingIntervalMs: Number(root.dataset.statsdReportingIntervalMillis),
+  tls: root.dataset.tls === "true",
 });
 
 /**
@@ -26,8 +29,9 @@ export function browserAddr(addr) {
   return ["0.0.0.0", "[::]", "::", ""].includes(host) ? `${location.hostname}:${match[2]}` : addr;
 }
 
-export const managementBase = `http://${browserAddr(config.managementAddr)}`;
-export const inferenceSocketUrl = `ws://${browserAddr(config.inferenceAddr)}/api/v1/inference_socket`;
+const secure = config.tls ? "s" : "";
+export const managementBase = `http${secure}://${browserAddr(config.managementAddr)}`;
+export const inferenceSocketUrl = `ws${secure}://${browserAddr(config.inferenceAddr)}/api/v1/inference_socket`;
 
 export class HttpError extends Error {
   constructor(status, body) {
@@ -38,22 +42,28 @@ export class HttpError extends Error {
 }
 
 async function check(response) {
+  if (response.status === 401) requireLogin();
   if (!response.ok) throw new HttpError(response.status, (await response.text()).trim());
   return response;
 }
 
+/** fetch() on the management service, with the key when one was given. */
+function managementFetch(path, init = {}) {
+  return fetch(managementBase + path, { ...init, headers: { ...authHeaders(), ...(init.headers ?? {}) } });
+}
+
 export async function getJson(path) {
-  const response = await check(await fetch(managementBase + path, { headers: { Accept: "application/json" } }));
+  const response = await check(await managementFetch(path, { headers: { Accept: "application/json" } }));
   const text = await response.text();
   return text ? JSON.parse(text) : null;
 }
 
 export async function getText(path) {
-  return (await check(await fetch(managementBase + path))).text();
+  return (await check(await managementFetch(path))).text();
 }
 
 export async function putJson(path, value) {
-  await check(await fetch(managementBase + path, {
+  await check(await managementFetch(path, {
     method: "PUT",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(value),
@@ -81,16 +91,17 @@ export function reportConnection(key, state) {
 /**
  * A Server-Sent Events subscription that reconnects with backoff after any error.
  * `onMessage(json)` gets every snapshot; `onState(state)` gets "connecting" | "live" |
- * "disconnected".
+ * "disconnected". Read with fetch (not EventSource) so that it can send the management key;
+ * a 401 shows the login prompt and stops retrying.
  */
 export class LiveStream {
   constructor(path, onMessage, onState = () => {}) {
-    this.url = managementBase + path;
+    this.path = path;
     this.onMessage = onMessage;
     this.onState = onState;
     this.state = "connecting";
     this.delay = 500;
-    this.source = null;
+    this.controller = null;
     this.key = Symbol(path);
     this.open();
   }
@@ -101,28 +112,68 @@ export class LiveStream {
     reportConnection(this.key, state);
   }
 
-  open() {
+  async open() {
     this.setState("connecting");
-    const source = new EventSource(this.url);
-    this.source = source;
-    source.onopen = () => { this.delay = 500; this.setState("live"); };
-    source.onmessage = (event) => {
-      if (this.state !== "live") this.setState("live");
-      this.onMessage(JSON.parse(event.data));
-    };
-    source.onerror = () => {
-      source.close();
-      if (this.source !== source) return;
-      this.setState("disconnected");
-      this.timer = setTimeout(() => this.open(), this.delay);
-      this.delay = Math.min(this.delay * 2, 5000);
-    };
+    const controller = new AbortController();
+    this.controller = controller;
+    try {
+      const response = await managementFetch(this.path, {
+        headers: { Accept: "text/event-stream" }, cache: "no-store", signal: controller.signal,
+      });
+      if (response.status === 401) {
+        this.setState("disconnected");
+        requireLogin();
+        return;
+      }
+      if (!response.ok || !response.body) throw new HttpError(response.status, "");
+      this.delay = 500;
+      this.setState("live");
+      await this.read(response.body.pipeThrough(new TextDecoderStream()).getReader());
+    } catch {
+      // network error, a dropped stream or close(): retry unless closed
+    }
+    if (this.controller !== controller) return;
+    this.setState("disconnected");
+    this.timer = setTimeout(() => this.open(), this.delay);
+    this.delay = Math.min(this.delay * 2, 5000);
+  }
+
+  /** Parse the event stream: `data:` lines up to a blank line make one event. */
+  async read(reader) {
+    let buffer = "";
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, end).replace(/\r$/, "");
+        buffer = buffer.slice(end + 1);
+        if (line === "") {
+          if (data.length) this.deliver(data.join("\n"));
+          data = [];
+        } else if (line.startsWith("data:")) {
+          data.push(line.slice(5).replace(/^ /, ""));
+        }
+      }
+    }
+  }
+
+  deliver(text) {
+    if (this.state !== "live") this.setState("live");
+    try {
+      this.onMessage(JSON.parse(text));
+    } catch (error) {
+      console.error("live stream message failed", error);
+    }
   }
 
   close() {
     clearTimeout(this.timer);
-    this.source?.close();
-    this.source = null;
+    const controller = this.controller;
+    this.controller = null;
+    controller?.abort();
     reportConnection(this.key, null);
   }
 }

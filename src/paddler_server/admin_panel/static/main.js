@@ -1,6 +1,7 @@
 // Entry point: mount the view named by the shell's data-page.
 
 import { config, reportConnection } from "./api.js";
+import { mountLogOut } from "./auth.js";
 import { mountDashboard } from "./dashboard.js";
 import { h } from "./dom.js";
 import { mountModel } from "./model.js";
@@ -19,4 +20,5 @@ const views = { dashboard: mountDashboard, model: mountModel, prompt: mountPromp
 const view = document.getElementById("view");
 reportConnection("page", null);
 (views[config.page] ?? mountDashboard)(view);
+mountLogOut();
 document.documentElement.dataset.ready = "true";
