@@ -7,7 +7,7 @@ maps to a status (and that goes into ``ErrorEnvelope`` bodies once streaming has
     ├── InvalidRequest (ValueError)            400   names the offending field
     ├── UnknownAgent (LookupError)             404
     ├── GenerationDisabled                     501   cluster is in embeddings mode
-    ├── EmbeddingsDisabled                     501   embeddings are off in the parameters
+    ├── EmbeddingsNotEnabled                   501   embeddings are off in the parameters
     ├── AgentGone                              502   agent connection closed mid-request
     ├── BufferFull                             503   max_buffered_requests reached
     ├── NoAgents                               503   nothing registered to split embeddings over
@@ -19,7 +19,14 @@ maps to a status (and that goes into ``ErrorEnvelope`` bodies once streaming has
     ├── TransportError                         500
     │   ├── ConnectError                             the balancer could not be reached
     │   └── ProtocolError                            the peer broke the agent-socket protocol
-    └── WireError (ValueError)                 400   re-exported from ``paddler.wire`` when present
+    ├── WireError (ValueError)                 400   ``paddler.wire``: a document off the spec
+    ├── StateStoreError                        500   ``paddler.balancer``: state store unusable
+    ├── ModelSourceError                       500   ``paddler.agent``: model not made local
+    ├── ModelLoadError                         500   ``paddler.engine``: model not loaded
+    └── ClientError                                  ``paddler.client``: what the client raises
+
+The last five live next to the code that raises them (``paddler.errors`` imports nothing, so
+every layer may import it); ``paddler`` re-exports each.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ __all__ = [
     "BufferFull",
     "BufferTimeout",
     "ConnectError",
-    "EmbeddingsDisabled",
+    "EmbeddingsNotEnabled",
     "GenerationDisabled",
     "InferenceItemTimeout",
     "InvalidRequest",
@@ -76,11 +83,24 @@ class GenerationDisabled(PaddlerError):
 
     code = 501
 
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message or "Token generation is disabled while the cluster is configured for embeddings"
+        )
 
-class EmbeddingsDisabled(PaddlerError):
-    """An embedding batch arrived while the inference parameters have embeddings off."""
+
+class EmbeddingsNotEnabled(PaddlerError):
+    """An embedding batch arrived while the inference parameters have embeddings off.
+
+    (``paddler.wire.EmbeddingsDisabled`` is the agent's wire result for the same case.)
+    """
 
     code = 501
+
+    def __init__(
+        self, message: str = "Embedding generation is not enabled in the inference parameters"
+    ) -> None:
+        super().__init__(message)
 
 
 class AgentGone(PaddlerError):

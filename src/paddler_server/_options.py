@@ -6,8 +6,6 @@ and port; DNS names are allowed and resolved by the socket layer when binding or
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import attrs
 import click
 
@@ -17,7 +15,6 @@ __all__ = [
     "MILLISECONDS",
     "Address",
     "parse_address",
-    "state_database_url",
 ]
 
 
@@ -105,19 +102,3 @@ class ByteSizeType(click.ParamType):  # type: ignore[type-arg]
 ADDRESS = AddressType()
 BYTE_SIZE = ByteSizeType()
 MILLISECONDS = MillisecondsType()
-
-
-def state_database_url(text: str) -> str:
-    """Validate ``--state-database``; relative file paths are rejected with the absolute form."""
-    if text in ("memory", "memory://"):
-        return "memory://"
-    if text.startswith("file://"):
-        path = text[len("file://") :]
-        if not path.startswith("/"):
-            absolute = Path(path).resolve()
-            raise ValueError(
-                f"{text!r} is a relative path; state databases need an absolute one, "
-                f"e.g. file://{absolute}"
-            )
-        return text
-    raise ValueError(f"{text!r} is not memory:// or file:///absolute/path")

@@ -12,23 +12,31 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import attrs
 import click
 
-from paddler_server._limits import ConnectionLimit, ServerLimits
+from paddler_server._limits import ConnectionLimit
 from paddler_server._logging import reapply_logging
-from paddler_server._options import Address
+
+if TYPE_CHECKING:  # the agent command imports this module too: no balancer, no uvicorn
+    import pluggy
+
+    from paddler.agent import AgentConfig
+    from paddler.balancer import Balancer, StateStore
+    from paddler.metrics import BalancerMetrics
+    from paddler_server._options import Address
+    from paddler_server._settings import BalancerSettings
+    from paddler_server.serve import AppAddress
 
 __all__ = [
-    "AgentOptions",
-    "BalancerOptions",
     "build_apps",
+    "open_settings_state_store",
     "run_agent",
     "run_balancer",
     "run_until_signal",
+    "serve_balancer",
 ]
 
 logger = logging.getLogger("paddler_server.cli")
@@ -39,37 +47,6 @@ EXIT_DEADLINE = 4.5
 DRAIN_SECONDS = 3.0
 
 T = TypeVar("T")
-
-
-@attrs.frozen
-class BalancerOptions:
-    inference_addr: Address
-    management_addr: Address
-    compat_openai_addr: Address | None = None
-    web_admin_panel_addr: Address | None = None
-    buffered_request_timeout_ms: int = 10000
-    inference_item_timeout_ms: int = 30000
-    client_write_timeout_ms: int = 30000
-    max_buffered_requests: int = 30
-    inference_cors: tuple[str, ...] = ()
-    management_cors: tuple[str, ...] = ()
-    state_database: str = "memory://"
-    statsd_addr: Address | None = None
-    statsd_prefix: str = "paddler_"
-    statsd_reporting_interval_ms: int = 10000
-    served_model_name: str | None = None
-    limits: ServerLimits = attrs.field(factory=ServerLimits)
-
-
-@attrs.frozen
-class AgentOptions:
-    management_addr: Address
-    slots: int
-    name: str | None = None
-    extra_buffer_types: bool = True
-    threads: int | None = None
-    engine_stall_timeout: float | None = None
-    drain_timeout: float = 300.0
 
 
 def run_until_signal(runner: Callable[[T, anyio.Event], Awaitable[None]], options: T) -> None:
@@ -130,127 +107,99 @@ def _user_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _panel_origin(address: Address | None) -> tuple[str, ...]:
-    return () if address is None else (f"http://{address.original}",)
-
-
 def build_apps(
-    balancer: Any,
-    options: BalancerOptions,
+    balancer: Balancer,
+    settings: BalancerSettings,
     *,
-    metrics: Any,
+    metrics: BalancerMetrics,
     shutdown: anyio.Event,
-) -> list[tuple[Any, str, int]]:
-    """Every app the options ask for, as ``(app, host, port)`` for ``serve_apps``."""
+) -> list[AppAddress]:
+    """Every app the settings ask for, as ``(app, host, port)`` for ``serve_apps``."""
     from paddler_server.inference import create_inference_app
     from paddler_server.management import create_management_app
 
-    panel = _panel_origin(options.web_admin_panel_addr)
-    inference_origins = [*options.inference_cors, *panel]
-    limits = options.limits
-    apps: list[tuple[Any, str, int]] = [
+    max_connections = settings.limits.max_connections
+    inference = settings.inference_addr
+    management = settings.management_addr
+    apps: list[AppAddress] = [
         (
             ConnectionLimit(
-                create_inference_app(
-                    balancer, cors_origins=inference_origins, shutdown=shutdown, limits=limits
-                ),
-                limits.max_connections,
+                create_inference_app(balancer, settings, shutdown=shutdown),
+                max_connections,
                 service="inference",
             ),
-            options.inference_addr.host,
-            options.inference_addr.port,
+            inference.host,
+            inference.port,
         ),
         (
             ConnectionLimit(
-                create_management_app(
-                    balancer,
-                    cors_origins=[*options.management_cors, *panel],
-                    metrics=metrics,
-                    shutdown=shutdown,
-                    limits=limits,
-                ),
-                limits.max_connections,
+                create_management_app(balancer, settings, metrics=metrics, shutdown=shutdown),
+                max_connections,
                 service="management",
             ),
-            options.management_addr.host,
-            options.management_addr.port,
+            management.host,
+            management.port,
         ),
     ]
-    if options.compat_openai_addr is not None:
+    if settings.compat_openai_addr is not None:
         from paddler_server.openai import create_openai_app
 
-        openai_app = create_openai_app(
-            balancer,
-            cors_origins=inference_origins,
-            served_model_name=options.served_model_name,
-            limits=limits,
-            shutdown=shutdown,
-        )
-        limited = ConnectionLimit(openai_app, limits.max_connections, service="OpenAI")
-        apps.append((limited, options.compat_openai_addr.host, options.compat_openai_addr.port))
-    if options.web_admin_panel_addr is not None:
-        from paddler_server.admin_panel import AdminPanelConfig, create_admin_panel_app
+        openai_app = create_openai_app(balancer, settings, shutdown=shutdown)
+        limited = ConnectionLimit(openai_app, max_connections, service="OpenAI")
+        apps.append((limited, settings.compat_openai_addr.host, settings.compat_openai_addr.port))
+    if settings.web_admin_panel_addr is not None:
+        from paddler_server.admin_panel import create_admin_panel_app
 
-        panel_config = AdminPanelConfig(
-            management_addr=options.management_addr.original,
-            inference_addr=options.inference_addr.original,
-            compat_openai_addr=(
-                options.compat_openai_addr.original if options.compat_openai_addr else None
-            ),
-            buffered_request_timeout_ms=options.buffered_request_timeout_ms,
-            max_buffered_requests=options.max_buffered_requests,
-            statsd_addr=options.statsd_addr.original if options.statsd_addr else None,
-            statsd_prefix=options.statsd_prefix,
-            statsd_reporting_interval_ms=options.statsd_reporting_interval_ms,
-        )
-        addr = options.web_admin_panel_addr
-        apps.append((create_admin_panel_app(panel_config), addr.host, addr.port))
+        panel = settings.web_admin_panel_addr
+        apps.append((create_admin_panel_app(settings), panel.host, panel.port))
     reapply_logging()  # apps built with Litestar's default logging config replace handlers
     return apps
 
 
-def balancer_config(options: BalancerOptions, **extra: Any) -> Any:
-    from paddler.balancer import BalancerConfig
+def open_settings_state_store(
+    settings: BalancerSettings, plugin_manager: pluggy.PluginManager
+) -> StateStore:
+    """The store ``--state-database`` names, asked of the plugins; a bad URL is a usage error."""
+    from paddler.balancer import StateStoreError, open_state_store
 
-    return BalancerConfig(
-        buffered_request_timeout=options.buffered_request_timeout_ms / 1000,
-        inference_item_timeout=options.inference_item_timeout_ms / 1000,
-        client_write_timeout=options.client_write_timeout_ms / 1000,
-        max_buffered_requests=options.max_buffered_requests,
-        **extra,
-    )
+    try:
+        return open_state_store(settings.state_database, plugin_manager=plugin_manager)
+    except StateStoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="--state-database") from exc
 
 
 async def serve_balancer(
-    options: BalancerOptions,
+    settings: BalancerSettings,
     shutdown: anyio.Event,
     *,
-    config_extra: dict[str, Any] | None = None,
-    on_ready: Callable[[Any], Awaitable[None]] | None = None,
+    on_ready: Callable[[Balancer], Awaitable[None]] | None = None,
 ) -> None:
     """Open the state store, start the Balancer and serve its apps until ``shutdown``."""
-    from paddler.balancer import Balancer, StateStoreError, open_state_store
+    from paddler.balancer import Balancer
     from paddler.metrics import BalancerMetrics
+    from paddler.plugins import get_plugin_manager
     from paddler_server.serve import serve_apps
 
-    try:
-        state_store = open_state_store(options.state_database)
-    except StateStoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    metrics = BalancerMetrics(prefix=options.statsd_prefix)
-    config = balancer_config(options, **(config_extra or {}))
-    async with Balancer(config, state_store=state_store, metrics=metrics) as balancer:
-        apps = build_apps(balancer, options, metrics=metrics, shutdown=shutdown)
+    plugin_manager = get_plugin_manager()
+    state_store = open_settings_state_store(settings, plugin_manager)
+    metrics = BalancerMetrics(prefix=settings.statsd_prefix)
+    async with Balancer(
+        settings.balancer,
+        state_store=state_store,
+        plugin_manager=plugin_manager,
+        metrics=metrics,
+    ) as balancer:
+        apps = build_apps(balancer, settings, metrics=metrics, shutdown=shutdown)
         server_shutdown = anyio.Event()
         async with anyio.create_task_group() as tg:
-            if options.statsd_addr is not None:
-                tg.start_soon(_run_statsd, balancer, options)
+            if settings.statsd_addr is not None:
+                tg.start_soon(_run_statsd, balancer, settings.statsd_addr, settings)
             async with anyio.create_task_group() as servers:
                 await servers.start(
                     lambda task_status: serve_apps(
                         apps,
                         shutdown=server_shutdown,
-                        ws_max_size=options.limits.max_frame_bytes,
+                        ws_max_size=settings.limits.max_frame_bytes,
                         task_status=task_status,
                     )
                 )
@@ -264,7 +213,7 @@ async def serve_balancer(
             tg.cancel_scope.cancel()  # servers are done: stop the StatsD reporter too
 
 
-async def _wait_requests_done(balancer: Any, deadline: float) -> None:
+async def _wait_requests_done(balancer: Balancer, deadline: float) -> None:
     """Until no request is buffered or streaming (each has sent its last envelope), or
     ``deadline`` seconds."""
     with anyio.move_on_after(deadline):
@@ -276,37 +225,26 @@ async def _wait_requests_done(balancer: Any, deadline: float) -> None:
     await anyio.sleep(0.05)  # the last envelopes' writes, right after their requests ended
 
 
-async def _run_statsd(balancer: Any, options: BalancerOptions) -> None:
+async def _run_statsd(balancer: Balancer, address: Address, settings: BalancerSettings) -> None:
     from paddler.metrics import StatsdReporter
 
-    assert options.statsd_addr is not None
     reporter = StatsdReporter(
-        host=options.statsd_addr.host,
-        port=options.statsd_addr.port,
-        prefix=options.statsd_prefix,
-        interval=options.statsd_reporting_interval_ms / 1000,
+        host=address.host,
+        port=address.port,
+        prefix=settings.statsd_prefix,
+        interval=settings.statsd_reporting_interval_ms / 1000,
     )
     await reporter.run(balancer.statistics)
 
 
-async def run_balancer(options: BalancerOptions, shutdown: anyio.Event) -> None:
-    await serve_balancer(options, shutdown)
+async def run_balancer(settings: BalancerSettings, shutdown: anyio.Event) -> None:
+    await serve_balancer(settings, shutdown)
 
 
-async def run_agent(options: AgentOptions, shutdown: anyio.Event) -> None:
+async def run_agent(config: AgentConfig, shutdown: anyio.Event) -> None:
     """Run an Agent dialing the balancer until ``shutdown`` (then it deregisters)."""
-    from paddler.agent import Agent, AgentConfig
+    from paddler.agent import Agent
 
-    url = f"ws://{options.management_addr.original}"
-    config = AgentConfig(
-        management_url=url,
-        slots=options.slots,
-        name=options.name,
-        extra_buffer_types=options.extra_buffer_types,
-        threads=options.threads,
-        engine_stall_timeout=options.engine_stall_timeout,
-        drain_timeout=options.drain_timeout,
-    )
     async with Agent(config):
-        logger.info("agent started management=%s slots=%d", url, options.slots)
+        logger.info("agent started management=%s slots=%d", config.management_url, config.slots)
         await shutdown.wait()

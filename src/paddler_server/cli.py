@@ -15,13 +15,7 @@ import click
 
 from paddler_server._limits import limit_options
 from paddler_server._logging import LOG_LEVELS, configure_logging
-from paddler_server._options import (
-    ADDRESS,
-    BYTE_SIZE,
-    MILLISECONDS,
-    Address,
-    state_database_url,
-)
+from paddler_server._options import ADDRESS, BYTE_SIZE, MILLISECONDS, Address
 
 __all__ = ["cli", "main"]
 
@@ -151,8 +145,8 @@ def cli() -> None:
     default="memory://",
     show_default=True,
     metavar="URL",
-    help="Where the desired state is kept: memory:// (lost on restart) or "
-    "file:///absolute/path.json.",
+    help="Where the desired state is kept: memory:// (lost on restart), "
+    "file:///absolute/path.json, or a URL an installed state-store plugin handles.",
 )
 @click.option(
     "--statsd-addr",
@@ -196,33 +190,33 @@ def balancer(
     **limits: int,
 ) -> None:
     """Run the balancer: buffer requests and dispatch each one to an agent's free slot."""
+    from paddler.balancer import BalancerConfig
     from paddler_server._limits import ServerLimits
-    from paddler_server._run import BalancerOptions, run_balancer, run_until_signal
+    from paddler_server._run import run_balancer, run_until_signal
+    from paddler_server._settings import BalancerSettings
 
-    try:
-        database = state_database_url(state_database)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--state-database") from exc
     configure_logging(log_level)
-    options = BalancerOptions(
+    settings = BalancerSettings(
         inference_addr=inference_addr,
         management_addr=management_addr,
         compat_openai_addr=compat_openai_addr,
         web_admin_panel_addr=web_admin_panel_addr,
-        buffered_request_timeout_ms=buffered_request_timeout,
-        inference_item_timeout_ms=inference_item_timeout,
-        client_write_timeout_ms=client_write_timeout,
-        max_buffered_requests=max_buffered_requests,
+        served_model_name=served_model_name,
+        balancer=BalancerConfig(
+            buffered_request_timeout=buffered_request_timeout / 1000,
+            inference_item_timeout=inference_item_timeout / 1000,
+            client_write_timeout=client_write_timeout / 1000,
+            max_buffered_requests=max_buffered_requests,
+        ),
         inference_cors=inference_cors,
         management_cors=management_cors,
-        state_database=database,
+        state_database=state_database,
         statsd_addr=statsd_addr,
         statsd_prefix=statsd_prefix,
         statsd_reporting_interval_ms=statsd_reporting_interval,
-        served_model_name=served_model_name,
         limits=ServerLimits(**limits),
     )
-    run_until_signal(run_balancer, options)
+    run_until_signal(run_balancer, settings)
 
 
 @cli.command()
@@ -298,13 +292,14 @@ def agent(
     """Run an agent: load the cluster's model and serve its slots to the balancer."""
     import os
 
-    from paddler_server._run import AgentOptions, run_agent, run_until_signal
+    from paddler.agent import AgentConfig
+    from paddler_server._run import run_agent, run_until_signal
 
     configure_logging(log_level)
     # Model downloads read the cap from the environment at call time (paddler.agent).
     os.environ["PADDLER_MAX_DOWNLOAD_SIZE"] = str(max_download_size)
-    options = AgentOptions(
-        management_addr=management_addr,
+    config = AgentConfig(
+        management_url=f"ws://{management_addr.original}",
         slots=slots,
         name=name,
         extra_buffer_types=not no_repack,
@@ -312,7 +307,7 @@ def agent(
         engine_stall_timeout=engine_stall_timeout,
         drain_timeout=drain_timeout,
     )
-    run_until_signal(run_agent, options)
+    run_until_signal(run_agent, config)
 
 
 @cli.command()
@@ -353,7 +348,7 @@ def demo(
         return
 
     configure_logging(log_level)
-    options = DemoOptions(
+    options = DemoOptions.from_addresses(
         inference_addr=inference_addr,
         management_addr=management_addr,
         web_admin_panel_addr=web_admin_panel_addr,

@@ -8,7 +8,7 @@ lines: ``Response`` envelopes, then one terminal item or one ``Error`` envelope.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -16,7 +16,14 @@ from litestar import Controller, Litestar, Request, WebSocket, post, websocket
 from litestar.datastructures import State
 from litestar.response.base import ASGIResponse
 
-from paddler.errors import GenerationDisabled, NoAgents, PaddlerError, StateNotSet
+from paddler.balancer import Balancer
+from paddler.errors import (
+    EmbeddingsNotEnabled,
+    GenerationDisabled,
+    NoAgents,
+    PaddlerError,
+    StateNotSet,
+)
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
@@ -36,22 +43,27 @@ from paddler_server._http import (
     read_wire,
 )
 from paddler_server._inference_socket import InferenceSocketSession, check_request
-from paddler_server._limits import LimitsDep, ServerLimits
+from paddler_server._limits import LimitsDep
+from paddler_server._settings import BalancerSettings
 from paddler_server._streaming import WRITE_TIMEOUT, Emit, ProducerStream, write_deadline
 
-__all__ = ["create_inference_app", "generation_disabled", "ndjson_stream"]
+__all__ = ["create_inference_app", "ndjson_stream", "refuse_if_generation_disabled"]
 
 logger = logging.getLogger("paddler_server.inference")
 
 NDJSON_HEADERS = {"cache-control": "no-cache"}
 SHUTDOWN_DESCRIPTION = "Balancer is shutting down"
 INTERNAL = "Failed to generate response"
-DISABLED_DESCRIPTION = "Token generation is disabled while the cluster is configured for embeddings"
 
 
-def generation_disabled(balancer: BalancerDep) -> bool:
-    """Whether the cluster is in embeddings mode (token generation switched off)."""
-    return not balancer.generation_enabled
+def refuse_if_generation_disabled(balancer: Balancer) -> None:
+    """Raise ``GenerationDisabled`` (a 501) in embeddings mode, before the stream starts.
+
+    The balancer refuses such a request too, but only once its stream is entered, after the
+    200 headers; this answers with the status instead.
+    """
+    if not balancer.generation_enabled:
+        raise GenerationDisabled()
 
 
 def _headers(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -133,8 +145,7 @@ class InferenceController(Controller):
             max_depth=limits.max_json_depth,
         )
         check_request(params)
-        if generation_disabled(balancer):
-            raise GenerationDisabled(DISABLED_DESCRIPTION)
+        refuse_if_generation_disabled(balancer)
         return ndjson_stream(
             balancer.generate(params, headers=_headers(request)),
             shutdown=shutdown,
@@ -153,8 +164,7 @@ class InferenceController(Controller):
             await request.body(), ContinueFromRawPromptParams, max_depth=limits.max_json_depth
         )
         check_request(params)
-        if generation_disabled(balancer):
-            raise GenerationDisabled(DISABLED_DESCRIPTION)
+        refuse_if_generation_disabled(balancer)
         return ndjson_stream(
             balancer.generate(params, headers=_headers(request)),
             shutdown=shutdown,
@@ -176,9 +186,7 @@ class InferenceController(Controller):
         if state is None:
             raise StateNotSet("Balancer applicable state is not yet set")
         if not state.inference_parameters.enable_embeddings:
-            raise GenerationDisabled(
-                "Embedding generation is not enabled in the inference parameters"
-            )
+            raise EmbeddingsNotEnabled()
         if not balancer.agents_snapshot().agents:
             raise NoAgents("No agents are currently connected")
         return ndjson_stream(
@@ -200,33 +208,30 @@ async def inference_socket(
     await InferenceSocketSession(socket, balancer, shutdown=shutdown, limits=limits).run()
 
 
-def _rejection_counter(balancer: Any) -> Any:
-    """``balancer.count_rejected`` (a stand-in balancer without it counts nothing)."""
-    return getattr(balancer, "count_rejected", None)
-
-
 def create_inference_app(
-    balancer: BalancerDep,
+    balancer: Balancer,
+    settings: BalancerSettings | None = None,
     *,
-    cors_origins: Sequence[str] = (),
     shutdown: anyio.Event | None = None,
-    limits: ServerLimits | None = None,
     debug: bool = False,
 ) -> Litestar:
     """The inference service for ``balancer``.
 
-    :param cors_origins: allowed browser origins (``--inference-cors-allowed-host``).
+    :param settings: CORS origins (``settings.inference_origins``) and limits: body size (413
+        above it), JSON depth, request ids and in-flight requests per WebSocket. The flags'
+        defaults when not given.
     :param shutdown: set by the owner when the server stops: open streams end with an
         ``Error`` 503 envelope and sockets close with 1001 "going away".
-    :param limits: body size (413 above it), JSON depth, request ids and in-flight requests
-        per WebSocket; the defaults of ``ServerLimits`` when not given.
     """
-    limits = limits or ServerLimits()
+    settings = settings or BalancerSettings()
+    limits = settings.limits
     return Litestar(
         route_handlers=[health, InferenceController, inference_socket],
-        dependencies=dependencies(balancer=balancer, shutdown=shutdown, limits=limits),
-        exception_handlers=exception_handlers(on_rejected=_rejection_counter(balancer)),
-        cors_config=cors_config(cors_origins),
+        dependencies=dependencies(
+            balancer=balancer, settings=settings, shutdown=shutdown, limits=limits
+        ),
+        exception_handlers=exception_handlers(on_rejected=balancer.count_rejected),
+        cors_config=cors_config(settings.inference_origins),
         request_max_body_size=limits.max_body_bytes,
         state=State({"service": "inference"}),
         openapi_config=None,

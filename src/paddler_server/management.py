@@ -7,7 +7,6 @@ shared table in ``_http``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -27,6 +26,7 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
+from paddler.balancer import Balancer
 from paddler.metrics import BalancerMetrics
 from paddler.wire import BalancerDesiredState, converter
 from paddler_server._agent_socket import serve_agent_socket
@@ -40,7 +40,8 @@ from paddler_server._http import (
     read_wire,
     wire_response,
 )
-from paddler_server._limits import LimitsDep, ServerLimits
+from paddler_server._limits import LimitsDep
+from paddler_server._settings import BalancerSettings
 from paddler_server._sse import snapshot_stream
 from paddler_server._streaming import write_deadline
 
@@ -146,24 +147,28 @@ def _optional(value: Any) -> Response[bytes]:
 
 
 def create_management_app(
-    balancer: BalancerDep,
+    balancer: Balancer,
+    settings: BalancerSettings | None = None,
     *,
-    cors_origins: Sequence[str] = (),
     metrics: BalancerMetrics,
     shutdown: anyio.Event | None = None,
-    limits: ServerLimits | None = None,
     debug: bool = False,
 ) -> Litestar:
     """The management service for ``balancer``; agents connect to its agent socket.
 
-    :param limits: the JSON depth of a desired state document (``ServerLimits`` defaults).
-
+    :param settings: CORS origins (``settings.management_origins``) and the JSON depth of a
+        desired state document; the flags' defaults when not given.
     :param metrics: renders ``/metrics`` (names use ``--statsd-prefix``).
     :param shutdown: set by the owner when the server stops: SSE streams end and agent
         sockets close with 1001 "going away".
     """
+    settings = settings or BalancerSettings()
     deps = dependencies(
-        balancer=balancer, shutdown=shutdown, metrics=metrics, limits=limits or ServerLimits()
+        balancer=balancer,
+        settings=settings,
+        shutdown=shutdown,
+        metrics=metrics,
+        limits=settings.limits,
     )
     return Litestar(
         route_handlers=[
@@ -176,7 +181,7 @@ def create_management_app(
         ],
         dependencies=deps,
         exception_handlers=exception_handlers(),
-        cors_config=cors_config(cors_origins),
+        cors_config=cors_config(settings.management_origins),
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=None,
         logging_config=None,

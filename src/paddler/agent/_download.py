@@ -23,6 +23,7 @@ import filelock
 import httpx
 from attrs import frozen
 
+from paddler.errors import PaddlerError
 from paddler.wire import (
     AgentIssue,
     CacheDirectoryIsNotWritable,
@@ -87,7 +88,7 @@ class DownloadProgress:
 DownloadProgressCallback = Callable[[DownloadProgress], None]
 
 
-class ModelSourceError(Exception):
+class ModelSourceError(PaddlerError):
     """The model could not be made local; ``issue`` is what the agent reports.
 
     ``retryable`` is ``False`` when retrying cannot help until the desired state changes

@@ -1,7 +1,9 @@
 """Where the balancer keeps its desired state (spec §5.2): ``memory://`` or ``file:///abs/path``.
 
 A store is two async methods, so a plugin can add one (for example a database) through the
-``paddler_state_store_for_url`` hook; :func:`open_state_store` handles the two built-in schemes.
+``paddler_state_store_for_url`` hook. :func:`open_state_store` is the one place a URL becomes a
+store: it asks that hook, where the two built-in schemes answer last (:func:`builtin_state_store`,
+registered by ``paddler._default_stores``).
 The file store writes atomically: a temporary file in the same directory, fsync, rename, fsync
 of the directory. A crash at any point leaves either the old file or the new one, never a mix.
 """
@@ -13,14 +15,14 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import anyio
 from attrs import frozen
 
 from paddler.balancer._desired_state import validate_desired_state
-from paddler.errors import InvalidRequest
+from paddler.errors import InvalidRequest, PaddlerError
 from paddler.wire import BalancerDesiredState, WireError, converter, parse_json
 
 __all__ = [
@@ -28,8 +30,12 @@ __all__ = [
     "MemoryStateStore",
     "StateStore",
     "StateStoreError",
+    "builtin_state_store",
     "open_state_store",
 ]
+
+if TYPE_CHECKING:
+    import pluggy
 
 logger = logging.getLogger("paddler.balancer")
 
@@ -38,7 +44,7 @@ logger = logging.getLogger("paddler.balancer")
 FILE_FORMAT_VERSION = "1"
 
 
-class StateStoreError(Exception):
+class StateStoreError(PaddlerError):
     """The state store cannot be opened, read or written; the message says which and why."""
 
 
@@ -204,11 +210,15 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def open_state_store(url: str) -> StateStore:
-    """The built-in store for ``url``: ``memory://`` or ``file:///absolute/path``.
+#: What the operator may write, named in the error for a URL no store handles.
+BUILTIN_SCHEMES = "memory:// or file:///absolute/path"
 
-    :raises StateStoreError: for another scheme or a relative path (the message shows the
-        absolute form to use instead).
+
+def builtin_state_store(url: str) -> StateStore | None:
+    """The built-in store for ``url`` (``memory://``, ``file:///absolute/path``), else ``None``.
+
+    :raises StateStoreError: for a malformed ``memory:`` or ``file:`` URL, such as a relative
+        path (the message shows the absolute form to use instead).
     """
     parts = urlsplit(url)
     if parts.scheme == "memory":
@@ -225,6 +235,34 @@ def open_state_store(url: str) -> StateStore:
         store = FileStateStore(Path(unquote(parts.path)))
         store.check()
         return store
-    raise StateStoreError(
-        f"state database {url!r} is not supported: use memory:// or file:///absolute/path"
-    )
+    return None
+
+
+def open_state_store(url: str, *, plugin_manager: pluggy.PluginManager | None = None) -> StateStore:
+    """The store for ``url``, from the first ``paddler_state_store_for_url`` hook that answers.
+
+    Installed plugins are asked first; ``memory://`` and ``file:///absolute/path`` answer last.
+
+    :param plugin_manager: the manager whose plugins are asked (a fresh
+        ``paddler.plugins.get_plugin_manager()`` when not given).
+    :raises StateStoreError: for a URL no store handles (the message names the scheme and what
+        is built in), or a malformed one.
+    """
+    if plugin_manager is None:
+        from paddler.plugins import get_plugin_manager
+
+        plugin_manager = get_plugin_manager()
+    store = plugin_manager.hook.paddler_state_store_for_url(url=url)
+    if store is None:
+        scheme = urlsplit(url).scheme
+        what = f"the scheme {scheme}://" if scheme else "a URL without a scheme"
+        raise StateStoreError(
+            f"state database {url!r}: no state store handles {what}; use {BUILTIN_SCHEMES}, "
+            "or install a plugin that implements paddler_state_store_for_url"
+        )
+    if not isinstance(store, StateStore):
+        raise StateStoreError(
+            f"state database {url!r}: the plugin returned {type(store).__name__}, "
+            "not a paddler.balancer.StateStore"
+        )
+    return store

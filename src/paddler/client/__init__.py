@@ -6,28 +6,28 @@ Requests and results are the typed ``paddler.wire`` classes; errors are in
 
 from paddler.client._inference import InferenceClient
 from paddler.client._management import ManagementClient
-from paddler.client._stream import InferenceStream
-from paddler.client._sync import SyncInferenceClient, SyncInferenceStream, SyncManagementClient
+from paddler.client._stream import ResponseStream
+from paddler.client._sync import SyncInferenceClient, SyncManagementClient, SyncResponseStream
 from paddler.client.errors import (
     ClientError,
-    ConnectError,
     ConnectionDropped,
     HTTPStatusError,
     ResponseDecodeError,
     ServerError,
+    ServerUnreachable,
 )
 
 __all__ = [
     "ClientError",
-    "ConnectError",
     "ConnectionDropped",
     "HTTPStatusError",
     "InferenceClient",
-    "InferenceStream",
     "ManagementClient",
     "ResponseDecodeError",
+    "ResponseStream",
     "ServerError",
+    "ServerUnreachable",
     "SyncInferenceClient",
-    "SyncInferenceStream",
     "SyncManagementClient",
+    "SyncResponseStream",
 ]

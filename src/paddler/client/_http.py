@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from paddler.client._urls import normalize_base_url
-from paddler.client.errors import ConnectError, ConnectionDropped, HTTPStatusError
+from paddler.client.errors import ConnectionDropped, HTTPStatusError, ServerUnreachable
 
 __all__ = ["HttpClientBase", "check_status", "iter_sse_data", "json_headers", "map_httpx_errors"]
 
@@ -20,7 +20,7 @@ def map_httpx_errors(request_id: str | None = None) -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        raise ConnectError(str(exc) or type(exc).__name__) from exc
+        raise ServerUnreachable(str(exc) or type(exc).__name__) from exc
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout) as exc:
         raise ConnectionDropped(request_id, str(exc) or type(exc).__name__) from exc
 

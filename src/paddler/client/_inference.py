@@ -16,7 +16,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from paddler.client._http import HttpClientBase, check_status, json_headers, map_httpx_errors
 from paddler.client._socket import InferenceSocket
-from paddler.client._stream import InferenceStream, Routed, is_final, new_route
+from paddler.client._stream import ResponseStream, Routed, is_final, new_route
 from paddler.client._urls import inference_socket_url
 from paddler.client.errors import ClientError, ResponseDecodeError
 from paddler.wire import (
@@ -66,7 +66,7 @@ class InferenceClient(HttpClientBase):
 
     Use it as ``async with InferenceClient(url) as client``: the client owns the background
     tasks that read the WebSocket and the NDJSON streams. Each request returns an
-    ``InferenceStream`` of ``paddler.wire.ResponseEnvelope``s.
+    ``ResponseStream`` of ``paddler.wire.ResponseEnvelope``s.
     """
 
     def __init__(
@@ -149,23 +149,21 @@ class InferenceClient(HttpClientBase):
 
     async def continue_from_conversation_history(
         self, params: ContinueFromConversationHistoryParams
-    ) -> InferenceStream:
+    ) -> ResponseStream:
         """Generate over the shared WebSocket; cancellable at any point."""
         return await self._over_socket(params)
 
-    async def continue_from_raw_prompt(
-        self, params: ContinueFromRawPromptParams
-    ) -> InferenceStream:
+    async def continue_from_raw_prompt(self, params: ContinueFromRawPromptParams) -> ResponseStream:
         return await self._over_socket(params)
 
     async def _over_socket(
         self, params: ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
-    ) -> InferenceStream:
+    ) -> ResponseStream:
         socket = self.socket
         request_id = _new_request_id()
         send, receive = new_route()
         await socket.submit(request_id, params, send)
-        return InferenceStream(
+        return ResponseStream(
             request_id, receive, socket.stop, lambda rid: socket.stop(rid, keep_route=True)
         )
 
@@ -178,25 +176,25 @@ class InferenceClient(HttpClientBase):
 
     async def post_continue_from_conversation_history(
         self, params: ContinueFromConversationHistoryParams
-    ) -> InferenceStream:
+    ) -> ResponseStream:
         """The same, over one NDJSON response; stopping closes the response."""
         return await self._over_http("continue_from_conversation_history", params)
 
     async def post_continue_from_raw_prompt(
         self, params: ContinueFromRawPromptParams
-    ) -> InferenceStream:
+    ) -> ResponseStream:
         return await self._over_http("continue_from_raw_prompt", params)
 
     async def generate_embedding_batch(
         self, params: GenerateEmbeddingBatchParams
-    ) -> InferenceStream:
+    ) -> ResponseStream:
         """Embeddings over NDJSON. Per-chunk failures arrive as ``ServerError`` from the
         iterator only after the embeddings that did succeed; the last item is ``EmbeddingDone``."""
         return await self._over_http("generate_embedding_batch", params, inline_errors=True)
 
     async def _over_http(
         self, path: str, params: Any, *, inline_errors: bool = False
-    ) -> InferenceStream:
+    ) -> ResponseStream:
         tg = self._task_group()
         send, receive = new_route()
         request = self._http.build_request(
@@ -215,7 +213,7 @@ class InferenceClient(HttpClientBase):
         scope = anyio.CancelScope()
         request_id = _new_request_id()
         tg.start_soon(self._pump, response, send, scope, request_id, inline_errors)
-        return InferenceStream(request_id, receive, lambda _rid: scope.cancel())
+        return ResponseStream(request_id, receive, lambda _rid: scope.cancel())
 
     @staticmethod
     async def _pump(

@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
 
 from paddler.client._stream import Routed, is_final
-from paddler.client.errors import ConnectError, ConnectionDropped
+from paddler.client.errors import ConnectionDropped, ServerUnreachable
 from paddler.wire import (
     ErrorEnvelope,
     InferenceClientMessage,
@@ -77,7 +77,7 @@ class InferenceSocket:
                     self.url, max_size=MAX_MESSAGE_SIZE, open_timeout=self._open_timeout
                 )
             except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
-                raise ConnectError(f"cannot open {self.url}: {exc}") from exc
+                raise ServerUnreachable(f"cannot open {self.url}: {exc}") from exc
             self._ws = ws
             self.connections_opened += 1
             logger.debug("inference socket open url=%s", self.url)
@@ -180,7 +180,7 @@ class InferenceSocket:
         while self._watchers and not self._closed and self._ws is None:
             try:
                 await self._connection()
-            except (ConnectError, RuntimeError) as exc:
+            except (ServerUnreachable, RuntimeError) as exc:
                 logger.debug("reconnect failed: %s", exc)
                 await anyio.sleep(RECONNECT_INTERVAL)
 

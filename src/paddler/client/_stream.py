@@ -35,7 +35,7 @@ from paddler.wire import (
     is_terminal,
 )
 
-__all__ = ["InferenceStream", "Routed", "is_final", "new_route"]
+__all__ = ["ResponseStream", "Routed", "is_final", "new_route"]
 
 _EMBEDDING_RESULTS = get_args(EmbeddingResult)
 
@@ -60,7 +60,7 @@ def is_final(message: ResponseEnvelope) -> bool:
     return bool(is_terminal(response))
 
 
-class InferenceStream:
+class ResponseStream:
     """Async iterator of one request's ``ResponseEnvelope``s; ends after the terminal one.
 
     An ``Error`` envelope raises ``ServerError``; a dropped connection raises
@@ -86,7 +86,7 @@ class InferenceStream:
 
     def __repr__(self) -> str:
         state = "finished" if self._finished else "open"
-        return f"<InferenceStream [{self.request_id} {state}]>"
+        return f"<ResponseStream [{self.request_id} {state}]>"
 
     def __aiter__(self) -> Self:
         return self

@@ -18,7 +18,7 @@ from anyio.from_thread import BlockingPortal
 
 from paddler.client._inference import DEFAULT_INFERENCE_URL, InferenceClient
 from paddler.client._management import DEFAULT_MANAGEMENT_URL, ManagementClient
-from paddler.client._stream import InferenceStream
+from paddler.client._stream import ResponseStream
 from paddler.wire import (
     AgentControllerPoolSnapshot,
     AgentDesiredState,
@@ -33,7 +33,7 @@ from paddler.wire import (
     TokenUsage,
 )
 
-__all__ = ["SyncInferenceClient", "SyncInferenceStream", "SyncManagementClient"]
+__all__ = ["SyncInferenceClient", "SyncManagementClient", "SyncResponseStream"]
 
 T = TypeVar("T")
 
@@ -81,10 +81,10 @@ class _PortalOwner:
         raise NotImplementedError
 
 
-class SyncInferenceStream:
-    """A blocking ``InferenceStream``."""
+class SyncResponseStream:
+    """A blocking ``ResponseStream``."""
 
-    def __init__(self, owner: _PortalOwner, stream: InferenceStream) -> None:
+    def __init__(self, owner: _PortalOwner, stream: ResponseStream) -> None:
         self._owner = owner
         self._stream = stream
         self.request_id = stream.request_id
@@ -158,21 +158,21 @@ class SyncInferenceClient(_PortalOwner):
 
     def continue_from_conversation_history(
         self, params: ContinueFromConversationHistoryParams
-    ) -> SyncInferenceStream:
+    ) -> SyncResponseStream:
         stream = self._call(self._client.continue_from_conversation_history, params)
-        return SyncInferenceStream(self, stream)
+        return SyncResponseStream(self, stream)
 
-    def continue_from_raw_prompt(self, params: ContinueFromRawPromptParams) -> SyncInferenceStream:
-        return SyncInferenceStream(self, self._call(self._client.continue_from_raw_prompt, params))
+    def continue_from_raw_prompt(self, params: ContinueFromRawPromptParams) -> SyncResponseStream:
+        return SyncResponseStream(self, self._call(self._client.continue_from_raw_prompt, params))
 
     def post_continue_from_conversation_history(
         self, params: ContinueFromConversationHistoryParams
-    ) -> SyncInferenceStream:
+    ) -> SyncResponseStream:
         stream = self._call(self._client.post_continue_from_conversation_history, params)
-        return SyncInferenceStream(self, stream)
+        return SyncResponseStream(self, stream)
 
-    def generate_embedding_batch(self, params: GenerateEmbeddingBatchParams) -> SyncInferenceStream:
-        return SyncInferenceStream(self, self._call(self._client.generate_embedding_batch, params))
+    def generate_embedding_batch(self, params: GenerateEmbeddingBatchParams) -> SyncResponseStream:
+        return SyncResponseStream(self, self._call(self._client.generate_embedding_batch, params))
 
 
 class SyncManagementClient(_PortalOwner):

@@ -4,7 +4,7 @@
     ├── HTTPStatusError          the server answered with a 4xx/5xx status (``status_code``)
     ├── ServerError              an ``Error`` envelope arrived (``code``, ``description``)
     ├── ConnectionDropped        the connection closed before the request finished
-    ├── ConnectError             the server could not be reached
+    ├── ServerUnreachable        the server could not be reached (refused, DNS, TLS)
     └── ResponseDecodeError      the server sent something that is not a wire message
 
 Errors of foreign libraries (httpx, websockets, cattrs) are translated at the boundary and
@@ -17,11 +17,11 @@ from paddler.errors import PaddlerError
 
 __all__ = [
     "ClientError",
-    "ConnectError",
     "ConnectionDropped",
     "HTTPStatusError",
     "ResponseDecodeError",
     "ServerError",
+    "ServerUnreachable",
 ]
 
 
@@ -59,7 +59,7 @@ class ConnectionDropped(ClientError):
         self.request_id = request_id
 
 
-class ConnectError(ClientError):
+class ServerUnreachable(ClientError):
     """The server could not be reached (refused, DNS, TLS, handshake)."""
 
 

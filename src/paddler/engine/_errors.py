@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from paddler.errors import PaddlerError
 
-class ModelLoadError(Exception):
+
+class ModelLoadError(PaddlerError):
     """Base of every load failure; the agent maps each subclass to its `AgentIssue`."""
 
 

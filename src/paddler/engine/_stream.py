@@ -94,4 +94,4 @@ class ResultStream(Generic[T]):
 
 
 GenerationStream = ResultStream[GeneratedTokenResult]
-EmbeddingStream = ResultStream[EmbeddingResult]
+EmbeddingResultStream = ResultStream[EmbeddingResult]

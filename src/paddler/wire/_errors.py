@@ -6,18 +6,22 @@ from cattrs import transform_error
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.v import format_exception
 
+from paddler.errors import PaddlerError  # a leaf module: wire still depends on nothing else
+
 __all__ = ["WireError", "WireProblem", "describe_structure_error"]
 
 _EXTRA = "\x00extra\x00"
 _SEP = "\x1f"
 
 
-class WireError(ValueError):
+class WireError(PaddlerError, ValueError):
     """Raised by ``converter.loads`` for invalid JSON or a document that does not fit the type.
 
     ``problems`` holds one ``"$.path: what is wrong"`` line per problem; the message joins
     them with ``"; "``.
     """
+
+    code = 400
 
     def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
         self.problems = tuple(problems)

@@ -5,6 +5,5 @@ serves the HTML shell (carrying the configured addresses) and the static assets.
 """
 
 from paddler_server.admin_panel._app import create_admin_panel_app
-from paddler_server.admin_panel._config import AdminPanelConfig
 
-__all__ = ["AdminPanelConfig", "create_admin_panel_app"]
+__all__ = ["create_admin_panel_app"]

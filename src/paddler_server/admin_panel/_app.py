@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from paddler_server.admin_panel._config import AdminPanelConfig
+from paddler_server._settings import BalancerSettings
 
 logger = logging.getLogger("paddler.admin_panel")
 
@@ -36,15 +36,18 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_shell(config: AdminPanelConfig, page: str) -> str:
-    """Render the HTML shell for ``page`` with the balancer's settings as data attributes."""
+def render_shell(settings: BalancerSettings, page: str) -> str:
+    """Render the HTML shell for ``page`` with the balancer's settings as data attributes.
+
+    Addresses are shown as the operator typed them, so the browser resolves the names itself.
+    """
     template = _environment().get_template("shell.html")
-    return template.render(config=config, page=page)
+    return template.render(settings=settings, page=page)
 
 
-def create_admin_panel_app(config: AdminPanelConfig) -> Litestar:
-    """Build the admin panel app for a balancer configured as ``config``."""
-    shells = {path: render_shell(config, page) for path, page in PAGES.items()}
+def create_admin_panel_app(settings: BalancerSettings) -> Litestar:
+    """Build the admin panel app for a balancer started with ``settings``."""
+    shells = {path: render_shell(settings, page) for path, page in PAGES.items()}
     favicon = (_STATIC_DIR / "favicon.svg").read_bytes()
 
     def make_page_handler(path: str) -> HTTPRouteHandler:
@@ -56,7 +59,7 @@ def create_admin_panel_app(config: AdminPanelConfig) -> Litestar:
 
         return page
 
-    not_found = render_shell(config, NOT_FOUND_PAGE)
+    not_found = render_shell(settings, NOT_FOUND_PAGE)
 
     @get("/{path:path}", media_type=MediaType.HTML, name="page:any", sync_to_thread=False)
     def any_page() -> Response[str]:
@@ -82,7 +85,7 @@ def create_admin_panel_app(config: AdminPanelConfig) -> Litestar:
             cache_control=CacheControlHeader(no_cache=True),
         ),
     ]
-    logger.debug("admin panel for management %s", config.management_addr)
+    logger.debug("admin panel for management %s", settings.management_addr)
     return Litestar(route_handlers=handlers)
 
 

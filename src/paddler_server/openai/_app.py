@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -14,9 +14,11 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
+from paddler.balancer import Balancer
 from paddler.errors import PaddlerError
-from paddler_server._http import cors_config, health
+from paddler_server._http import BalancerDep, cors_config, health
 from paddler_server._limits import ServerLimits
+from paddler_server._settings import BalancerSettings
 from paddler_server._streaming import write_deadline
 from paddler_server.openai._chat import answer_chat
 from paddler_server.openai._chat_request import read_chat_request
@@ -32,7 +34,7 @@ from paddler_server.openai._responses_request import read_responses_request
 __all__ = ["create_openai_app"]
 
 
-Answer = Callable[[Any, Object, ModelNames, Responder], Awaitable[None]]
+Answer = Callable[[Balancer, Object, ModelNames, Responder], Awaitable[None]]
 
 
 def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
@@ -40,7 +42,7 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
 
     async def handler(
         request: Request[Any, Any, Any],
-        balancer: NamedDependency[Any],
+        balancer: BalancerDep,
         names: NamedDependency[ModelNames],
         limits: NamedDependency[ServerLimits],
         shutdown: NamedDependency[anyio.Event | None],
@@ -60,37 +62,41 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
 
 
 @contextlib.contextmanager
-def _counted_if_refused(balancer: Any) -> Iterator[None]:
+def _counted_if_refused(balancer: Balancer) -> Iterator[None]:
     """A request refused while its body is read (a 400 naming the field) is counted in the
     balancer's statistics and ``/metrics``; what fails later, the balancer counts itself."""
     try:
         yield
     except (OpenAIError, PaddlerError) as exc:
-        count = getattr(balancer, "count_rejected", None)
-        if count is not None:
-            count(exc.status if isinstance(exc, OpenAIError) else exc.code)
+        balancer.count_rejected(exc.status if isinstance(exc, OpenAIError) else exc.code)
         raise
 
 
-async def _chat(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+async def _chat(balancer: Balancer, body: Object, names: ModelNames, responder: Responder) -> None:
     with _counted_if_refused(balancer):
         chat = read_chat_request(body)  # pure and linear: no schema is converted here
     await answer_chat(balancer, chat, await names.echo(chat.model), responder)
 
 
-async def _completion(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+async def _completion(
+    balancer: Balancer, body: Object, names: ModelNames, responder: Responder
+) -> None:
     with _counted_if_refused(balancer):
         completion = read_completion_request(body)
     await answer_completion(balancer, completion, await names.echo(completion.model), responder)
 
 
-async def _responses(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+async def _responses(
+    balancer: Balancer, body: Object, names: ModelNames, responder: Responder
+) -> None:
     with _counted_if_refused(balancer):
         parsed = read_responses_request(body)
     await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
 
 
-async def _embeddings(balancer: Any, body: Object, names: ModelNames, responder: Responder) -> None:
+async def _embeddings(
+    balancer: Balancer, body: Object, names: ModelNames, responder: Responder
+) -> None:
     with _counted_if_refused(balancer):
         parsed = read_embedding_request(body)
     await responder.json(await answer_embeddings(balancer, parsed, await names.echo(parsed.model)))
@@ -127,11 +133,9 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def create_openai_app(
-    balancer: Any,
+    balancer: Balancer,
+    settings: BalancerSettings | None = None,
     *,
-    cors_origins: Sequence[str] = (),
-    served_model_name: str | None = None,
-    limits: ServerLimits | None = None,
     shutdown: anyio.Event | None = None,
 ) -> Litestar:
     """The app served at ``--compat-openai-addr``; it shares the balancer (buffer, timeouts).
@@ -139,12 +143,14 @@ def create_openai_app(
     When ``shutdown`` is set, open responses end at once: a stream with an error event and
     ``[DONE]``, a request that has not answered yet with a 503.
 
-    :param served_model_name: the model id ``/v1/models`` lists (default: the GGUF file's
-        stem, e.g. ``SmolLM2-135M-Instruct.Q4_1``).
-    :param limits: body size (413 above it) and JSON depth (``ServerLimits`` defaults).
+    :param settings: the model id ``/v1/models`` lists (``served_model_name``; default: the
+        GGUF file's stem, e.g. ``SmolLM2-135M-Instruct.Q4_1``), CORS origins (those of the
+        inference service), body size (413 above it) and JSON depth. The flags' defaults when
+        not given.
     """
-    names = ModelNames(balancer, served_model_name)
-    limits = limits or ServerLimits()
+    settings = settings or BalancerSettings()
+    names = ModelNames(balancer, settings.served_model_name)
+    limits = settings.limits
     return Litestar(
         route_handlers=[
             health,
@@ -157,12 +163,13 @@ def create_openai_app(
         ],
         dependencies={
             "balancer": Provide(lambda: balancer, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
             "names": Provide(lambda: names, sync_to_thread=False),
             "limits": Provide(lambda: limits, sync_to_thread=False),
             "shutdown": Provide(lambda: shutdown, sync_to_thread=False),
         },
         request_max_body_size=limits.max_body_bytes,
         exception_handlers={HTTPException: _http_error},
-        cors_config=cors_config(cors_origins),
+        cors_config=cors_config(settings.inference_origins),
         openapi_config=None,
     )

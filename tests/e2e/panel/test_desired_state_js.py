@@ -12,7 +12,9 @@ import pytest
 import uvicorn
 
 from paddler.wire import InferenceParameters, KvCacheDtype, PoolingType, converter
-from paddler_server.admin_panel import AdminPanelConfig, create_admin_panel_app
+from paddler_server._options import parse_address
+from paddler_server._settings import BalancerSettings
+from paddler_server.admin_panel import create_admin_panel_app
 
 pytestmark = pytest.mark.browser
 
@@ -20,9 +22,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def panel_only(browser_context: Any) -> Iterator[Any]:
     """A tab on a panel served alone (its management address leads nowhere)."""
-    app = create_admin_panel_app(
-        AdminPanelConfig(management_addr="127.0.0.1:9", inference_addr="127.0.0.1:9")
-    )
+    nowhere = parse_address("127.0.0.1:9")
+    app = create_admin_panel_app(BalancerSettings(management_addr=nowhere, inference_addr=nowhere))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

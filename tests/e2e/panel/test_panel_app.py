@@ -9,15 +9,17 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from paddler_server.admin_panel import AdminPanelConfig, create_admin_panel_app
+from paddler.balancer import BalancerConfig
+from paddler_server._options import Address, parse_address
+from paddler_server._settings import BalancerSettings
+from paddler_server.admin_panel import create_admin_panel_app
 
-CONFIG = AdminPanelConfig(
-    management_addr="localhost:8060",
-    inference_addr="127.0.0.1:8061",
+CONFIG = BalancerSettings(
+    management_addr=parse_address("localhost:8060"),
+    inference_addr=parse_address("127.0.0.1:8061"),
     compat_openai_addr=None,
-    buffered_request_timeout_ms=2500,
-    max_buffered_requests=7,
-    statsd_addr="statsd.internal:8125",
+    balancer=BalancerConfig(buffered_request_timeout=2.5, max_buffered_requests=7),
+    statsd_addr=parse_address("statsd.internal:8125"),
     statsd_prefix="fleet_",
     statsd_reporting_interval_ms=5000,
 )
@@ -63,9 +65,8 @@ def test_any_other_path_is_the_shell(client: TestClient[Litestar], path: str) ->
 
 def test_addresses_are_escaped() -> None:
     """A hostile address string cannot inject markup into the shell."""
-    app = create_admin_panel_app(
-        AdminPanelConfig(management_addr='x"><script>alert(1)</script>', inference_addr="i:1")
-    )
+    hostile = Address(host="x", port=1, original='x"><script>alert(1)</script>')
+    app = create_admin_panel_app(BalancerSettings(management_addr=hostile))
     with TestClient(app=app) as client:
         html = client.get("/").text
     assert "<script>alert(1)</script>" not in html

@@ -17,18 +17,21 @@ import uvicorn
 from e2e_cluster import free_port
 from playwright.sync_api import expect
 
-from paddler_server.admin_panel import AdminPanelConfig, create_admin_panel_app
+from paddler.balancer import BalancerConfig
+from paddler_server._options import parse_address
+from paddler_server._settings import BalancerSettings
+from paddler_server.admin_panel import create_admin_panel_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
 def panel_url() -> Iterator[str]:
-    config = AdminPanelConfig(
-        management_addr=f"127.0.0.1:{free_port()}",
-        inference_addr=f"127.0.0.1:{free_port()}",
-        buffered_request_timeout_ms=2500,
-        statsd_addr="statsd.internal:8125",
+    config = BalancerSettings(
+        management_addr=parse_address(f"127.0.0.1:{free_port()}"),
+        inference_addr=parse_address(f"127.0.0.1:{free_port()}"),
+        balancer=BalancerConfig(buffered_request_timeout=2.5),
+        statsd_addr=parse_address("statsd.internal:8125"),
         statsd_reporting_interval_ms=7000,
     )
     port = free_port()

@@ -9,10 +9,10 @@ import pytest
 from e2e_cluster import Cluster
 
 from paddler.client import (
-    ConnectError,
     HTTPStatusError,
     InferenceClient,
     ManagementClient,
+    ServerUnreachable,
     SyncInferenceClient,
 )
 from paddler.wire import (
@@ -196,9 +196,9 @@ async def test_errors_are_typed(cluster: Cluster) -> None:
             await client.post_continue_from_conversation_history(conversation(tools=(bad_tool,)))
         assert info.value.status_code == 400
     async with InferenceClient("http://127.0.0.1:9") as client:
-        with pytest.raises(ConnectError):
+        with pytest.raises(ServerUnreachable):
             await client.continue_from_conversation_history(conversation())
-        with pytest.raises(ConnectError):
+        with pytest.raises(ServerUnreachable):
             await client.health()
 
 
@@ -232,7 +232,7 @@ async def test_errors_leave_the_async_with_block_as_themselves(cluster: Cluster)
         assert exc.status_code == 400
     else:
         pytest.fail("no HTTPStatusError")
-    with pytest.raises(ConnectError) as connect:
+    with pytest.raises(ServerUnreachable) as connect:
         async with InferenceClient("http://127.0.0.1:9") as client:
             await client.continue_from_conversation_history(conversation())
     assert connect.value.__cause__ is not None  # the chain to the OS error is kept

@@ -30,6 +30,7 @@ from paddler.wire import (
     ToolCallParsed,
     ValidJson,
 )
+from paddler_server._settings import BalancerSettings
 from paddler_server.openai import create_openai_app
 
 USAGE = TokenUsage(
@@ -85,6 +86,9 @@ class ScriptedBalancer:
 
     def agents_snapshot(self) -> AgentControllerPoolSnapshot:
         return AgentControllerPoolSnapshot(agents=())
+
+    def count_rejected(self, status: int) -> None:
+        """A refused request is counted by a real balancer; this one keeps no statistics."""
 
 
 @pytest.fixture
@@ -245,7 +249,7 @@ def test_chat_request_id_and_model_echo(sdk: OpenAI, balancer: ScriptedBalancer)
 
 def test_a_served_model_name_is_what_models_lists(balancer: ScriptedBalancer) -> None:
     """``--served-model-name`` names the model; any requested name is still echoed."""
-    app = create_openai_app(balancer, served_model_name="smol")
+    app = create_openai_app(balancer, BalancerSettings(served_model_name="smol"))
     with TestClient(app) as http:
         sdk = OpenAI(
             base_url="http://testserver.local/v1", api_key="x", http_client=http, max_retries=0

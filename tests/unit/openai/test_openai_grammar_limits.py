@@ -72,6 +72,9 @@ class CountingBalancer:
     def agents_snapshot(self) -> AgentControllerPoolSnapshot:
         return AgentControllerPoolSnapshot(agents=())
 
+    def count_rejected(self, status: int) -> None:
+        """A refused request is counted by a real balancer; this one keeps no statistics."""
+
 
 @pytest.fixture
 def balancer() -> CountingBalancer:
