@@ -1,4 +1,11 @@
-"""The agent's llama.cpp engine: slots, continuous batching, prompt cache, anyio face."""
+"""The agent's llama.cpp engine: slots, continuous batching, prompt cache, anyio face.
+
+Two ways in. `LlamaEngine` (what an agent uses) loads the model in a worker process and runs a
+`Scheduler` there; its `Slot`s live in that process, so it reports them as counts
+(`statistics()`). To run the loop in your own process, `load_model` and build a `Scheduler`:
+it owns the `Slot`s, takes `Submit`/`Embed`/`Cancel`/`Stop` commands and hands each step's
+results to a `deliver` callback. Per-request sampling is `paddler.wire.SamplingOverrides`.
+"""
 
 from paddler.engine._engine import LlamaEngine
 from paddler.engine._errors import (
@@ -9,6 +16,19 @@ from paddler.engine._errors import (
     SlotCannotStart,
     UnableToFindChatTemplate,
 )
+from paddler.engine._loading import LoadedModel, load_model
+from paddler.engine._scheduler import (
+    Cancel,
+    Command,
+    CommandSource,
+    Embed,
+    Outbox,
+    QueueCommands,
+    Scheduler,
+    SchedulerCounters,
+    Stop,
+    Submit,
+)
 from paddler.engine._slot import Slot, SlotState
 from paddler.engine._stream import (
     EmbeddingResultStream,
@@ -18,17 +38,29 @@ from paddler.engine._stream import (
 )
 
 __all__ = [
+    "Cancel",
     "ChatTemplateDoesNotCompile",
+    "Command",
+    "CommandSource",
+    "Embed",
     "EmbeddingResultStream",
     "EngineStatistics",
     "GenerationStream",
     "LlamaEngine",
+    "LoadedModel",
     "ModelCannotBeLoaded",
     "ModelLoadError",
     "MultimodalProjectionCannotBeLoaded",
+    "Outbox",
+    "QueueCommands",
     "ResultStream",
+    "Scheduler",
+    "SchedulerCounters",
     "Slot",
     "SlotCannotStart",
     "SlotState",
+    "Stop",
+    "Submit",
     "UnableToFindChatTemplate",
+    "load_model",
 ]

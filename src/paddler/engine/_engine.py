@@ -21,7 +21,15 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler.engine._errors import EngineCrashed, SlotCannotStart
-from paddler.engine._scheduler import Cancel, Counters, Embed, Outbox, Result, Stop, Submit
+from paddler.engine._scheduler import (
+    Cancel,
+    Embed,
+    Outbox,
+    Result,
+    SchedulerCounters,
+    Stop,
+    Submit,
+)
 from paddler.engine._stream import (
     EmbeddingResultStream,
     EngineStatistics,
@@ -102,7 +110,7 @@ class LlamaEngine:
         self._ids = itertools.count(1)
         self._streams: dict[int, tuple[MemoryObjectSendStream[Result], bool]] = {}
         self._abandoned: set[int] = set()
-        self._counters = Counters()
+        self._counters = SchedulerCounters()
         self._closing = False
         self._crash: str | None = None
         self._stopped = anyio.Event()

@@ -222,6 +222,19 @@ class Batch:
         self._logits[i : self.n_tokens] = 1
         self.n_outputs += len(tokens)
 
+    def entries(self) -> list[tuple[int, int, int, bool]]:
+        """``(seq_id, position, token, wants_logits)`` of each token added since `clear()`
+        (for logs, and for a fake context in tests)."""
+        return [
+            (
+                int(self._seq[i][0]),
+                int(self._pos[i]),
+                int(self._token[i]),
+                bool(self._logits[i]),
+            )
+            for i in range(self.n_tokens)
+        ]
+
     @property
     def raw(self) -> Any:
         self._batch.n_tokens = self.n_tokens

@@ -27,6 +27,9 @@ def default_threads() -> int:
 
 @attrs.frozen
 class LoadedModel:
+    """What `load_model` returns: the model, one context for every slot, the chat template
+    (``None`` in embeddings mode without an override), the GGUF metadata, the projection."""
+
     model: LlamaModel
     ctx: LlamaContext
     template: ChatTemplate | None
@@ -34,31 +37,35 @@ class LoadedModel:
     projector: Projector | None = None
 
 
-def load_blocking(
-    path: Path,
+def load_model(
+    path: str | os.PathLike[str],
     parameters: InferenceParameters,
     *,
     slots: int,
-    template_override: str | None,
-    progress: Callable[[float], bool],
-    cancelled: threading.Event,
+    template_override: str | None = None,
+    progress: Callable[[float], bool] | None = None,
+    cancelled: threading.Event | None = None,
     extra_buffer_types: bool = True,
     threads: int | None = None,
-    projector_path: Path | None = None,
+    projector_path: str | os.PathLike[str] | None = None,
 ) -> LoadedModel | None:
-    """The whole load, blocking; None when it was cancelled.
+    """The whole load, blocking, in this process (`LlamaEngine.load` runs it in a worker);
+    None when `cancelled` was set. Raises a `ModelLoadError` subclass when it fails.
 
+    `progress(fraction)` may return False to stop the model load.
     `extra_buffer_types=False` turns off llama.cpp's optional CPU kernels (AMX, weight
     repacking), as `llama-server --no-repack` does: they fault on some CPUs and VMs.
     `projector_path` is a multimodal projection (mmproj) loaded through mtmd for images.
     """
+    path = Path(path)
+    cancelled = cancelled or threading.Event()
     if not path.is_file():
         raise ModelCannotBeLoaded(f"model file does not exist: {path}")
     try:
         model = LlamaModel.load(
             path,
             n_gpu_layers=parameters.n_gpu_layers,
-            on_progress=progress,
+            on_progress=progress or (lambda _fraction: True),
             extra_buffer_types=extra_buffer_types,
         )
     except LlamaError as exc:
@@ -82,7 +89,9 @@ def load_blocking(
             model.free()
             return None
         n_threads = threads or default_threads()
-        projector = _load_projector(projector_path, model, n_threads)
+        projector = _load_projector(
+            Path(projector_path) if projector_path is not None else None, model, n_threads
+        )
         try:
             ctx = LlamaContext(
                 model,

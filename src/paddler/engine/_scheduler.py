@@ -8,6 +8,10 @@ generating between images, and the image's text before and after it rides the sh
 The outputs of a whole step leave in one `deliver` call. The engine worker runs this loop on its
 process's initial thread (llama.cpp with OpenMP is ~3x slower from any other thread), taking
 commands from its pipe; `QueueCommands` feeds it from other threads for library use and tests.
+
+`LlamaEngine` is this loop in a worker process. To run it in your own process instead, load a
+model with `load_model`, build `Scheduler(loaded, parameters, slots=..., deliver=...)`, `send`
+it commands and call `run_blocking()` (or `run_once()` per step) on one thread.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import attrs
 import numpy as np
 
 from paddler.engine._embeddings import run_embeddings
-from paddler.engine._llama import Batch, LlamaContext, LlamaModel
-from paddler.engine._mtmd import Projector
+from paddler.engine._llama import Batch
+from paddler.engine._loading import LoadedModel
 from paddler.engine._prepare import GenerationParams, PrepareContext, prepare
 from paddler.engine._request import ActiveRequest
 from paddler.engine._sampling import GrammarRejected
@@ -37,7 +41,7 @@ from paddler.wire import (
     GeneratedTokenResult,
     GenerateEmbeddingBatchParams,
     GrammarRejectedModelOutput,
-    PoolingType,
+    InferenceParameters,
     SamplerError,
     SamplingOverrides,
 )
@@ -53,19 +57,25 @@ Outbox = list[tuple[int, Sequence[Result], bool]]
 
 @attrs.frozen
 class Submit:
+    """Start a generation; its results are delivered under `request_id`, the last one terminal."""
+
     request_id: int
     params: GenerationParams
-    overrides: SamplingOverrides | None
+    overrides: SamplingOverrides | None = None
 
 
 @attrs.frozen
 class Embed:
+    """Embed a batch of documents (refused while any generation is active)."""
+
     request_id: int
     params: GenerateEmbeddingBatchParams
 
 
 @attrs.frozen
 class Cancel:
+    """End a request now; it finishes with `Done` and the usage so far."""
+
     request_id: int
 
 
@@ -108,7 +118,7 @@ class QueueCommands:
 
 
 @attrs.define
-class Counters:
+class SchedulerCounters:
     """Written by the scheduler thread only; read (racily but harmlessly) by statistics()."""
 
     slots_busy: int = 0
@@ -124,32 +134,41 @@ class Counters:
 
 
 class Scheduler:
-    """Owns the slots and the llama context once started; talks to the loop via `deliver`."""
+    """Continuous batching over `slots` sequences of one loaded model, on the calling thread.
+
+    It owns the slots and the llama context once started. Each step's results leave in one
+    `deliver(outbox)` call (on the scheduler's thread): `(request_id, results, ended)` tuples.
+    Commands come from `commands` (a `CommandSource`), or, without one, from `send()`, which
+    any thread may call. `slots` (the `Slot`s) and `counters` are for reading between steps.
+    """
 
     def __init__(
         self,
+        loaded: LoadedModel,
+        parameters: InferenceParameters,
         *,
-        model: LlamaModel,
-        ctx: LlamaContext,
-        prepare_context: PrepareContext,
         slots: int,
-        embeddings_enabled: bool,
-        pooling: PoolingType,
         deliver: Callable[[Outbox], None],
         prompt_cache: bool = True,
         commands: CommandSource | None = None,
-        projector: Projector | None = None,
     ) -> None:
-        self.model = model
-        self.ctx = ctx
+        self.model = loaded.model
+        self.ctx = ctx = loaded.ctx
         self.slots = [Slot(seq_id=i) for i in range(slots)]
-        self.counters = Counters()
-        self._prepare_context = prepare_context
-        self._embeddings_enabled = embeddings_enabled
-        self._pooling = pooling
+        self.counters = SchedulerCounters()
+        self._prepare_context = PrepareContext(
+            model=loaded.model,
+            template=loaded.template,
+            parameters=parameters,
+            n_ctx=ctx.n_ctx,
+            n_ctx_seq=ctx.n_ctx_seq,
+            projector=loaded.projector,
+        )
+        self._embeddings_enabled = parameters.enable_embeddings
+        self._pooling = parameters.pooling_type
         self._deliver = deliver
         self._prompt_cache = prompt_cache
-        self._projector = projector
+        self._projector = loaded.projector
         self._batch = Batch(ctx.n_batch)
         self._queue: QueueCommands | None = None
         if commands is None:
@@ -162,44 +181,51 @@ class Scheduler:
 
     # -- called from any thread (only when the scheduler owns its command queue) ------------
     def send(self, command: Command) -> None:
+        """Queue a command for the next step (not for a scheduler given a `CommandSource`)."""
         if self._queue is None:
             raise RuntimeError("This scheduler takes its commands from a CommandSource.")
         self._queue.put(command)
 
     def stop(self) -> None:
+        """End `run_blocking` after the current step."""
         self._stop.set()
         if self._queue is not None:
             self._queue.put(Stop())
 
     # -- the thread ------------------------------------------------------------------------
     def run_blocking(self) -> None:
+        """Run steps until `stop()` (or a `Stop` command); frees the batch at the end."""
         try:
             while not self._stop.is_set():
-                self._take_commands(block=not any(s.busy for s in self.slots))
-                if self._stop.is_set():
-                    break
-                if not any(s.busy for s in self.slots):
-                    self._flush()
-                    continue
-                started = time.perf_counter()
-                try:
-                    decode_seconds = self.step()
-                except Exception as exc:  # never leave a slot counted as busy
-                    logger.exception("scheduler step failed")
-                    decode_seconds = None
-                    for slot in self.slots:
-                        if slot.request is not None:
-                            self._release(slot, SamplerError(str(exc)), drop_cache=True)
-                self._flush()
-                if decode_seconds is not None:  # a whole step: batch, decode, sample, deliver
-                    self.counters.steps += 1
-                    self.counters.decode_seconds += decode_seconds
-                    self.counters.step_seconds += time.perf_counter() - started
+                self.run_once(block=True)
         except Exception:
             logger.exception("scheduler crashed")
             raise
         finally:
             self._batch.free()
+
+    def run_once(self, *, block: bool = False) -> None:
+        """One turn of the loop: take the waiting commands, run one step if a slot is busy,
+        and deliver what came out. With ``block`` and nothing to do, it first waits (up to
+        half a second) for a command."""
+        self._take_commands(block=block and not any(s.busy for s in self.slots))
+        if self._stop.is_set() or not any(s.busy for s in self.slots):
+            self._flush()
+            return
+        started = time.perf_counter()
+        try:
+            decode_seconds = self._step()
+        except Exception as exc:  # never leave a slot counted as busy
+            logger.exception("scheduler step failed")
+            decode_seconds = None
+            for slot in self.slots:
+                if slot.request is not None:
+                    self._release(slot, SamplerError(str(exc)), drop_cache=True)
+        self._flush()
+        if decode_seconds is not None:  # a whole step: batch, decode, sample, deliver
+            self.counters.steps += 1
+            self.counters.decode_seconds += decode_seconds
+            self.counters.step_seconds += time.perf_counter() - started
 
     def _flush(self) -> None:
         if self._outbox:
@@ -316,7 +342,7 @@ class Scheduler:
         self._outbox.append((command.request_id, [terminal], True))
 
     # -- one step --------------------------------------------------------------------------
-    def step(self) -> float | None:
+    def _step(self) -> float | None:
         """One batch; returns the seconds spent in `llama_decode` (None if nothing decoded)."""
         image_seconds = self._evaluate_an_image()
         batch = self._batch

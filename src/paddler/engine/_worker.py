@@ -17,14 +17,12 @@ import os
 import select
 import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
 from paddler.engine._errors import ModelCannotBeLoaded, ModelLoadError
-from paddler.engine._loading import load_blocking
-from paddler.engine._prepare import PrepareContext
+from paddler.engine._loading import load_model
 from paddler.engine._scheduler import Command, Outbox, Scheduler, Stop, Submit
 from paddler.engine._worker_wire import (
     Delivery,
@@ -186,16 +184,15 @@ def run(in_fd: int, out_fd: int) -> None:
         return True
 
     try:
-        loaded = load_blocking(
+        loaded = load_model(
             Path(command.path),
             command.parameters,
             slots=command.slots,
             template_override=command.template_override,
             progress=progress,
-            cancelled=threading.Event(),
             extra_buffer_types=command.extra_buffer_types,
             threads=command.threads,
-            projector_path=Path(command.projector_path) if command.projector_path else None,
+            projector_path=command.projector_path or None,
         )
     except ModelLoadError as exc:
         channel.send(LoadFailed(exc))
@@ -226,23 +223,12 @@ def run(in_fd: int, out_fd: int) -> None:
         channel.send(Delivery(outbox, scheduler.counters))
 
     scheduler = Scheduler(
-        model=loaded.model,
-        ctx=loaded.ctx,
-        prepare_context=PrepareContext(
-            model=loaded.model,
-            template=loaded.template,
-            parameters=command.parameters,
-            n_ctx=loaded.ctx.n_ctx,
-            n_ctx_seq=loaded.ctx.n_ctx_seq,
-            projector=loaded.projector,
-        ),
+        loaded,
+        command.parameters,
         slots=command.slots,
-        embeddings_enabled=command.parameters.enable_embeddings,
-        pooling=command.parameters.pooling_type,
         deliver=deliver,
         prompt_cache=command.prompt_cache,
         commands=source,
-        projector=loaded.projector,
     )
     scheduler.run_blocking()
     channel.send(Delivery([], scheduler.counters))

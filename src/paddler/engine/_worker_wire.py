@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from paddler.engine._scheduler import Counters, Outbox
+from paddler.engine._scheduler import Outbox, SchedulerCounters
 from paddler.wire import InferenceParameters
 
 _HEADER = struct.Struct("<I")
@@ -59,7 +59,7 @@ class Delivery:
     """One step's results, with the scheduler's counters after it."""
 
     outbox: Outbox
-    counters: Counters
+    counters: SchedulerCounters
 
 
 @attrs.frozen

@@ -1,14 +1,19 @@
-"""The scheduler's step (batch → decode → sample → emit) against a fake llama context."""
+"""The scheduler's step (batch → decode → sample → emit) against a fake llama context.
+
+Only the public surface is driven: commands go in with `send`, `run_once` runs one turn of the
+loop, and what the scheduler did shows in the batches the fake decoded and in the results.
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 
+from paddler.engine import Cancel, LoadedModel, Outbox, Scheduler, Submit
 from paddler.engine._llama import Batch
-from paddler.engine._prepare import PrepareContext
-from paddler.engine._scheduler import EVICTED, Cancel, Outbox, Scheduler, Submit
+from paddler.engine._scheduler import EVICTED
 from paddler.wire import (
     ContentToken,
     ContinueFromRawPromptParams,
@@ -47,7 +52,7 @@ class FakeContext:
     ) -> None:
         self.n_batch = n_batch
         self.kv_unified = kv_unified
-        self.n_ctx = 4096
+        self.n_ctx = self.n_ctx_seq = 4096
         self.n_vocab = N_VOCAB
         self.cells_per_seq = cells_per_seq
         self.batches: list[list[tuple[int, int, int, bool]]] = []  # (seq, pos, token, output)
@@ -57,11 +62,8 @@ class FakeContext:
         self.scheduler: Scheduler | None = None
 
     def decode(self, batch: Batch) -> int:
-        n = batch.n_tokens
-        entries = [
-            (batch._seq[i][0], int(batch._pos[i]), int(batch._token[i]), bool(batch._logits[i]))
-            for i in range(n)
-        ]
+        entries = batch.entries()
+        n = len(entries)
         if self.fail_with:
             return self.fail_with.pop(0)
         if any(pos >= self.cells_per_seq for _, pos, _, _ in entries):
@@ -90,26 +92,16 @@ def make(slots: int = 2, **ctx_args: Any) -> tuple[Scheduler, FakeContext, Outbo
     ctx = FakeContext(**ctx_args)
     model = FakeModel()
     delivered: Outbox = []
+    loaded = LoadedModel(model=model, ctx=ctx, template=None, metadata={})  # type: ignore[arg-type]
     scheduler = ctx.scheduler = Scheduler(
-        model=model,  # type: ignore[arg-type]
-        ctx=ctx,  # type: ignore[arg-type]
-        prepare_context=PrepareContext(
-            model=model,  # type: ignore[arg-type]
-            template=None,
-            parameters=InferenceParameters.deterministic(),
-            n_ctx=ctx.n_ctx,
-        ),
-        slots=slots,
-        embeddings_enabled=False,
-        pooling=InferenceParameters().pooling_type,
-        deliver=delivered.extend,
+        loaded, InferenceParameters.deterministic(), slots=slots, deliver=delivered.extend
     )
     return scheduler, ctx, delivered
 
 
 def submit(scheduler: Scheduler, request_id: int, prompt: str, max_tokens: int) -> None:
     params = ContinueFromRawPromptParams(raw_prompt=prompt, max_tokens=max_tokens)
-    scheduler._handle(Submit(request_id, params, None))
+    scheduler.send(Submit(request_id, params))
 
 
 def results(delivered: Outbox, request_id: int) -> list[Any]:
@@ -117,20 +109,21 @@ def results(delivered: Outbox, request_id: int) -> list[Any]:
 
 
 def run_until_idle(scheduler: Scheduler, limit: int = 100) -> None:
+    """Turns of the loop until every slot is free (the first one takes what was sent)."""
+    scheduler.run_once()
     for _ in range(limit):
         if not any(s.busy for s in scheduler.slots):
-            break
-        scheduler.step()
-        scheduler._flush()
-    scheduler._flush()
+            return
+        scheduler.run_once()
+    raise AssertionError(f"still busy after {limit} steps: {scheduler.slots}")
 
 
 def test_batches_mix_generation_and_prompt_chunks_in_sequence_order() -> None:
     scheduler, ctx, delivered = make(slots=2, n_batch=8)
     submit(scheduler, 1, "abc", max_tokens=5)
-    scheduler.step()  # request 1's prompt, with one output at its last token
+    scheduler.run_once()  # request 1's prompt, with one output at its last token
     submit(scheduler, 2, "abcdefghij", max_tokens=2)  # ten tokens: more than the batch has left
-    scheduler.step()
+    scheduler.run_once()
     seqs = [seq for seq, _, _, _ in ctx.batches[1]]
     assert seqs == sorted(seqs)
     assert seqs.count(0) == 1  # request 1's pending token
@@ -160,8 +153,7 @@ def test_decode_errors_end_the_batch_requests_and_free_their_slots() -> None:
     scheduler, ctx, delivered = make(slots=2)
     ctx.fail_with = [-3]
     submit(scheduler, 1, "abc", max_tokens=5)
-    scheduler.step()
-    scheduler._flush()
+    scheduler.run_once()
     assert results(delivered, 1) == [SamplerError("llama_decode failed (-3)")]
     assert scheduler.counters.slots_busy == 0
     submit(scheduler, 2, "abc", max_tokens=2)
@@ -173,23 +165,25 @@ def test_cancel_ends_with_usage_so_far_and_keeps_the_cache() -> None:
     scheduler, _, delivered = make(slots=1)
     submit(scheduler, 1, "abc", max_tokens=100)
     for _ in range(4):
-        scheduler.step()
-    scheduler._handle(Cancel(1))
-    scheduler._flush()
+        scheduler.run_once()
+    scheduler.send(Cancel(1))
+    scheduler.run_once()
     done = results(delivered, 1)[-1]
     assert isinstance(done, Done)
     assert done.usage.content_tokens == 4
     assert len(scheduler.slots[0].cached) == 3 + 3  # prompt + the tokens decoded so far
     submit(scheduler, 2, "abc", max_tokens=1)
-    assert scheduler.slots[0].request is not None
-    assert scheduler.slots[0].request.cached_prompt_tokens == 2  # the last token is re-decoded
+    run_until_idle(scheduler)
+    again = results(delivered, 2)[-1]
+    assert isinstance(again, Done)
+    assert again.usage.cached_prompt_tokens == 2  # the last prompt token is re-decoded
 
 
 def test_no_free_slot_is_an_immediate_error() -> None:
     scheduler, _, delivered = make(slots=1)
     submit(scheduler, 1, "abc", max_tokens=10)
     submit(scheduler, 2, "abc", max_tokens=10)
-    scheduler._flush()
+    scheduler.run_once()
     assert results(delivered, 2) == [SamplerError("There are no available sequence slots")]
 
 
@@ -204,3 +198,31 @@ def test_with_a_shared_kv_stream_idle_caches_go_before_requests() -> None:
     assert scheduler.counters.evictions == 0
     assert scheduler.slots[0].cached == []
     assert (0, 0) in ctx.removed
+
+
+def test_run_blocking_serves_commands_sent_from_another_thread() -> None:
+    """Library use: the loop runs on its own thread, `send` and `stop` come from this one."""
+    ctx = FakeContext()
+    ended = threading.Event()
+    delivered: Outbox = []
+
+    def deliver(outbox: Outbox) -> None:
+        delivered.extend(outbox)
+        if any(last for _, _, last in outbox):
+            ended.set()
+
+    loaded = LoadedModel(model=FakeModel(), ctx=ctx, template=None, metadata={})  # type: ignore[arg-type]
+    scheduler = ctx.scheduler = Scheduler(
+        loaded, InferenceParameters.deterministic(), slots=1, deliver=deliver
+    )
+    thread = threading.Thread(target=scheduler.run_blocking)
+    thread.start()
+    try:
+        submit(scheduler, 1, "abc", max_tokens=3)
+        assert ended.wait(30)
+    finally:
+        scheduler.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert results(delivered, 1)[-1].usage.content_tokens == 3
+    assert scheduler.counters.requests_completed == 1
