@@ -2,7 +2,8 @@
 
 With no keys configured it passes everything through (Paddler's behaviour). With keys, every
 path but ``/health`` (and CORS preflights, which browsers send without credentials) needs
-``Authorization: Bearer KEY``. A WebSocket may instead offer the subprotocols ``paddler`` and
+``Authorization: Bearer KEY`` (or ``Basic`` with the key as the password, which is what a URL
+``http://key:KEY@host`` sends). A WebSocket may instead offer the subprotocols ``paddler`` and
 ``paddler.bearer.KEY`` (browsers cannot set headers on a WebSocket; a query parameter would
 put the key in access logs and browser history, a subprotocol header is not logged); the
 server then accepts with ``paddler``.
@@ -16,6 +17,7 @@ what the app sees, so no key reaches a policy plugin through ``RequestInfo.heade
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Sequence
@@ -51,7 +53,8 @@ def presented_key(scope: dict[str, Any]) -> tuple[str | None, list[tuple[bytes, 
     kept: list[tuple[bytes, bytes]] = []
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            token = token or bearer_token(value.decode("latin-1"))
+            text = value.decode("latin-1")
+            token = token or bearer_token(text) or _basic_password(text)
             continue
         if name == b"sec-websocket-protocol" and BEARER_SUBPROTOCOL_PREFIX.encode() in value:
             offered = [p.strip() for p in value.decode("latin-1").split(",")]
@@ -206,6 +209,20 @@ def _accepting_subprotocol(scope: Any, send: Any) -> Any:
         await send(message)
 
     return accepting
+
+
+def _basic_password(authorization: str) -> str | None:
+    """The password of ``Authorization: Basic``: what a URL ``http://key:KEY@host`` sends,
+    the one way to give Paddler's own ``paddler-client`` a key on its WebSocket too."""
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    _, colon, password = decoded.partition(":")
+    return password if colon and password else None
 
 
 def _openai_error(message: str, kind: str, code: str) -> dict[str, Any]:
