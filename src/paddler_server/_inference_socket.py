@@ -18,6 +18,7 @@ import anyio
 import attrs
 from litestar import WebSocket
 
+from paddler._tenancy import current_tenant
 from paddler.balancer import Balancer
 from paddler.errors import GenerationDisabled, InvalidRequest, PaddlerError
 from paddler.transports._frames import dumps_frame
@@ -36,6 +37,8 @@ from paddler.wire import (
     converter,
     tool_schema_problems,
 )
+from paddler_server._api_keys import KeyTenant
+from paddler_server._key_limits import KeyLimiter, LimitExceeded
 from paddler_server._limits import ServerLimits
 from paddler_server._streaming import SlowClient, send_within, write_deadline
 
@@ -71,6 +74,8 @@ class _InFlight:
     scope: anyio.CancelScope
     stream: Any = None
     stop_requested: bool = False
+    #: The API key's limiter holding one of its concurrent requests for this one.
+    limiter: KeyLimiter | None = None
 
 
 class InferenceSocketSession:
@@ -173,7 +178,15 @@ class InferenceSocketSession:
         except InvalidRequest as exc:
             await self._send(_error(request_id, 400, f"Invalid request parameters: {exc}"))
             return
-        in_flight = _InFlight(scope=anyio.CancelScope())
+        limiter = _key_limiter()
+        if limiter is not None:
+            try:
+                limiter.admit()
+            except LimitExceeded as exc:  # the key's limit: an Error envelope 429, nothing held
+                self._balancer.count_rejected(429)
+                await self._send(_error(request_id, 429, str(exc)))
+                return
+        in_flight = _InFlight(scope=anyio.CancelScope(), limiter=limiter)
         self._requests[request_id] = in_flight
         tg.start_soon(self._serve_request, request_id, params, in_flight)
 
@@ -192,6 +205,8 @@ class InferenceSocketSession:
             with in_flight.scope:
                 await self._stream_request(request_id, params, in_flight)
         finally:
+            if in_flight.limiter is not None:
+                in_flight.limiter.release()
             if self._requests.get(request_id) is in_flight:
                 del self._requests[request_id]
 
@@ -258,13 +273,20 @@ class InferenceSocketSession:
             first = False
 
 
+def _key_limiter() -> KeyLimiter | None:
+    """The limiter of the API key this socket was opened with (None: no keys)."""
+    tenant = current_tenant()
+    return tenant.limiter if isinstance(tenant, KeyTenant) else None
+
+
 async def _cancel_stream(stream: Any) -> None:
     await stream.cancel()
 
 
 def _disabled_response(request_id: str, message: str) -> ResponseEnvelope:
-    disabled = TokenGenerationDisabled(message=message)
-    return ResponseEnvelope(request_id=request_id, response=disabled)
+    return ResponseEnvelope(
+        request_id=request_id, response=TokenGenerationDisabled(message=message)
+    )
 
 
 def _mode_notification(*, disabled: bool) -> Any:
