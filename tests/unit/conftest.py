@@ -20,6 +20,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``anyio_backend`` (which then shadows the asyncio-only fixture) by directory."""
     if "anyio_backend" not in metafunc.fixturenames:
         return
+    if hasattr(metafunc.module, "anyio_backend"):
+        return  # the module chose its backend (asyncio-only websockets, for one)
     try:
         directory = metafunc.definition.path.relative_to(_HERE).parts[0]
     except ValueError:
