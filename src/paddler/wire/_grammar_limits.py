@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from paddler.errors import PaddlerError
+
 from ._requests import GbnfGrammar, GrammarConstraint, JsonSchemaGrammar
 
 __all__ = [
@@ -62,8 +64,10 @@ _COUNT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 Location = tuple[str | int, ...]
 
 
-class GrammarLimitError(ValueError):
+class GrammarLimitError(PaddlerError, ValueError):
     """A schema or grammar is past a limit; ``location`` is the path inside the schema."""
+
+    code = 400
 
     def __init__(self, message: str, location: Location = ()) -> None:
         super().__init__(message)
