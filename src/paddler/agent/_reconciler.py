@@ -75,7 +75,7 @@ def load_issues(exc: Exception, model_path: str, slots: int) -> list[AgentIssue]
 
 def load_issue(exc: Exception, model_path: str) -> AgentIssue:
     """Map an engine load failure to the issue the agent reports."""
-    from paddler import engine
+    from paddler.engine import _errors as engine  # one exception per issue, not exported
 
     if isinstance(exc, engine.UnableToFindChatTemplate):
         return UnableToFindChatTemplate(model_path=model_path)

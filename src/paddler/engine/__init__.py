@@ -5,17 +5,11 @@ Two ways in. `LlamaEngine` (what an agent uses) loads the model in a worker proc
 (`statistics()`). To run the loop in your own process, `load_model` and build a `Scheduler`:
 it owns the `Slot`s, takes `Submit`/`Embed`/`Cancel`/`Stop` commands and hands each step's
 results to a `deliver` callback. Per-request sampling is `paddler.wire.SamplingOverrides`.
+A load failure is a `ModelLoadError`; the agent maps each kind to its `paddler.wire` issue.
 """
 
 from paddler.engine._engine import LlamaEngine
-from paddler.engine._errors import (
-    ChatTemplateDoesNotCompile,
-    ModelCannotBeLoaded,
-    ModelLoadError,
-    MultimodalProjectionCannotBeLoaded,
-    SlotCannotStart,
-    UnableToFindChatTemplate,
-)
+from paddler.engine._errors import ModelLoadError
 from paddler.engine._loading import LoadedModel, load_model
 from paddler.engine._scheduler import (
     Cancel,
@@ -39,7 +33,6 @@ from paddler.engine._stream import (
 
 __all__ = [
     "Cancel",
-    "ChatTemplateDoesNotCompile",
     "Command",
     "CommandSource",
     "Embed",
@@ -48,19 +41,15 @@ __all__ = [
     "GenerationStream",
     "LlamaEngine",
     "LoadedModel",
-    "ModelCannotBeLoaded",
     "ModelLoadError",
-    "MultimodalProjectionCannotBeLoaded",
     "Outbox",
     "QueueCommands",
     "ResultStream",
     "Scheduler",
     "SchedulerCounters",
     "Slot",
-    "SlotCannotStart",
     "SlotState",
     "Stop",
     "Submit",
-    "UnableToFindChatTemplate",
     "load_model",
 ]

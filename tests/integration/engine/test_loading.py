@@ -8,7 +8,8 @@ import anyio
 import attrs
 import pytest
 
-from paddler.engine import LlamaEngine, UnableToFindChatTemplate
+from paddler.engine import LlamaEngine
+from paddler.engine._errors import UnableToFindChatTemplate
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,

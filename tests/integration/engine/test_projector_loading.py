@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from paddler.engine import LlamaEngine, MultimodalProjectionCannotBeLoaded
+from paddler.engine import LlamaEngine
+from paddler.engine._errors import MultimodalProjectionCannotBeLoaded
 from paddler.testing.make_projector import write_projector
 from paddler.wire import InferenceParameters
 

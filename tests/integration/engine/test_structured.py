@@ -10,12 +10,8 @@ import attrs
 import pytest
 from engine_test_helpers import chat, collect, content, done
 
-from paddler.engine import (
-    ChatTemplateDoesNotCompile,
-    LlamaEngine,
-    ModelCannotBeLoaded,
-    SlotCannotStart,
-)
+from paddler.engine import LlamaEngine
+from paddler.engine._errors import ChatTemplateDoesNotCompile, ModelCannotBeLoaded, SlotCannotStart
 from paddler.wire import (
     ChatTemplateError,
     ContinueFromRawPromptParams,

@@ -98,7 +98,7 @@ async def test_stuck_after_the_second_failed_attempt_and_still_retried(model_fil
 
 
 async def test_a_context_that_cannot_start_is_one_issue_per_slot(model_file: Path) -> None:
-    from paddler.engine import SlotCannotStart as EngineSlotCannotStart
+    from paddler.engine._errors import SlotCannotStart as EngineSlotCannotStart
 
     name = f"status-{next(_names)}"
     loader = FakeLoader()
