@@ -1,27 +1,19 @@
-"""The agent: dials a balancer, applies the desired state, serves slots on its engine."""
+"""The agent: dials a balancer, applies the desired state, serves slots on its engine.
 
-from paddler.agent._agent import Agent, AgentConfig, AgentState
-from paddler.agent._protocol import (
-    AgentProtocol,
-    DesiredStateReceived,
-    DrainAcknowledged,
-    ProtocolEvent,
-    ProtocolState,
-    RequestReceived,
-    StopRequested,
-)
-from paddler.agent._reconciler import EngineLoader, Reconciler
+What a library user needs: the ``Agent`` and its config and status; the ``Engine`` Protocol,
+``EngineSpec`` and ``EngineLoader`` for a custom engine; ``resolve_model`` and its progress
+and error types for fetching a model outside an agent. The session protocol, the Reconciler
+and the issue rules are internal parts (``paddler.agent._protocol``, ``._reconciler``,
+``._sources``).
+"""
+
+from paddler.agent._agent import Agent, AgentState
+from paddler.agent._config import AgentConfig
+from paddler.agent._engine import Engine, EngineLoader, EngineSpec, EngineStream
 from paddler.agent._sources import (
     DownloadProgress,
     DownloadProgressCallback,
-    IssueEvent,
-    ModelLoaded,
-    ModelLoadFailed,
     ModelSourceError,
-    SourceFailed,
-    SourceResolved,
-    issues_after,
-    model_source_label,
     resolve_model,
 )
 from paddler.agent._status import AgentStatus
@@ -29,26 +21,14 @@ from paddler.agent._status import AgentStatus
 __all__ = [
     "Agent",
     "AgentConfig",
-    "AgentProtocol",
     "AgentState",
     "AgentStatus",
-    "DesiredStateReceived",
     "DownloadProgress",
     "DownloadProgressCallback",
-    "DrainAcknowledged",
+    "Engine",
     "EngineLoader",
-    "IssueEvent",
-    "ModelLoadFailed",
-    "ModelLoaded",
+    "EngineSpec",
+    "EngineStream",
     "ModelSourceError",
-    "ProtocolEvent",
-    "ProtocolState",
-    "Reconciler",
-    "RequestReceived",
-    "SourceFailed",
-    "SourceResolved",
-    "StopRequested",
-    "issues_after",
-    "model_source_label",
     "resolve_model",
 ]

@@ -5,16 +5,17 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-from pathlib import Path
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.abc
-import attrs
 import pluggy
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler._changes import Changes
+from paddler.agent._config import AgentConfig
+from paddler.agent._engine import Engine, EngineLoader, EngineStream, load_llama_engine
 from paddler.agent._protocol import (
     AgentProtocol,
     DesiredStateReceived,
@@ -23,21 +24,26 @@ from paddler.agent._protocol import (
     RequestReceived,
     StopRequested,
 )
-from paddler.agent._reconciler import EngineLoader, Reconciler
+from paddler.agent._reconciler import Reconciler
 from paddler.agent._status import AgentStatus
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.wire import (
     AgentDesiredState,
     AgentStateApplicationStatus,
+    AgentToBalancerMessage,
     ChatTemplateOverrideResponse,
     EmbeddingError,
+    EmbeddingResult,
+    GeneratedTokenResult,
     GenerateEmbeddingBatchParams,
     GetChatTemplateOverride,
     GetModelMetadata,
     ModelMetadata,
     ModelMetadataResponse,
+    ResponsePayload,
     SamplerError,
+    SlotAggregatedStatusSnapshot,
 )
 
 __all__ = ["Agent", "AgentConfig", "AgentState"]
@@ -48,33 +54,11 @@ MIN_REPORT_GAP = 0.05
 RESTART_WAIT = 60.0  # how long a request waits for an engine that replaces a crashed one
 NO_MODEL_MESSAGE = "agent has no model loaded (it is swapping or has none)"
 
+AnyResultStream = EngineStream[GeneratedTokenResult] | EngineStream[EmbeddingResult]
+
 
 def _new_agent_id() -> str:
     return secrets.token_urlsafe(16)[:21]
-
-
-@attrs.frozen
-class AgentConfig:
-    """``management_url`` is ``ws://host:port`` (or ``inproc://name``); durations in seconds."""
-
-    management_url: str
-    slots: int
-    name: str | None = None
-    agent_id: str | None = None
-    reconnect_interval: float = 1.0
-    status_interval: float = 1.0
-    cache_dir: Path | None = None
-    progress_bar: bool | None = False
-    #: False turns off llama.cpp's optional CPU kernels (AMX, repacking), like
-    #: ``llama-server --no-repack``; the engine also falls back by itself when they crash.
-    extra_buffer_types: bool = True
-    #: llama.cpp's CPU threads (None: the engine's default). Agents sharing a machine should
-    #: split its cores between them: llama.cpp's threads spin while they wait.
-    threads: int | None = None
-    #: Kill an engine worker that is busy but silent this long (None: the engine's default).
-    engine_stall_timeout: float | None = None
-    #: A swap waits this long for requests in flight, then stops them (they end with Done).
-    drain_timeout: float = 300.0
 
 
 class AgentState(enum.Enum):
@@ -103,23 +87,24 @@ class Agent:
         self.config = config
         self.agent_id = config.agent_id or _new_agent_id()
         self.name = config.name
-        self.engine: Any = None
+        #: The engine serving requests (None while there is none: no model, or a swap).
+        self.engine: Engine | None = None
         self.status = AgentStatus(desired_slots_total=config.slots)
-        self.desired_state: AgentDesiredState | None = None
         self._plugin_manager = plugin_manager
         self._transport = transport
-        self._reconciler = Reconciler(self, engine_loader or _default_loader)
-        self._desired_changed = Changes()
+        self._reconciler = Reconciler(
+            self, engine_loader or load_llama_engine, config=config, status=self.status
+        )
         self._idle_changed = Changes()
         self._registrations = Changes()
         self._state = AgentState.UNOPENED
         self._task_group: anyio.abc.TaskGroup | None = None
         self._protocol: AgentProtocol | None = None
-        self._outbox: Any = None
+        self._outbox: MemoryObjectSendStream[AgentToBalancerMessage] | None = None
         self._writer_done: anyio.Event | None = None
         self._drain_ack: anyio.Event | None = None
         self._in_flight = 0
-        self._streams: dict[str, Any] = {}
+        self._streams: dict[str, AnyResultStream] = {}
         self.connected = False
 
     def __repr__(self) -> str:
@@ -129,6 +114,11 @@ class Agent:
             f"{self._in_flight}/{self.status.slots_total} busy, "
             f"{'connected' if self.connected else 'disconnected'}]>"
         )
+
+    @property
+    def desired_state(self) -> AgentDesiredState | None:
+        """The latest desired state received from the balancer."""
+        return self._reconciler.desired
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -168,6 +158,7 @@ class Agent:
                         await self._writer_done.wait()
         self._task_group.cancel_scope.cancel()
         await self._task_group.__aexit__(None, None, None)
+        self.status.changes.close()  # subscribe_status() ends
         engine, self.engine = self.engine, None
         if engine is not None:
             with anyio.CancelScope(shield=True):
@@ -202,21 +193,35 @@ class Agent:
         while not self.connected:
             await self._registrations.wait_beyond(self._registrations.version)
 
-    async def wait_applied(self) -> None:
-        """Return once the latest desired state this agent has *received* is applied.
+    async def wait_applied(self, state: AgentDesiredState | None = None) -> None:
+        """Return once ``state`` has reached this agent and is applied (its model loaded).
 
-        A state just set on the balancer may still be on its way; compare
-        ``agent.desired_state`` with ``balancer.applicable_state`` first when it matters.
+        Pass the state you are waiting for (``balancer.applicable_state`` after
+        ``set_desired_state``): one still on its way is then waited for, not mistaken for
+        the one applied before. Without it, wait for the latest state this agent received.
+        """
+        await self._reconciler.wait_applied(state)
+
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight on this agent."""
+        while self._in_flight:
+            await self._idle_changed.wait_beyond(self._idle_changed.version)
+
+    async def subscribe_status(self) -> AsyncIterator[SlotAggregatedStatusSnapshot]:
+        """The agent's status now, then after each change (coalesced), until it closes.
+
+        Download progress shows here (``download_current`` of ``download_total``); the CLI
+        draws its progress bar from it.
         """
         changes = self.status.changes
-        while not (
-            self.desired_state is not None
-            and self._reconciler.applied == self.desired_state
-            and self.status.state_application_status is AgentStateApplicationStatus.APPLIED
-        ):
-            await changes.wait_beyond(changes.version)
+        seen = -1
+        while not changes.is_closed():
+            if seen != changes.version:
+                seen = changes.version
+                yield self.status.snapshot()
+            await changes.wait_beyond(seen)
 
-    async def _wait_restarted_engine(self) -> Any:
+    async def _wait_restarted_engine(self) -> Engine | None:
         """The engine that replaces a crashed one (None if that load fails or takes too long)."""
         changes = self.status.changes
         with anyio.move_on_after(RESTART_WAIT):
@@ -224,14 +229,33 @@ class Agent:
                 await changes.wait_beyond(changes.version)
         return self.engine
 
-    async def _stop_streams(self) -> None:
-        """Cancel every request in flight; each ends with ``Done`` and its usage so far."""
-        for stream in list(self._streams.values()):
-            await stream.cancel()
+    # -- the Reconciler's host -----------------------------------------------------------
 
-    async def _wait_idle(self) -> None:
-        while self._in_flight:
-            await self._idle_changed.wait_beyond(self._idle_changed.version)
+    def begin_drain(self) -> anyio.Event | None:
+        """Report ``slots_total: 0`` now; the event fires when the balancer acknowledged it."""
+        was_serving = self.status.slots_total > 0
+        self.status.update(
+            slots_total=0, state_application_status=AgentStateApplicationStatus.FRESH
+        )
+        protocol = self._protocol
+        if protocol is None or not was_serving:
+            return None
+        acknowledged = protocol.begin_drain(self.status.snapshot())
+        self._flush()
+        if not acknowledged:  # a Paddler 4.1 balancer: no acknowledgement will come
+            return None
+        self._drain_ack = anyio.Event()
+        return self._drain_ack
+
+    async def stop_requests(self) -> int:
+        """Cancel every request in flight; each ends with ``Done`` and its usage so far."""
+        streams = list(self._streams.values())
+        for stream in streams:
+            await stream.cancel()
+        return len(streams)
+
+    def swap_engine(self, engine: Engine | None) -> None:
+        self.engine = engine
 
     # -- connection ----------------------------------------------------------------------
 
@@ -273,7 +297,7 @@ class Agent:
     async def _serve_connection(self, socket: AgentSocket) -> None:
         extensions = socket.extra(AgentSocketAttribute.extensions, frozenset())
         protocol = AgentProtocol(name=self.name, extensions=extensions)
-        send, receive = anyio.create_memory_object_stream[Any](float("inf"))
+        send, receive = anyio.create_memory_object_stream[AgentToBalancerMessage](float("inf"))
         self._protocol, self._outbox = protocol, send
         self._writer_done = anyio.Event()
         protocol.register(self.status.snapshot())
@@ -300,7 +324,12 @@ class Agent:
             if self._drain_ack is not None:
                 self._drain_ack.set()  # the new connection registers with slots_total 0
 
-    async def _write(self, socket: AgentSocket, receive: Any, scope: anyio.CancelScope) -> None:
+    async def _write(
+        self,
+        socket: AgentSocket,
+        receive: MemoryObjectReceiveStream[AgentToBalancerMessage],
+        scope: anyio.CancelScope,
+    ) -> None:
         done = self._writer_done
         try:
             async with receive:
@@ -338,29 +367,11 @@ class Agent:
             self._flush()
             await anyio.sleep(MIN_REPORT_GAP)  # coalesce bursts such as download progress
 
-    def _begin_drain(self) -> anyio.Event | None:
-        """Report ``slots_total: 0`` now; the event fires when the balancer acknowledged it."""
-        was_serving = self.status.slots_total > 0
-        self.status.update(
-            slots_total=0, state_application_status=AgentStateApplicationStatus.FRESH
-        )
-        protocol = self._protocol
-        if protocol is None or not was_serving:
-            return None
-        acknowledged = protocol.begin_drain(self.status.snapshot())
-        self._flush()
-        if not acknowledged:  # a Paddler 4.1 balancer: no acknowledgement will come
-            return None
-        self._drain_ack = anyio.Event()
-        return self._drain_ack
-
     # -- requests ------------------------------------------------------------------------
 
     def _handle_event(self, event: ProtocolEvent, tg: anyio.abc.TaskGroup) -> None:
         if isinstance(event, DesiredStateReceived):
-            if event.state != self.desired_state:  # a reconnect re-sends the same state
-                self.desired_state = event.state
-                self._desired_changed.notify()
+            self._reconciler.set_desired(event.state)
         elif isinstance(event, RequestReceived):
             assert self._protocol is not None
             self._in_flight += 1
@@ -392,7 +403,7 @@ class Agent:
             self.status.update(slots_processing=self._in_flight)
             self._idle_changed.notify()
 
-    def _respond(self, protocol: AgentProtocol, request_id: str, payload: Any) -> None:
+    def _respond(self, protocol: AgentProtocol, request_id: str, payload: ResponsePayload) -> None:
         if protocol.respond(request_id, payload) and protocol is self._protocol:
             self._flush()
 
@@ -412,15 +423,15 @@ class Agent:
         if engine is None and self._reconciler.restarting:
             engine = await self._wait_restarted_engine()
         if engine is None:
-            error: Any = (
-                EmbeddingError(NO_MODEL_MESSAGE) if embedding else SamplerError(NO_MODEL_MESSAGE)
+            self._respond(
+                protocol,
+                request_id,
+                EmbeddingError(NO_MODEL_MESSAGE) if embedding else SamplerError(NO_MODEL_MESSAGE),
             )
-            self._respond(protocol, request_id, error)
             return
-        if embedding:
+        stream: AnyResultStream
+        if isinstance(payload, GenerateEmbeddingBatchParams):
             stream = engine.embed(payload)
-        elif request.overrides is None:
-            stream = engine.generate(payload)  # an engine_loader's engine may take no overrides
         else:
             stream = engine.generate(payload, overrides=request.overrides)
         self._streams[request_id] = stream
@@ -430,10 +441,3 @@ class Agent:
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
-
-
-async def _default_loader(model_path: Path, parameters: Any, **kwargs: Any) -> Any:
-    """``LlamaEngine.load``; the agent's engine runs in a worker process of its own."""
-    from paddler.engine import LlamaEngine
-
-    return await LlamaEngine.load(model_path, parameters, **kwargs)

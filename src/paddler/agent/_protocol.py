@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Collection
-from typing import Any
 
 import attrs
 
@@ -22,13 +21,16 @@ from paddler.wire import (
     AgentDesiredState,
     AgentIssue,
     AgentRequest,
+    AgentRequestPayload,
     AgentResponse,
     AgentSocketExtension,
+    AgentToBalancerMessage,
     DeregisterAgent,
     Embedding,
     EngineWorkerCrashed,
     ExtraBufferTypesDisabled,
     RegisterAgent,
+    ResponsePayload,
     SamplingOverrides,
     SetState,
     SlotAggregatedStatusSnapshot,
@@ -62,7 +64,7 @@ class DesiredStateReceived:
 @attrs.frozen
 class RequestReceived:
     request_id: str
-    payload: Any
+    payload: AgentRequestPayload
     overrides: SamplingOverrides | None = None
 
 
@@ -97,7 +99,7 @@ class AgentProtocol:
         self._stopped: set[str] = set()
         self._drain_ack_pending = False
         self._events: list[ProtocolEvent] = []
-        self._outgoing: list[Any] = []
+        self._outgoing: list[AgentToBalancerMessage] = []
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class AgentProtocol:
         )
         return status if issues == status.issues else attrs.evolve(status, issues=issues)
 
-    def respond(self, request_id: str, payload: Any) -> bool:
+    def respond(self, request_id: str, payload: ResponsePayload) -> bool:
         """Queue a response; False (nothing sent) when the request is not in flight."""
         if self.state is not ProtocolState.REGISTERED or request_id not in self.in_flight:
             return False
@@ -158,7 +160,7 @@ class AgentProtocol:
             self._outgoing.append(DeregisterAgent())
         self.state = ProtocolState.CLOSED
 
-    def receive(self, message: Any) -> None:
+    def receive(self, message: object) -> None:
         """Take one decoded message from the balancer; anything unexpected is logged."""
         if self.state is ProtocolState.CLOSED:
             return
@@ -193,7 +195,7 @@ class AgentProtocol:
         events, self._events = self._events, []
         return events
 
-    def outgoing(self) -> list[Any]:
+    def outgoing(self) -> list[AgentToBalancerMessage]:
         messages, self._outgoing = self._outgoing, []
         return messages
 

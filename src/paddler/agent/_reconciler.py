@@ -12,12 +12,15 @@ An engine whose worker process dies is replaced by a fresh load of the same stat
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import anyio
 
+from paddler._changes import Changes
+from paddler.agent._config import AgentConfig
+from paddler.agent._engine import Engine, EngineLoader, EngineSpec
 from paddler.agent._sources import (
     DownloadProgress,
     ModelLoaded,
@@ -29,6 +32,7 @@ from paddler.agent._sources import (
     model_source_label,
     resolve_model,
 )
+from paddler.agent._status import AgentStatus
 from paddler.wire import (
     AgentDesiredModel,
     AgentDesiredState,
@@ -46,15 +50,9 @@ from paddler.wire import (
     UnableToFindChatTemplate,
 )
 
-if TYPE_CHECKING:
-    from paddler.agent._agent import Agent
-
-__all__ = ["EngineLoader", "Reconciler", "load_issue", "load_issues"]
+__all__ = ["Reconciler", "ReconcilerHost", "load_issue", "load_issues"]
 
 logger = logging.getLogger("paddler.agent")
-
-EngineLoader = Callable[..., Awaitable[Any]]
-"""``await loader(model_path, parameters, *, slots, chat_template_override)`` → engine."""
 
 RETRY_INTERVAL = 1.0
 #: As Paddler: the first failed attempt is AttemptedAndRetrying, the second Stuck (retrying
@@ -92,27 +90,99 @@ def load_issue(exc: Exception, model_path: str) -> AgentIssue:
     return ModelCannotBeLoaded(model_path=model_path)
 
 
-class Reconciler:
-    """Applies each new desired state; retries every second until it sticks."""
+class ReconcilerHost(Protocol):
+    """What the Reconciler needs from the agent it runs in: draining, and the engine seat."""
 
-    def __init__(self, agent: Agent, loader: EngineLoader) -> None:
-        self._agent = agent
+    def begin_drain(self) -> anyio.Event | None:
+        """Report ``slots_total: 0`` now; the event fires once the balancer acknowledged it
+        (``None``: no acknowledgement will come)."""
+
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight."""
+
+    async def stop_requests(self) -> int:
+        """Stop every request in flight (each ends with ``Done``); return how many there were."""
+
+    def swap_engine(self, engine: Engine | None) -> None:
+        """Serve requests that arrive from now on with ``engine`` (``None``: no engine)."""
+
+
+class Reconciler:
+    """Applies each new desired state; retries every second until it sticks.
+
+    The Reconciler owns the engine: it is the only caller of ``host.swap_engine``.
+    """
+
+    def __init__(
+        self,
+        host: ReconcilerHost,
+        loader: EngineLoader,
+        *,
+        config: AgentConfig,
+        status: AgentStatus,
+    ) -> None:
+        self._host = host
         self._loader = loader
-        self.applied: AgentDesiredState | None = None
+        self._config = config
+        self._status = status
+        self._engine: Engine | None = None
+        self._desired: AgentDesiredState | None = None
+        #: Notified when the desired state or the applied state changes.
+        self._changes = Changes()
+        self._desired_version = 0
+        self._applied: AgentDesiredState | None = None
         #: Set while the engine is being replaced (after a crash, or between a swap's drain and
         #: its load): requests that reach the agent then wait for the new engine rather than
         #: failing. In a swap those are the ones the balancer dispatched just before it saw
         #: the drain.
         self.restarting = False
 
+    # -- inputs and waiting ----------------------------------------------------------------
+
+    @property
+    def desired(self) -> AgentDesiredState | None:
+        """The latest desired state received."""
+        return self._desired
+
+    @property
+    def applied(self) -> AgentDesiredState | None:
+        """The desired state the current engine serves (``None`` while none is applied)."""
+        return self._applied
+
+    def set_desired(self, state: AgentDesiredState) -> None:
+        """A desired state arrived; the same state again (a reconnect re-sends it) is ignored."""
+        if state != self._desired:
+            self._desired = state
+            self._desired_version += 1
+            self._changes.notify()
+
+    async def wait_applied(self, state: AgentDesiredState | None = None) -> None:
+        """Return once ``state`` (default: the latest received) is desired and applied."""
+        while True:
+            target = self._desired if state is None else state
+            if target is not None and self._applied == target == self._desired:
+                return
+            await self._changes.wait_beyond(self._changes.version)
+
+    def _set_applied(self, state: AgentDesiredState | None) -> None:
+        if self._applied != state:
+            self._applied = state
+            self._changes.notify()
+
+    async def _wait_desired_beyond(self, version: int) -> int:
+        while self._desired_version <= version:
+            await self._changes.wait_beyond(self._changes.version)
+        return self._desired_version
+
+    # -- the loop --------------------------------------------------------------------------
+
     async def run(self) -> None:
-        agent = self._agent
         seen = 0
         crash: str | None = None
         while True:
             if crash is None:
-                seen = await agent._desired_changed.wait_beyond(seen)
-            state = agent.desired_state
+                seen = await self._wait_desired_beyond(seen)
+            state = self._desired
             if state is None:
                 crash = None
                 continue
@@ -120,7 +190,7 @@ class Reconciler:
             async with anyio.create_task_group() as tg:
 
                 async def cancel_on_change(scope: anyio.CancelScope, version: int) -> None:
-                    await agent._desired_changed.wait_beyond(version)
+                    await self._wait_desired_beyond(version)
                     scope.cancel()
 
                 tg.start_soon(cancel_on_change, tg.cancel_scope, seen)
@@ -136,35 +206,39 @@ class Reconciler:
     def _set_restarting(self, restarting: bool) -> None:
         if self.restarting != restarting:
             self.restarting = restarting
-            self._agent.status.changes.notify()
+            self._status.changes.notify()
+
+    def _swap(self, engine: Engine | None) -> Engine | None:
+        old, self._engine = self._engine, engine
+        self._host.swap_engine(engine)
+        return old
 
     async def _wait_engine_crash(self) -> str | None:
-        """Wait while the engine serves; return how its worker died (never, for fake engines)."""
-        wait_stopped = getattr(self._agent.engine, "wait_stopped", None)
-        crash: str | None = None if wait_stopped is None else await wait_stopped()
-        if crash is None:  # closed on purpose (a swap, the agent stopping), or a fake engine
+        """Wait while the engine serves; return how its worker died (never, if closed)."""
+        engine = self._engine
+        crash = None if engine is None else await engine.wait_stopped()
+        if crash is None:  # no model, or closed on purpose (a swap, the agent stopping)
             await anyio.sleep_forever()
         return crash
 
     def _engine_crashed(self, how: str) -> None:
-        agent = self._agent
         logger.error("the engine worker %s; loading the model again", how)
-        agent.engine = None
-        self.applied = None
+        self._swap(None)
+        self._set_applied(None)
         self.restarting = True
+        status = self._status
         issues: list[AgentIssue] = [
-            i for i in agent.status.issues if not isinstance(i, EngineWorkerCrashed)
+            i for i in status.issues if not isinstance(i, EngineWorkerCrashed)
         ]
         issues.append(EngineWorkerCrashed(error=f"the engine worker {how}; it was restarted"))
-        agent.status.update(
+        status.update(
             issues=tuple(issues),
             slots_total=0,
             state_application_status=Status.FRESH,
         )
 
     async def apply(self, state: AgentDesiredState, *, restarting: bool = False) -> None:
-        agent = self._agent
-        status = agent.status
+        status = self._status
         await self._drain()
         # As Paddler, applying a state starts with no issues; what is still wrong is found
         # again. Only a restart after a crash keeps saying that the worker crashed.
@@ -182,13 +256,13 @@ class Reconciler:
             download_filename=None,
             download_indeterminate=True,
         )
-        self.applied = None
+        self._set_applied(None)
         attempts = 0
         while True:
             attempts += 1
             outcome = await self._attempt(state)
             if outcome is True:
-                self.applied = state
+                self._set_applied(state)
                 return
             self._set_restarting(False)  # requests waiting for an engine fail now
             if outcome is None:  # not appliable until the state changes
@@ -204,25 +278,25 @@ class Reconciler:
             await anyio.sleep(RETRY_INTERVAL)
 
     async def _drain(self) -> None:
-        agent = self._agent
-        if agent.engine is None:
+        if self._engine is None:
             return
-        ack = agent._begin_drain()
+        host = self._host
+        ack = host.begin_drain()
         if ack is not None:
             with anyio.move_on_after(DRAIN_ACK_TIMEOUT):
                 await ack.wait()
-        with anyio.move_on_after(agent.config.drain_timeout) as waited:
-            await agent._wait_idle()
+        with anyio.move_on_after(self._config.drain_timeout) as waited:
+            await host.wait_idle()
         if waited.cancelled_caught:
+            stopped = await host.stop_requests()
             logger.warning(
-                "%d request(s) still running after %.0f s of draining; stopping them",
-                agent._in_flight,
-                agent.config.drain_timeout,
+                "%d request(s) were still running after %.0f s of draining; stopped them",
+                stopped,
+                self._config.drain_timeout,
             )
-            await agent._stop_streams()
             with anyio.move_on_after(DRAIN_ACK_TIMEOUT):
-                await agent._wait_idle()
-        engine, agent.engine = agent.engine, None
+                await host.wait_idle()
+        engine = self._swap(None)
         self._set_restarting(True)
         if engine is not None:
             with anyio.CancelScope(shield=True):
@@ -249,14 +323,10 @@ class Reconciler:
         self, source: AgentDesiredModel, progress: Callable[[DownloadProgress], None]
     ) -> Path | None:
         """``resolve_model`` with this agent's cache; the download fields are cleared after."""
-        config = self._agent.config
         path = await resolve_model(
-            source,
-            on_progress=progress,
-            cache_dir=config.cache_dir,
-            progress_bar=config.progress_bar,
+            source, on_progress=progress, cache_dir=self._config.cache_dir, progress_bar=False
         )
-        self._agent.status.update(
+        self._status.update(
             download_current=0,
             download_total=0,
             download_filename=None,
@@ -266,8 +336,7 @@ class Reconciler:
 
     async def _attempt(self, state: AgentDesiredState) -> bool | None:
         """True when applied, False to retry, None when retrying cannot help."""
-        agent = self._agent
-        status = agent.status
+        config, status = self._config, self._status
         label = model_source_label(state.model)
 
         def progress(update: DownloadProgress) -> None:
@@ -292,7 +361,7 @@ class Reconciler:
                 uses_chat_template_override=override is not None,
             )
             return True
-        options: dict[str, Any] = {}  # only what differs: custom loaders need not know them
+        projection: Path | None = None
         if not isinstance(state.multimodal_projection, NoModel):
             try:
                 projection = await self._resolve_projection(state, progress)
@@ -300,42 +369,39 @@ class Reconciler:
                 logger.warning("multimodal projection source failed: %s", exc)
                 status.update(issues=issues_after(status.issues, SourceFailed(exc.issue)))
                 return False if exc.retryable else None
-            options["multimodal_projection"] = projection
-        if not agent.config.extra_buffer_types:
-            options["extra_buffer_types"] = False
-        if agent.config.threads is not None:
-            options["threads"] = agent.config.threads
-        if agent.config.engine_stall_timeout is not None:
-            options["stall_timeout"] = agent.config.engine_stall_timeout
+        spec = EngineSpec(
+            model_path=Path(path),
+            parameters=state.inference_parameters,
+            slots=config.slots,
+            chat_template_override=override.content if override is not None else None,
+            multimodal_projection=projection,
+            extra_buffer_types=config.extra_buffer_types,
+            threads=config.threads,
+            stall_timeout=config.engine_stall_timeout,
+        )
         try:
-            engine = await self._loader(
-                Path(path),
-                state.inference_parameters,
-                slots=agent.config.slots,
-                chat_template_override=override.content if override is not None else None,
-                **options,
-            )
+            engine = await self._loader(spec)
         except Exception as exc:
             logger.warning("model load failed: %s", exc)
             self._set_restarting(False)
-            first, *more = load_issues(exc, str(path), agent.config.slots)
+            first, *more = load_issues(exc, str(path), config.slots)
             after = issues_after(status.issues, ModelLoadFailed(first))
             status.update(issues=(*after, *(i for i in more if i not in after)))
             return False
-        agent.engine = engine
+        self._swap(engine)
         self._set_restarting(False)
         issues: list[AgentIssue] = [
             i
             for i in issues_after(status.issues, ModelLoaded())
             if not isinstance(i, ExtraBufferTypesDisabled)
         ]
-        fault = getattr(engine, "extra_buffer_types_fault", None)
+        fault = engine.extra_buffer_types_fault
         if fault is not None:
             issues.append(ExtraBufferTypesDisabled(error=fault))
         status.update(
             issues=tuple(issues),
             model_path=str(path),
-            slots_total=agent.config.slots,
+            slots_total=config.slots,
             uses_chat_template_override=override is not None,
             state_application_status=Status.APPLIED,
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from paddler.agent import EngineSpec
 from paddler.wire import ContentToken, Done, InferenceParameters, TokenUsage
 
 
@@ -80,6 +81,9 @@ class FakeEngine:
         self.closed = False
         self.active = 0
         self.overrides: list[Any] = []  # what each generate() got (None: no overrides)
+        self.extra_buffer_types_fault: str | None = None
+        self.crashed: str | None = None
+        self._closed = anyio.Event()
 
     def generate(self, params: Any, *, overrides: Any = None) -> FakeStream:
         if self.closed:
@@ -87,8 +91,22 @@ class FakeEngine:
         self.overrides.append(overrides)
         return FakeStream(self)
 
+    def embed(self, params: Any) -> FakeStream:
+        raise NotImplementedError("the fake engine has no embeddings")
+
+    async def wait_stopped(self) -> str | None:
+        """``None`` once closed (as ``LlamaEngine`` after ``aclose()``), or how it crashed."""
+        await self._closed.wait()
+        return self.crashed
+
+    def crash(self, how: str) -> None:
+        """Act as if the worker died: ``wait_stopped()`` returns ``how``."""
+        self.crashed = how
+        self._closed.set()
+
     async def aclose(self) -> None:
         self.closed = True
+        self._closed.set()
 
 
 class FakeLoader:
@@ -96,14 +114,16 @@ class FakeLoader:
 
     def __init__(self) -> None:
         self.engines: list[FakeEngine] = []
+        self.specs: list[EngineSpec] = []  # every load asked for, also the failed ones
         self.fail: Exception | None = None
 
-    async def __call__(
-        self, path: Path, parameters: InferenceParameters, *, slots: int, **kwargs: Any
-    ) -> FakeEngine:
+    async def __call__(self, spec: EngineSpec) -> FakeEngine:
+        self.specs.append(spec)
         await anyio.lowlevel.checkpoint()
         if self.fail is not None:
             raise self.fail
-        engine = FakeEngine(path, parameters, slots, label=f"e{len(self.engines)}:")
+        engine = FakeEngine(
+            spec.model_path, spec.parameters, spec.slots, label=f"e{len(self.engines)}:"
+        )
         self.engines.append(engine)
         return engine

@@ -111,8 +111,7 @@ async def test_stop_ends_with_done(model_file: Path) -> None:
 
                 tg.start_soon(read)
                 with anyio.fail_after(2):
-                    while balancer.statistics().slots_busy == 0:  # noqa: ASYNC110
-                        await anyio.sleep(0.001)
+                    await balancer.wait_slots_busy(1)
                 await stream.cancel()
         assert isinstance(items[-1].response, Done)
         assert balancer.statistics().slots_busy == 0
@@ -135,20 +134,49 @@ async def test_swap_under_load_loses_nothing(model_file: Path) -> None:
             for _ in range(4):
                 tg.start_soon(request)
             with anyio.fail_after(2):
-                while len(balancer.buffer) < 2:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
+                await balancer.wait_buffered(2)
             await balancer.set_desired_state(state_for(model_file, temperature=0.1))
             with anyio.fail_after(2):
-                while balancer.statistics().slots_total != 0:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
+                await balancer.wait_statistics(lambda s: s.slots_total == 0)  # draining
             first.gate.set()  # in-flight requests finish on the old engine
             with anyio.fail_after(5):
-                await agent.wait_applied()
+                await agent.wait_applied(balancer.applicable_state)
         assert len(loader.engines) == 2 and first.closed
         assert all(isinstance(r[-1], ResponseEnvelope) for r in results)
         prefixes = sorted(r[0].response.text[:3] for r in results)
         assert prefixes == ["e0:", "e0:", "e1:", "e1:"]
         assert loader.engines[1].parameters.temperature == 0.1
+
+
+async def test_wait_applied_waits_for_a_state_still_on_its_way(model_file: Path) -> None:
+    """Given the state just set, ``wait_applied`` returns once that one is loaded, not at
+    once because the previous state is applied (the new one has not reached the agent)."""
+    async with cluster(model_file) as (balancer, agent, loader):
+        await agent.wait_applied(balancer.applicable_state)
+        await balancer.set_desired_state(state_for(model_file, temperature=0.1))
+        wanted = balancer.applicable_state
+        assert agent.desired_state != wanted  # still on its way
+        with anyio.fail_after(5):
+            await agent.wait_applied(wanted)
+        assert agent.desired_state == wanted
+        assert len(loader.engines) == 2 and loader.engines[0].closed
+        assert agent.engine is loader.engines[1]
+        assert loader.engines[1].parameters.temperature == 0.1
+
+
+async def test_subscribe_status_shows_each_change_then_ends_when_closed(
+    model_file: Path,
+) -> None:
+    async with cluster(model_file) as (_, agent, _):
+        updates = agent.subscribe_status()
+        first = await updates.__anext__()
+        assert first.slots_total == 1 and first.model_path == str(model_file)
+        agent.status.update(download_filename="next.gguf", download_current=5)
+        second = await updates.__anext__()
+        assert (second.download_filename, second.download_current) == ("next.gguf", 5)
+        assert second.version > first.version
+        await agent.aclose()
+        assert [s async for s in updates] == []
 
 
 async def test_load_failure_is_an_issue_then_stuck_then_fixed(model_file: Path) -> None:
@@ -187,9 +215,14 @@ async def test_agent_survives_a_balancer_restart(model_file: Path) -> None:
 
 async def test_agent_against_mock_transport(model_file: Path) -> None:
     seen: list[Any] = []
+    serving_reported = anyio.Event()
 
     def handler(message: Any) -> list[Any]:
         seen.append(message)
+        if isinstance(message, UpdateAgentStatus) and (
+            message.slot_aggregated_status_snapshot.slots_total
+        ):
+            serving_reported.set()
         if isinstance(message, RegisterAgent):
             state = state_for(model_file)
             from paddler.balancer import to_agent_desired_state
@@ -202,11 +235,7 @@ async def test_agent_against_mock_transport(model_file: Path) -> None:
     async with Agent(config, transport=transport, engine_loader=FakeLoader()) as agent:
         with anyio.fail_after(5):
             await agent.wait_applied()
-            while not any(  # noqa: ASYNC110
-                isinstance(m, UpdateAgentStatus) and m.slot_aggregated_status_snapshot.slots_total
-                for m in seen
-            ):
-                await anyio.sleep(0.01)
+            await serving_reported.wait()
     assert isinstance(seen[-1], DeregisterAgent)
     versions = [m.slot_aggregated_status_snapshot.version for m in seen[1:-1]]
     assert versions == sorted(versions)
@@ -240,7 +269,7 @@ async def test_an_engine_failure_is_a_terminal_error_not_a_dropped_connection(
     async with cluster(model_file) as (balancer, agent, loader):
         engine = loader.engines[0]
 
-        def broken(params: Any) -> Any:
+        def broken(params: Any, *, overrides: Any = None) -> Any:
             raise RuntimeError("boom")
 
         engine.generate = broken  # type: ignore[method-assign]

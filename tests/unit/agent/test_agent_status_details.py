@@ -29,18 +29,6 @@ Status = AgentStateApplicationStatus
 _names = itertools.count()
 
 
-class CountingLoader(FakeLoader):
-    """Counts load attempts (the fake only records engines that loaded)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attempts = 0
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.attempts += 1
-        return await super().__call__(*args, **kwargs)
-
-
 def state_for(path: Path | None) -> BalancerDesiredState:
     if path is None:
         return BalancerDesiredState.default()
@@ -77,7 +65,7 @@ async def test_stuck_after_the_second_failed_attempt_and_still_retried(model_fil
     """Fresh → AttemptedAndRetrying (first failure) → Stuck (second), as Paddler; a fix is
     still picked up afterwards."""
     name = f"status-{next(_names)}"
-    loader = CountingLoader()
+    loader = FakeLoader()
     loader.fail = RuntimeError("bad gguf")
     async with Balancer(BalancerConfig(inproc_name=name)) as balancer:
         await balancer.set_desired_state(state_for(model_file))
@@ -87,7 +75,7 @@ async def test_stuck_after_the_second_failed_attempt_and_still_retried(model_fil
                 seen = await watch_until(
                     balancer, lambda s: s.state_application_status is Status.STUCK
                 )
-                attempts_when_stuck = loader.attempts
+                attempts_when_stuck = len(loader.specs)
                 loader.fail = None
                 await agent.wait_applied()
     statuses = [s.state_application_status for s in seen]

@@ -21,7 +21,7 @@ from openai import AsyncOpenAI
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from paddler.agent import Agent, AgentConfig
+from paddler.agent import Agent, AgentConfig, EngineSpec
 from paddler.agent import _reconciler as reconciler
 from paddler.balancer import Balancer, BalancerConfig
 from paddler.metrics import BalancerMetrics
@@ -270,9 +270,9 @@ class PaddlerBalancer:
 class CrashedKernelsLoader(FakeLoader):
     """Engines that report an issue of ours (the AMX fallback), to see it is kept local."""
 
-    async def __call__(self, path: Path, parameters: Any, *, slots: int, **kwargs: Any) -> Any:
-        engine: FakeEngine = await super().__call__(path, parameters, slots=slots, **kwargs)
-        engine.extra_buffer_types_fault = "AMX kernels crashed"  # type: ignore[attr-defined]
+    async def __call__(self, spec: EngineSpec) -> FakeEngine:
+        engine = await super().__call__(spec)
+        engine.extra_buffer_types_fault = "AMX kernels crashed"
         return engine
 
 

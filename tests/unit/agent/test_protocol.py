@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from paddler.agent import (
+from paddler.agent._protocol import (
     AgentProtocol,
     DesiredStateReceived,
     DrainAcknowledged,

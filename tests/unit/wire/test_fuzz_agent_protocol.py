@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paddler.agent import AgentProtocol, RequestReceived
+from paddler.agent._protocol import AgentProtocol, RequestReceived
 from paddler.wire import (
     AgentResponse,
     AgentStateApplicationStatus,
