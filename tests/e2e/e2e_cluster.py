@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,13 @@ def desired_state(model_path: Path | None, **parameters: Any) -> dict[str, Any]:
 class Process:
     """One CLI subprocess; its stderr goes to a log file shown when a test fails."""
 
-    def __init__(self, args: Sequence[str], log_path: Path) -> None:
+    def __init__(
+        self, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.args = list(args)
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "paddler_server.cli", *self.args],
             stdout=self._log,
@@ -118,6 +120,8 @@ class Cluster:
         self.inference_port = free_port()
         self.management_port = free_port()
         self.balancer_flags = balancer_flags
+        #: Extra environment of the balancer process (on top of this one's).
+        self.balancer_env: dict[str, str] = {}
         self.balancer: Process | None = None
         self.agents: dict[str, Process] = {}
         self.http = httpx.Client(timeout=30.0)
@@ -146,7 +150,7 @@ class Cluster:
             args += [f"--{flag.replace('_', '-')}", str(value)]
         args += list(extra)
         log = self.tmp / f"balancer-{len(list(self.tmp.glob('balancer-*')))}.log"
-        self.balancer = Process(args, log)
+        self.balancer = Process(args, log, self.balancer_env)
         wait_until(
             lambda: all(self._healthy(url) for url in self.service_urls),
             STARTUP_TIMEOUT,

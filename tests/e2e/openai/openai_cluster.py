@@ -5,6 +5,7 @@ A uniquely named module (not conftest) so that test modules import it unambiguou
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +25,31 @@ STOCHASTIC = {
 }
 
 
+#: What importing llama.cpp does in an OpenAI cluster's balancer process: the balancer must
+#: never load it (schemas become grammars in the agent's engine worker), so any import fails.
+NO_LLAMA_MESSAGE = "llama_cpp was imported in the balancer process"
+
+
+def without_llama(tmp: Path) -> dict[str, str]:
+    """Environment for a process in which ``import llama_cpp`` raises: a ``llama_cpp``
+    package that raises on import, first on ``PYTHONPATH``."""
+    shadow = tmp / "no-llama" / "llama_cpp"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text(f"raise RuntimeError({NO_LLAMA_MESSAGE!r})\n")
+    path = [str(shadow.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(path)}
+
+
 class OpenAICluster(Cluster):
-    """A ``Cluster`` whose balancer also serves ``--compat-openai-addr``."""
+    """A ``Cluster`` whose balancer also serves ``--compat-openai-addr``, in a process where
+    llama.cpp cannot be imported (see ``without_llama``); its agents have llama.cpp as usual."""
 
     def __init__(self, tmp: Path, model_path: Path, **flags: Any) -> None:
         self.openai_port = free_port()
         super().__init__(
             tmp, model_path, compat_openai_addr=f"127.0.0.1:{self.openai_port}", **flags
         )
+        self.balancer_env = without_llama(tmp)
 
     @property
     def openai_url(self) -> str:
