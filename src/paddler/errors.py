@@ -20,13 +20,14 @@ maps to a status (and that goes into ``ErrorEnvelope`` bodies once streaming has
     │   ├── ConnectError                             the balancer could not be reached
     │   └── ProtocolError                            the peer broke the agent-socket protocol
     ├── WireError (ValueError)                 400   ``paddler.wire``: a document off the spec
+    ├── GrammarLimitError (ValueError)         400   ``paddler.wire``: a schema past a limit
     ├── StateStoreError                        500   ``paddler.balancer``: state store unusable
     ├── ModelSourceError                       500   ``paddler.agent``: model not made local
     ├── ModelLoadError                         500   ``paddler.engine``: model not loaded
     └── ClientError                                  ``paddler.client``: what the client raises
 
-The last five live next to the code that raises them (``paddler.errors`` imports nothing, so
-every layer may import it); ``paddler`` re-exports each.
+The last six live next to the code that raises them (this module imports nothing, so every
+layer may import it); ``paddler`` re-exports ``WireError`` too.
 """
 
 from __future__ import annotations
