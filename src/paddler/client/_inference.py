@@ -75,8 +75,12 @@ class InferenceClient(HttpClientBase):
         *,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 300.0,
+        api_key: str | None = None,
     ) -> None:
+        """:param api_key: one of the balancer's ``--api-key``s, sent as ``Authorization:
+        Bearer`` on every request and on the WebSocket handshake."""
         super().__init__(base_url, http_client, timeout)
+        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._tg: TaskGroup | None = None
         self._socket: InferenceSocket | None = None
 
@@ -131,7 +135,9 @@ class InferenceClient(HttpClientBase):
     @property
     def socket(self) -> InferenceSocket:
         if self._socket is None:
-            self._socket = InferenceSocket(inference_socket_url(self.base_url), self._task_group())
+            self._socket = InferenceSocket(
+                inference_socket_url(self.base_url), self._task_group(), headers=self._auth
+            )
         return self._socket
 
     @property
@@ -201,7 +207,7 @@ class InferenceClient(HttpClientBase):
             "POST",
             f"{self.base_url}/api/v1/{path}",
             content=converter.dumps(params),
-            headers=json_headers(),
+            headers={**self._auth, **json_headers()},
         )
         with map_httpx_errors():
             response = await self._http.send(request, stream=True)

@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
 
 from paddler.client._stream import Routed, is_final
-from paddler.client.errors import ConnectionDropped, ServerUnreachable
+from paddler.client.errors import ConnectionDropped, HTTPStatusError, ServerUnreachable
 from paddler.wire import (
     ErrorEnvelope,
     InferenceClientMessage,
@@ -47,8 +47,16 @@ RECONNECT_INTERVAL = 1.0
 
 
 class InferenceSocket:
-    def __init__(self, url: str, task_group: TaskGroup, *, open_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        task_group: TaskGroup,
+        *,
+        open_timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.url = url
+        self._headers = headers or {}
         self._tg = task_group
         self._open_timeout = open_timeout
         self._ws: ClientConnection | None = None
@@ -74,8 +82,15 @@ class InferenceSocket:
                 return self._ws
             try:
                 ws = await connect(
-                    self.url, max_size=MAX_MESSAGE_SIZE, open_timeout=self._open_timeout
+                    self.url,
+                    max_size=MAX_MESSAGE_SIZE,
+                    open_timeout=self._open_timeout,
+                    additional_headers=self._headers,
                 )
+            except websockets.exceptions.InvalidStatus as exc:  # 401: the API key, say
+                response = exc.response
+                body = (response.body or b"").decode(errors="replace")
+                raise HTTPStatusError(response.status_code, body, url=self.url) from exc
             except (OSError, TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
                 raise ServerUnreachable(f"cannot open {self.url}: {exc}") from exc
             self._ws = ws

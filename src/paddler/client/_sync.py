@@ -129,10 +129,16 @@ class SyncResponseStream:
 class SyncInferenceClient(_PortalOwner):
     """``InferenceClient`` without ``async``: ``with SyncInferenceClient(url) as client``."""
 
-    def __init__(self, base_url: str = DEFAULT_INFERENCE_URL, *, timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_INFERENCE_URL,
+        *,
+        timeout: float = 300.0,
+        api_key: str | None = None,
+    ) -> None:
         super().__init__()
         started: tuple[InferenceClient, anyio.Event] = self._portal.start_task(
-            self._host, base_url, timeout
+            self._host, base_url, timeout, api_key
         )[1]
         self._client, self._stop_event = started
 
@@ -140,11 +146,12 @@ class SyncInferenceClient(_PortalOwner):
     async def _host(
         base_url: str,
         http_timeout: float,
+        api_key: str | None,
         *,
         task_status: TaskStatus[tuple[InferenceClient, anyio.Event]] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         stop = anyio.Event()
-        async with InferenceClient(base_url, timeout=http_timeout) as client:
+        async with InferenceClient(base_url, timeout=http_timeout, api_key=api_key) as client:
             task_status.started((client, stop))
             await stop.wait()
 
