@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paddler_server.openai._chat_request import ChatRequest
 from paddler_server.openai._generation import generate, sse_results
 from paddler_server.openai._respond import Responder, sse_event
 from paddler_server.openai._turn import Turn, new_id, now, tool_call_json, usage_json
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
 
 __all__ = ["answer_chat"]
 
@@ -30,7 +33,7 @@ def _message(turn: Turn) -> dict[str, Any]:
 
 
 async def answer_chat(
-    balancer: Any, request: ChatRequest, model: str, responder: Responder
+    balancer: Balancer, request: ChatRequest, model: str, responder: Responder
 ) -> None:
     completion_id = new_id("chatcmpl-")
     created = now()

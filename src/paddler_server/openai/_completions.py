@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -14,6 +14,9 @@ from paddler_server.openai._generation import generate, sse_results
 from paddler_server.openai._respond import Responder, sse_event
 from paddler_server.openai._sampling import read_sampling
 from paddler_server.openai._turn import Turn, new_id, now
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
 
 __all__ = ["CompletionRequest", "answer_completion", "read_completion_request"]
 
@@ -85,7 +88,7 @@ def _usage(turn: Turn) -> dict[str, Any]:
 
 
 async def answer_completion(
-    balancer: Any, request: CompletionRequest, model: str, responder: Responder
+    balancer: Balancer, request: CompletionRequest, model: str, responder: Responder
 ) -> None:
     completion_id = new_id("cmpl-")
     created = now()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -24,6 +24,9 @@ from paddler.wire import (
 from paddler_server.openai._errors import OpenAIError, error_from_paddler, invalid
 from paddler_server.openai._fields import Object, child, opt_int, opt_str
 from paddler_server.openai._generation import unwrap_envelope
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
 
 __all__ = ["EmbeddingRequest", "answer_embeddings", "read_embedding_request"]
 
@@ -95,7 +98,7 @@ def _fail(result: object) -> OpenAIError:
 
 
 async def _collect(
-    balancer: Any, params: GenerateEmbeddingBatchParams
+    balancer: Balancer, params: GenerateEmbeddingBatchParams
 ) -> tuple[dict[int, Embedding], int]:
     """The vectors by input index, and the inputs' token count (what the agents reported)."""
     vectors: dict[int, Embedding] = {}
@@ -113,7 +116,9 @@ async def _collect(
     return vectors, tokens
 
 
-async def answer_embeddings(balancer: Any, request: EmbeddingRequest, model: str) -> dict[str, Any]:
+async def answer_embeddings(
+    balancer: Balancer, request: EmbeddingRequest, model: str
+) -> dict[str, Any]:
     try:
         vectors, tokens = await _collect(balancer, request.params)
     except PaddlerError as exc:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from paddler.wire import HuggingFaceModel, LocalToAgentModel, NoModel, UrlModel
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
 
 __all__ = ["ModelNames"]
 
@@ -38,7 +41,7 @@ class ModelNames:
     ``general.name`` (often with spaces). Requests may still name any model; it is echoed.
     """
 
-    balancer: Any
+    balancer: Balancer
     served_name: str | None = None
     created: int = attrs.Factory(lambda: int(time.time()))
 

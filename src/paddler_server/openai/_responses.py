@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -12,6 +12,9 @@ from paddler_server.openai._generation import generate, prepend
 from paddler_server.openai._respond import Responder, sse_event
 from paddler_server.openai._responses_request import ResponsesRequest
 from paddler_server.openai._turn import Turn, arguments_text, new_id, now
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
 
 __all__ = ["answer_responses"]
 
@@ -213,7 +216,7 @@ class _EventStream:
 
 
 async def answer_responses(
-    balancer: Any, request: ResponsesRequest, model: str, responder: Responder
+    balancer: Balancer, request: ResponsesRequest, model: str, responder: Responder
 ) -> None:
     response = _Response(request, model)
     turn = Turn(max_tokens=request.params.max_tokens)
