@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import time
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from paddler.balancer import Balancer  # at run time: Litestar reads this record's fields
 from paddler.wire import HuggingFaceModel, LocalToAgentModel, NoModel, UrlModel
-
-if TYPE_CHECKING:
-    from paddler.balancer import Balancer
 
 __all__ = ["ModelNames"]
 
