@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
+import click
 from anyio.abc import TaskStatus
 
 from paddler_server._api_keys import (
@@ -25,7 +28,7 @@ from paddler_server._api_keys import (
     load_keys_file,
 )
 
-__all__ = ["KeysSource", "env_api_keys", "watch_keys"]
+__all__ = ["KeysSource", "api_key_options", "env_api_keys", "keys_source", "watch_keys"]
 
 logger = logging.getLogger("paddler_server.api_keys")
 
@@ -114,3 +117,37 @@ async def watch_keys(
                 if now != seen:
                     seen = now
                     reload_keys(source, store, "file changed")
+
+
+def api_key_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--api-key`` (repeatable; else ``PADDLER_API_KEYS``) and ``--api-keys-file``."""
+    command = click.option(
+        "--api-keys-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        metavar="PATH",
+        help="TOML file of [[keys]] (name, key or key_sha256, and optional "
+        "requests_per_minute, tokens_per_minute, max_concurrent_requests, priority, models) "
+        "for the inference and OpenAI APIs; reloaded on SIGHUP and when it changes.",
+    )(command)
+    return click.option(
+        "--api-key",
+        "api_key",
+        multiple=True,
+        metavar="KEY",
+        help="A key the inference and OpenAI APIs accept as Authorization: Bearer KEY. "
+        "Repeatable; also PADDLER_API_KEYS (comma-separated). No key: the APIs are open.",
+    )(command)
+
+
+def keys_source(api_key: Sequence[str], api_keys_file: Path | None) -> KeysSource:
+    """The CLI's keys, checked now: a bad value or file is a usage error naming it."""
+    flags = tuple(api_key) or env_api_keys(os.environ.get("PADDLER_API_KEYS"))
+    source = KeysSource(flag_keys=flags, file=api_keys_file)
+    try:
+        source.load()
+    except KeysFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--api-keys-file") from exc
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--api-key / PADDLER_API_KEYS") from exc
+    return source
