@@ -36,6 +36,13 @@ class LoadedModel:
     metadata: dict[str, str]
     projector: Projector | None = None
 
+    def free(self) -> None:
+        """Release the context, the projection and the model (no scheduler may use them)."""
+        self.ctx.free()
+        if self.projector is not None:
+            self.projector.free()
+        self.model.free()
+
 
 def load_model(
     path: str | os.PathLike[str],
