@@ -119,10 +119,13 @@ async def run_demo(options: DemoOptions, shutdown: anyio.Event) -> None:
 
 async def _run_agent(slots: int, shutdown: anyio.Event) -> None:
     from paddler.agent import Agent, AgentConfig
+    from paddler_server._progress import show_download_progress
 
     config = AgentConfig(management_url=f"inproc://{INPROC_NAME}", slots=slots, name="demo-agent")
-    async with Agent(config):
+    async with Agent(config) as agent, anyio.create_task_group() as tg:
+        tg.start_soon(show_download_progress, agent)
         await shutdown.wait()
+        tg.cancel_scope.cancel()
 
 
 def _print_ready(settings: BalancerSettings) -> None:
@@ -142,5 +145,17 @@ def _print_ready(settings: BalancerSettings) -> None:
         "More agents (other machines too) can join with:",
         f"  paddler agent --management-addr {settings.management_addr} --slots 4",
         "",
+        *KEYS_HINT,
     ]
     click.echo("\n".join(lines))
+
+
+#: The demo is open (no keys) and on loopback only; how to close a real balancer.
+KEYS_HINT = (
+    "This demo asks for no keys and listens on loopback only. A balancer other machines",
+    "can reach should turn keys on (docs/security.md):",
+    "  paddler balancer --api-key KEY --management-api-key KEY --agent-token TOKEN \\",
+    "      [--tls-cert cert.pem --tls-key key.pem]",
+    "  paddler agent --management-addr HOST:8060 --token TOKEN --slots 4",
+    "",
+)

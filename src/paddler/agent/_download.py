@@ -13,7 +13,6 @@ import errno
 import logging
 import os
 import re
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -45,7 +44,6 @@ from ._download_size import (
     max_download_size_from_env,
     parse_byte_size,
 )
-from ._progress_bar import TerminalBar
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_SIZE",
@@ -142,14 +140,14 @@ async def download_url(
     *,
     on_progress: DownloadProgressCallback,
     cache_dir: Path | None = None,
-    progress_bar: bool | None = None,
     client: httpx.AsyncClient | None = None,
     max_size: int | None = None,
 ) -> Path:
     """Return the local path of ``url``, downloading it into the cache if needed.
 
-    :param progress_bar: draw a rich progress bar on stderr while bytes arrive; ``None``
-        means "when stderr is a terminal".
+    Nothing is drawn: progress goes to ``on_progress`` (the CLI draws its bar from the
+    agent's status) and to the ``paddler.agent`` logger at DEBUG.
+
     :param client: an ``httpx.AsyncClient`` to use (tests pass one with a transport).
     :param max_size: refuse a model larger than this many bytes (``None``: no cap), from its
         announced size before any byte is written, else once that many bytes have arrived.
@@ -166,9 +164,8 @@ async def download_url(
         with _map_os_errors(url):
             if paths.final.is_file():
                 return paths.final  # another process finished it while we waited
-        show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         async with _client(client) as http:
-            fetch = _Fetch(http, url, paths, filename, on_progress, show_bar, max_size)
+            fetch = _Fetch(http, url, paths, filename, on_progress, max_size)
             try:
                 await fetch.once()
             except _Restart:
@@ -227,7 +224,6 @@ class _Fetch:
     paths: UrlCachePaths
     filename: str
     on_progress: DownloadProgressCallback
-    show_bar: bool
     max_size: int | None
 
     async def once(self) -> None:
@@ -256,7 +252,6 @@ class _Fetch:
                     offset,
                     total,
                     self.on_progress,
-                    self.show_bar,
                     self.max_size,
                 )
         except httpx.TooManyRedirects as exc:
@@ -345,12 +340,18 @@ async def _receive(
     offset: int,
     total: int | None,
     on_progress: DownloadProgressCallback,
-    show_bar: bool,
     max_size: int | None = None,
 ) -> None:
     current = offset
+    logger.debug(
+        "downloading %s from byte %d of %s",
+        url,
+        offset,
+        total if total is not None else "an unknown size",
+        extra={"url": url, "offset": offset, "total": total},
+    )
     on_progress(DownloadProgress(filename, current, total))
-    with _map_os_errors(url), TerminalBar(show_bar, filename, current, total) as bar:
+    with _map_os_errors(url):
         async with await anyio.open_file(paths.partial, "r+b" if offset else "wb") as file:
             if offset:
                 await file.seek(offset)
@@ -366,7 +367,6 @@ async def _receive(
                         await file.write(pending)
                         current += len(pending)
                         pending.clear()
-                        bar.update(current)
                         on_progress(DownloadProgress(filename, current, total))
             finally:  # keep every byte received, also when the stream breaks: it resumes there
                 with anyio.CancelScope(shield=True):
@@ -374,7 +374,6 @@ async def _receive(
                     await file.flush()
             if pending:
                 current += len(pending)
-                bar.update(current)
                 on_progress(DownloadProgress(filename, current, total))
             await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
         if total is not None and current != total:
@@ -383,7 +382,13 @@ async def _receive(
                 f"download of {url} ended at byte {current} of {total}",
             )
         await anyio.to_thread.run_sync(_publish, paths)
-    logger.info("downloaded %s to %s (%d bytes)", url, paths.final, current)
+    logger.info(
+        "downloaded %s to %s (%d bytes)",
+        url,
+        paths.final,
+        current,
+        extra={"url": url, "path": str(paths.final), "bytes": current},
+    )
 
 
 def _publish(paths: UrlCachePaths) -> None:

@@ -323,9 +323,7 @@ class Reconciler:
         self, source: AgentDesiredModel, progress: Callable[[DownloadProgress], None]
     ) -> Path | None:
         """``resolve_model`` with this agent's cache; the download fields are cleared after."""
-        path = await resolve_model(
-            source, on_progress=progress, cache_dir=self._config.cache_dir, progress_bar=False
-        )
+        path = await resolve_model(source, on_progress=progress, cache_dir=self._config.cache_dir)
         self._status.update(
             download_current=0,
             download_total=0,

@@ -97,7 +97,6 @@ async def resolve_model(
     *,
     on_progress: DownloadProgressCallback,
     cache_dir: Path | None = None,
-    progress_bar: bool | None = None,
     max_download_size: int | Literal["env"] | None = "env",
 ) -> Path | None:
     """The local file for ``model``, fetching it first if needed; ``None`` for ``NoModel``.
@@ -109,8 +108,6 @@ async def resolve_model(
     :param on_progress: called (on the event loop) as bytes arrive; only for downloads.
     :param cache_dir: overrides the URL cache directory (see ``default_cache_dir``);
         Hugging Face files use the standard HF cache (``HF_HOME``/``HF_HUB_CACHE``).
-    :param progress_bar: draw a progress bar on stderr during a download; ``None`` = when
-        stderr is a terminal.
     :param max_download_size: refuse to download a model larger than this (bytes; ``None``:
         no cap); ``"env"``: ``PADDLER_MAX_DOWNLOAD_SIZE`` (set by ``paddler agent
         --max-download-size``), else 64 GiB. A file already local is used whatever its size.
@@ -118,7 +115,7 @@ async def resolve_model(
     """
     limit = max_download_size_from_env() if max_download_size == "env" else max_download_size
     try:
-        return await _resolve(model, on_progress, cache_dir, progress_bar, limit)
+        return await _resolve(model, on_progress, cache_dir, limit)
     except ModelSourceError:
         raise
     except Exception as exc:
@@ -136,7 +133,6 @@ async def _resolve(
     model: AgentDesiredModel,
     on_progress: DownloadProgressCallback,
     cache_dir: Path | None,
-    progress_bar: bool | None,
     limit: int | None,
 ) -> Path | None:
     match model:
@@ -154,11 +150,10 @@ async def _resolve(
                 url,
                 on_progress=on_progress,
                 cache_dir=cache_dir,
-                progress_bar=progress_bar,
                 max_size=limit,
             )
         case HuggingFaceModel():
-            return await _resolve_hugging_face(model, on_progress, progress_bar, limit)
+            return await _resolve_hugging_face(model, on_progress, limit)
     raise TypeError(f"not an AgentDesiredModel: {model!r}")
 
 
@@ -168,7 +163,6 @@ async def _resolve(
 async def _resolve_hugging_face(
     model: HuggingFaceModel,
     on_progress: DownloadProgressCallback,
-    progress_bar: bool | None,
     limit: int | None = None,
 ) -> Path:
     """Through ``huggingface_hub``: a cached file is used straight away, else it is downloaded.
@@ -188,7 +182,7 @@ async def _resolve_hugging_face(
     cached = await anyio.to_thread.run_sync(_hf_cached, kwargs)
     if cached is not None:
         return cached
-    tqdm_class = _progress_tqdm(model.filename, on_progress, progress_bar, label, limit)
+    tqdm_class = _progress_tqdm(model.filename, on_progress, label, limit)
     try:
         path = await anyio.to_thread.run_sync(
             partial(_hf_download, kwargs, tqdm_class), abandon_on_cancel=True
@@ -228,27 +222,26 @@ def _hf_download(kwargs: dict[str, Any], tqdm_class: type[Any]) -> Path:
 def _progress_tqdm(
     filename: str,
     on_progress: DownloadProgressCallback,
-    progress_bar: bool | None,
     label: str = "",
     limit: int | None = None,
 ) -> type[Any]:
     """A tqdm class that forwards the hub's byte counts to ``on_progress`` (from its thread).
 
-    It counts bytes itself: a disabled tqdm ignores ``update``. Past ``limit`` bytes (announced
-    or received) it raises the too-large `ModelSourceError`, which ends the hub's download.
+    The hub reports progress only through a tqdm class; this one is always disabled (the
+    library draws nothing) and counts bytes itself, since a disabled tqdm ignores ``update``.
+    Past ``limit`` bytes (announced or received) it raises the too-large `ModelSourceError`,
+    which ends the hub's download.
     """
     import importlib
-    import sys
 
     from anyio.from_thread import run_sync as on_loop
 
     base: Any = importlib.import_module("tqdm.auto").tqdm  # untyped library
-    show = sys.stderr.isatty() if progress_bar is None else progress_bar
 
     class ProgressTqdm(base):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
-            kwargs["disable"] = not show
+            kwargs["disable"] = True
             self._bytes = int(kwargs.get("initial") or 0)
             total = kwargs.get("total")
             self._size = int(total) if total else None

@@ -29,7 +29,6 @@ async def failure(url: str, cache_dir: Path, **kwargs: object) -> ModelSourceErr
             UrlModel(url=url),
             on_progress=lambda _: None,
             cache_dir=cache_dir,
-            progress_bar=False,
             **kwargs,  # type: ignore[arg-type]
         )
     return info.value
@@ -111,9 +110,7 @@ async def test_cap_comes_from_the_environment(
     error = await failure(url, cache_dir)
     assert error.issue == CacheStorageIsFull(model_path=url)
     monkeypatch.setenv(MAX_DOWNLOAD_SIZE_ENV, "0")
-    path = await resolve_model(
-        UrlModel(url=url), on_progress=lambda _: None, cache_dir=cache_dir, progress_bar=False
-    )
+    path = await resolve_model(UrlModel(url=url), on_progress=lambda _: None, cache_dir=cache_dir)
     assert path is not None and path.read_bytes() == model_bytes
 
 
@@ -125,7 +122,6 @@ async def test_within_the_cap_a_download_completes(
         UrlModel(url=url),
         on_progress=lambda _: None,
         cache_dir=cache_dir,
-        progress_bar=False,
         max_download_size=len(model_bytes),
     )
     assert path is not None and path.read_bytes() == model_bytes
@@ -142,9 +138,7 @@ async def test_hugging_face_download_past_the_cap_is_refused(
     file_server.add_hugging_face_file("org/big-GGUF", "big.gguf", model_bytes)
     model = HuggingFaceModel(repo_id="org/big-GGUF", revision="main", filename="big.gguf")
     with pytest.raises(ModelSourceError) as info:
-        await resolve_model(
-            model, on_progress=lambda _: None, progress_bar=False, max_download_size=1000
-        )
+        await resolve_model(model, on_progress=lambda _: None, max_download_size=1000)
     assert info.value.issue == CacheStorageIsFull(model_path="org/big-GGUF/big.gguf")
     assert not info.value.retryable
 

@@ -38,7 +38,7 @@ async def test_download_lands_in_hf_home_with_progress(hub, model_bytes, tmp_pat
     hub.add_hugging_face_file(REPO, FILE, model_bytes)
     progress: list[DownloadProgress] = []
 
-    path = await resolve_model(model(), on_progress=progress.append, progress_bar=False)
+    path = await resolve_model(model(), on_progress=progress.append)
 
     assert path is not None and path.read_bytes() == model_bytes
     assert path.is_relative_to(tmp_path / "hf-home" / "hub")
@@ -49,10 +49,10 @@ async def test_download_lands_in_hf_home_with_progress(hub, model_bytes, tmp_pat
 async def test_cached_file_is_used_without_the_network(hub, model_bytes):
     """Once cached, the file is used straight away: no request reaches the hub."""
     hub.add_hugging_face_file(REPO, FILE, model_bytes)
-    first = await resolve_model(model(), on_progress=lambda _: None, progress_bar=False)
+    first = await resolve_model(model(), on_progress=lambda _: None)
     before = len(hub.requests)
 
-    second = await resolve_model(model(), on_progress=lambda _: None, progress_bar=False)
+    second = await resolve_model(model(), on_progress=lambda _: None)
 
     assert second == first
     assert len(hub.requests) == before
@@ -63,7 +63,7 @@ async def test_token_from_hf_token_is_sent(hub, model_bytes, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_for_test")
     hub.add_hugging_face_file(REPO, FILE, model_bytes)
 
-    await resolve_model(model(), on_progress=lambda _: None, progress_bar=False)
+    await resolve_model(model(), on_progress=lambda _: None)
 
     head = hub.seen(f"/{REPO}/resolve/main/{FILE}", "HEAD")[0]
     headers = {name.lower(): value for name, value in head.headers.items()}
@@ -79,7 +79,7 @@ async def test_missing_model_is_hugging_face_model_does_not_exist(hub, error_cod
     )
 
     with pytest.raises(ModelSourceError) as caught:
-        await resolve_model(model(), on_progress=lambda _: None, progress_bar=False)
+        await resolve_model(model(), on_progress=lambda _: None)
 
     assert caught.value.issue == HuggingFaceModelDoesNotExist(model_path=LABEL)
     assert not caught.value.retryable
@@ -94,7 +94,7 @@ async def test_denied_access_is_hugging_face_permissions(hub, status, headers):
     hub.add(f"/{REPO}/resolve/main/{FILE}", Route(status=status, headers=headers))
 
     with pytest.raises(ModelSourceError) as caught:
-        await resolve_model(model(), on_progress=lambda _: None, progress_bar=False)
+        await resolve_model(model(), on_progress=lambda _: None)
 
     assert caught.value.issue == HuggingFacePermissions(model_path=LABEL)
     assert caught.value.retryable

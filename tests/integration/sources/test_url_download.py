@@ -32,9 +32,7 @@ pytestmark = pytest.mark.anyio
 
 async def resolve(url: str, cache_dir: Path, progress: list[DownloadProgress] | None = None):
     seen = progress if progress is not None else []
-    return await resolve_model(
-        UrlModel(url=url), on_progress=seen.append, cache_dir=cache_dir, progress_bar=False
-    )
+    return await resolve_model(UrlModel(url=url), on_progress=seen.append, cache_dir=cache_dir)
 
 
 async def test_url_model_downloads_with_progress(file_server, cache_dir, model_bytes):
@@ -220,9 +218,7 @@ async def test_two_resolves_of_one_url_download_once(file_server, cache_dir, mod
             waiting.set()
 
     async def one() -> None:
-        path = await resolve_model(
-            UrlModel(url=url), on_progress=on_progress, cache_dir=cache_dir, progress_bar=False
-        )
+        path = await resolve_model(UrlModel(url=url), on_progress=on_progress, cache_dir=cache_dir)
         paths.append(path)
 
     with anyio.fail_after(20):
@@ -236,25 +232,6 @@ async def test_two_resolves_of_one_url_download_once(file_server, cache_dir, mod
     assert len(file_server.seen("/shared.gguf")) == 1
     assert paths[0] == paths[1]
     assert paths[0] is not None and paths[0].read_bytes() == model_bytes
-
-
-async def test_progress_bar_is_drawn_on_stderr_during_a_download(
-    file_server, cache_dir, model_bytes, capfd
-):
-    """With the bar on, stderr shows the file name and size; a cache hit draws nothing."""
-    url = file_server.add("/bar.gguf", Route(body=model_bytes))
-
-    await resolve_model(
-        UrlModel(url=url), on_progress=lambda _: None, cache_dir=cache_dir, progress_bar=True
-    )
-    drawn = capfd.readouterr().err
-    await resolve_model(
-        UrlModel(url=url), on_progress=lambda _: None, cache_dir=cache_dir, progress_bar=True
-    )
-
-    assert "bar.gguf" in drawn
-    assert "1.0 MB" in drawn
-    assert capfd.readouterr().err == ""
 
 
 async def test_cancelled_download_keeps_its_bytes_and_frees_the_lock(
@@ -277,7 +254,6 @@ async def test_cancelled_download_keeps_its_bytes_and_frees_the_lock(
                     UrlModel(url=url),
                     on_progress=on_progress,
                     cache_dir=cache_dir,
-                    progress_bar=False,
                 )
             )
             await some_bytes.wait()
