@@ -3,7 +3,7 @@
 A web page the operator opens can point its own domain at ``127.0.0.1`` and then call a
 balancer on loopback from the operator's browser. The browser sends that domain as ``Host``,
 so a service bound to loopback answers only requests whose ``Host`` is a loopback name or
-address (``localhost``, ``*.localhost``, ``127.0.0.0/8``, ``::1``) or one of
+address (``localhost``, ``*.localhost``, ``127.0.0.0/8``, ``::1``, ``0.0.0.0``) or one of
 ``--allowed-hosts``. A service bound to another address checks only when
 ``--allowed-hosts`` is given (its own address is then allowed too); ``*`` turns the check off.
 
@@ -46,6 +46,12 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _names_this_machine(host: str) -> bool:
+    """Loopback, or ``0.0.0.0``/``::``: browsers open those as this machine too, and no DNS
+    name (what a rebinding attack needs) is involved."""
+    return is_loopback_host(host) or _is_wildcard_bind(host)
 
 
 def _is_wildcard_bind(host: str) -> bool:
@@ -102,7 +108,7 @@ class HostRule:
             return True
         host = split_host(host_header)
         return (
-            is_loopback_host(host)
+            _names_this_machine(host)
             or host in self._exact
             or any(host.endswith(suffix) for suffix in self._suffixes)
         )

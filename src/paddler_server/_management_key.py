@@ -12,17 +12,21 @@ page on an allowed origin can read it (the panel shows its login prompt on that 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
 from litestar.types import Guard
 
-from paddler_server._agent_tokens import AGENT_SOCKET_PREFIX
+from paddler_server._agent_tokens import AGENT_SOCKET_PREFIX, AgentTokenGate
 from paddler_server._bearer import SecretSet, bearer_token
 
-__all__ = ["OPEN_PATHS", "management_key_guard"]
+if TYPE_CHECKING:
+    from paddler_server._settings import BalancerSettings
+
+__all__ = ["OPEN_PATHS", "management_access", "management_key_guard"]
 
 #: Paths that never need the management key.
 OPEN_PATHS = frozenset({"/health"})
@@ -51,3 +55,14 @@ def management_key_guard(keys: SecretSet) -> Guard:
             )
 
     return guard
+
+
+def management_access(settings: BalancerSettings) -> tuple[list[Guard], list[DefineMiddleware]]:
+    """The management app's guards (the management key) and middleware (agent tokens)."""
+    guards: list[Guard] = []
+    middleware: list[DefineMiddleware] = []
+    if settings.management_api_key:
+        guards.append(management_key_guard(SecretSet([settings.management_api_key])))
+    if settings.agent_tokens:
+        middleware.append(DefineMiddleware(AgentTokenGate, tokens=SecretSet(settings.agent_tokens)))
+    return guards, middleware

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # the agent command imports this module too: no balancer, no 
     from paddler.agent import AgentConfig
     from paddler.balancer import Balancer, StateStore
     from paddler.metrics import BalancerMetrics
+    from paddler.transports import AgentTransport
+    from paddler_server._api_keys import ApiKeyStore
+    from paddler_server._key_guard import ErrorStyle
     from paddler_server._options import Address
     from paddler_server._settings import BalancerSettings
     from paddler_server.serve import AppAddress
@@ -113,10 +116,22 @@ def build_apps(
     *,
     metrics: BalancerMetrics,
     shutdown: anyio.Event,
+    api_keys: ApiKeyStore | None = None,
 ) -> list[AppAddress]:
-    """Every app the settings ask for, as ``(app, host, port)`` for ``serve_apps``."""
+    """Every app the settings ask for, as ``(app, host, port)`` for ``serve_apps``.
+
+    :param api_keys: the keys the inference and OpenAI services ask for (``None``: open).
+    """
     from paddler_server.inference import create_inference_app
     from paddler_server.management import create_management_app
+
+    def keyed(app: Any, style: ErrorStyle) -> Any:
+        if api_keys is None:
+            return app
+        from paddler_server._key_guard import ApiKeyGuard
+
+        origins = settings.inference_origins
+        return ApiKeyGuard(app, api_keys, style=style, balancer=balancer, cors_origins=origins)
 
     max_connections = settings.limits.max_connections
     inference = settings.inference_addr
@@ -124,7 +139,7 @@ def build_apps(
     apps: list[AppAddress] = [
         (
             ConnectionLimit(
-                create_inference_app(balancer, settings, shutdown=shutdown),
+                keyed(create_inference_app(balancer, settings, shutdown=shutdown), "paddler"),
                 max_connections,
                 service="inference",
             ),
@@ -144,7 +159,7 @@ def build_apps(
     if settings.compat_openai_addr is not None:
         from paddler_server.openai import create_openai_app
 
-        openai_app = create_openai_app(balancer, settings, shutdown=shutdown)
+        openai_app = keyed(create_openai_app(balancer, settings, shutdown=shutdown), "openai")
         limited = ConnectionLimit(openai_app, max_connections, service="OpenAI")
         apps.append((limited, settings.compat_openai_addr.host, settings.compat_openai_addr.port))
     if settings.web_admin_panel_addr is not None:
@@ -153,7 +168,15 @@ def build_apps(
         panel = settings.web_admin_panel_addr
         apps.append((create_admin_panel_app(settings), panel.host, panel.port))
     reapply_logging()  # apps built with Litestar's default logging config replace handlers
-    return apps
+    return [_host_checked(app, host, port, settings) for app, host, port in apps]
+
+
+def _host_checked(app: Any, host: str, port: int, settings: BalancerSettings) -> AppAddress:
+    """``app`` behind the ``Host`` check of a service bound to ``host`` (DNS rebinding)."""
+    from paddler_server._host_check import HostCheck, HostRule
+
+    service = getattr(app, "service", "admin panel")
+    return (HostCheck(app, HostRule(host, settings.allowed_hosts), service=service), host, port)
 
 
 def open_settings_state_store(
@@ -189,9 +212,14 @@ async def serve_balancer(
         plugin_manager=plugin_manager,
         metrics=metrics,
     ) as balancer:
-        apps = build_apps(balancer, settings, metrics=metrics, shutdown=shutdown)
+        api_keys = _api_key_store(settings, metrics)
+        apps = build_apps(balancer, settings, metrics=metrics, shutdown=shutdown, api_keys=api_keys)
         server_shutdown = anyio.Event()
         async with anyio.create_task_group() as tg:
+            if api_keys is not None:
+                from paddler_server._keys_reload import watch_keys
+
+                await tg.start(watch_keys, settings.api_keys, api_keys)
             if settings.statsd_addr is not None:
                 tg.start_soon(_run_statsd, balancer, settings.statsd_addr, settings)
             async with anyio.create_task_group() as servers:
@@ -200,6 +228,7 @@ async def serve_balancer(
                         apps,
                         shutdown=server_shutdown,
                         ws_max_size=settings.limits.max_frame_bytes,
+                        tls=settings.tls,
                         task_status=task_status,
                     )
                 )
@@ -211,6 +240,18 @@ async def serve_balancer(
                 await _wait_requests_done(balancer, DRAIN_SECONDS)
                 server_shutdown.set()
             tg.cancel_scope.cancel()  # servers are done: stop the StatsD reporter too
+
+
+def _api_key_store(settings: BalancerSettings, metrics: BalancerMetrics) -> ApiKeyStore | None:
+    """The API keys, when any are configured; a bad keys file is a usage error."""
+    if not settings.api_keys.configured:
+        return None
+    from paddler_server._api_keys import ApiKeyStore, KeysFileError
+
+    try:
+        return ApiKeyStore(settings.api_keys.load(), metrics=metrics.keys)
+    except (KeysFileError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--api-keys-file") from exc
 
 
 async def _wait_requests_done(balancer: Balancer, deadline: float) -> None:
@@ -241,10 +282,19 @@ async def run_balancer(settings: BalancerSettings, shutdown: anyio.Event) -> Non
     await serve_balancer(settings, shutdown)
 
 
-async def run_agent(config: AgentConfig, shutdown: anyio.Event) -> None:
-    """Run an Agent dialing the balancer until ``shutdown`` (then it deregisters)."""
-    from paddler.agent import Agent
+async def run_agent(
+    config: AgentConfig, shutdown: anyio.Event, *, transport: AgentTransport | None = None
+) -> None:
+    """Run an Agent dialing the balancer until ``shutdown`` (then it deregisters).
 
-    async with Agent(config):
+    :param transport: how it dials (``paddler agent`` passes a ``WebSocketTransport`` with
+        its join token and TLS trust); the URL's default transport when ``None``.
+    """
+    from paddler.agent import Agent
+    from paddler_server._progress import show_download_progress
+
+    async with Agent(config, transport=transport) as agent, anyio.create_task_group() as tg:
+        tg.start_soon(show_download_progress, agent)  # a bar on stderr, if it is a terminal
         logger.info("agent started management=%s slots=%d", config.management_url, config.slots)
         await shutdown.wait()
+        tg.cancel_scope.cancel()

@@ -17,8 +17,11 @@ import attrs
 from litestar.di import NamedDependency
 
 from paddler.balancer import BalancerConfig
+from paddler_server._keys_reload import KeysSource
 from paddler_server._limits import ServerLimits
 from paddler_server._options import Address, parse_address
+from paddler_server._origins import panel_origins
+from paddler_server._tls import TlsFiles
 
 __all__ = ["BalancerSettings", "SettingsDep"]
 
@@ -49,10 +52,23 @@ class BalancerSettings:
     statsd_prefix: str = "paddler_"
     statsd_reporting_interval_ms: int = 10_000
     limits: ServerLimits = attrs.field(factory=ServerLimits)
+    #: ``--api-key``/``PADDLER_API_KEYS`` and ``--api-keys-file``: the inference and OpenAI
+    #: APIs need one of these keys; open when none is configured.
+    api_keys: KeysSource = attrs.field(factory=KeysSource, repr=False)
+    #: ``--management-api-key``: the management API (and so the panel) needs it; open when
+    #: ``None``. Never in the repr.
+    management_api_key: str | None = attrs.field(default=None, repr=False)
+    #: ``--agent-token``: agents must present one of these to join; open when empty.
+    agent_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
+    #: ``--tls-cert``/``--tls-key``: every service speaks only TLS with this certificate.
+    tls: TlsFiles | None = None
+    #: ``--allowed-hosts``: ``Host`` names answered besides loopback ones (``_host_check``).
+    allowed_hosts: tuple[str, ...] = ()
 
     def _panel_origin(self) -> tuple[str, ...]:
-        panel = self.web_admin_panel_addr
-        return () if panel is None else (f"http://{panel.original}",)
+        return panel_origins(
+            self.web_admin_panel_addr, tls=self.tls is not None, allowed_hosts=self.allowed_hosts
+        )
 
     @property
     def inference_origins(self) -> tuple[str, ...]:

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import click
 
+from paddler_server._keys_reload import api_key_options, keys_source
 from paddler_server._limits import limit_options
 from paddler_server._logging import LOG_LEVELS, configure_logging
 from paddler_server._options import ADDRESS, BYTE_SIZE, MILLISECONDS, Address
+from paddler_server._security_options import (
+    AGENT_MANAGEMENT_URL,
+    MANAGEMENT_API_KEY,
+    agent_security_options,
+    balancer_security_options,
+    balancer_security_settings,
+)
 
 __all__ = ["cli", "main"]
 
@@ -169,6 +178,8 @@ def cli() -> None:
     help="How often StatsD gauges are pushed, in milliseconds.",
 )
 @limit_options
+@api_key_options
+@balancer_security_options
 @log_level_option("info")
 def balancer(
     inference_addr: Address,
@@ -186,6 +197,13 @@ def balancer(
     statsd_addr: Address | None,
     statsd_prefix: str,
     statsd_reporting_interval: int,
+    api_key: tuple[str, ...],
+    api_keys_file: Path | None,
+    management_api_key: str | None,
+    agent_tokens: tuple[str, ...],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    allowed_hosts: tuple[str, ...],
     log_level: str,
     **limits: int,
 ) -> None:
@@ -195,6 +213,13 @@ def balancer(
     from paddler_server._run import run_balancer, run_until_signal
     from paddler_server._settings import BalancerSettings
 
+    security = balancer_security_settings(
+        management_api_key=management_api_key,
+        agent_tokens=agent_tokens,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        allowed_hosts=allowed_hosts,
+    )
     configure_logging(log_level)
     settings = BalancerSettings(
         inference_addr=inference_addr,
@@ -215,6 +240,8 @@ def balancer(
         statsd_prefix=statsd_prefix,
         statsd_reporting_interval_ms=statsd_reporting_interval,
         limits=ServerLimits(**limits),
+        api_keys=keys_source(api_key, api_keys_file),
+        **security,
     )
     run_until_signal(run_balancer, settings)
 
@@ -222,10 +249,12 @@ def balancer(
 @cli.command()
 @click.option(
     "--management-addr",
-    type=ADDRESS,
+    "management_url",
+    type=AGENT_MANAGEMENT_URL,
     required=True,
-    help="The balancer's management address; the agent dials "
-    "ws://ADDR/api/v1/agent_socket/<agent id> and redials every second when it drops.",
+    help="The balancer's management address, host:port (ws://) or wss://host:port "
+    "(https:// means the same) for a balancer with --tls-cert; the agent dials "
+    "<addr>/api/v1/agent_socket/<agent id> and redials every second when it drops.",
 )
 @click.option(
     "--slots",
@@ -277,9 +306,10 @@ def balancer(
     help="Largest model file the agent downloads (bytes, or 500MB, 64GiB; 0 = no limit). A "
     "bigger one is refused, and the agent reports CacheStorageIsFull for it.",
 )
+@agent_security_options
 @log_level_option("info")
 def agent(
-    management_addr: Address,
+    management_url: str,
     slots: int,
     name: str | None,
     no_repack: bool,
@@ -287,19 +317,29 @@ def agent(
     engine_stall_timeout: float,
     drain_timeout: float,
     max_download_size: int,
+    token: str | None,
+    tls_ca: Path | None,
     log_level: str,
 ) -> None:
     """Run an agent: load the cluster's model and serve its slots to the balancer."""
+    import functools
     import os
 
     from paddler.agent import AgentConfig
+    from paddler.transports import WebSocketTransport
     from paddler_server._run import run_agent, run_until_signal
+    from paddler_server._tls import client_ssl_context
 
     configure_logging(log_level)
     # Model downloads read the cap from the environment at call time (paddler.agent).
     os.environ["PADDLER_MAX_DOWNLOAD_SIZE"] = str(max_download_size)
+    try:
+        ssl_context = client_ssl_context(tls_ca) if management_url.startswith("wss:") else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tls-ca") from exc
+    transport = WebSocketTransport(token=token or None, ssl_context=ssl_context)
     config = AgentConfig(
-        management_url=f"ws://{management_addr.original}",
+        management_url=management_url,
         slots=slots,
         name=name,
         extra_buffer_types=not no_repack,
@@ -307,7 +347,7 @@ def agent(
         engine_stall_timeout=engine_stall_timeout,
         drain_timeout=drain_timeout,
     )
-    run_until_signal(run_agent, config)
+    run_until_signal(functools.partial(run_agent, transport=transport), config)
 
 
 @cli.command()
@@ -359,7 +399,20 @@ def demo(
 
 
 @cli.command("set-state")
-@MANAGEMENT_ADDR
+@click.option(
+    "--management-addr",
+    default="127.0.0.1:8060",
+    show_default=True,
+    metavar="[http(s)://]HOST:PORT",
+    help="The balancer's management address; https://HOST:PORT for one with --tls-cert.",
+)
+@MANAGEMENT_API_KEY
+@click.option(
+    "--tls-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM CA certificate to check an https balancer against (a private CA).",
+)
 @click.option(
     "--model-path",
     default=None,
@@ -400,7 +453,9 @@ def demo(
 )
 @click.argument("parameters", nargs=-1, metavar="[NAME=VALUE]...")
 def set_state_command(
-    management_addr: Address,
+    management_addr: str,
+    management_api_key: str | None,
+    tls_ca: Path | None,
     model_path: str | None,
     chat_template_file: Any,
     model_template: bool,
@@ -431,9 +486,16 @@ def set_state_command(
             no_multimodal_projection=no_multimodal_projection,
         )
 
+    from paddler_server._security_options import management_client_url
+    from paddler_server._tls import client_ssl_context
+
     try:
         state = set_state(
-            f"http://{management_addr.original}", change, wait=timeout if wait else None
+            management_client_url(management_addr),
+            change,
+            wait=timeout if wait else None,
+            api_key=management_api_key,
+            verify=client_ssl_context(tls_ca) if tls_ca is not None else True,
         )
     except SetStateError as exc:
         raise click.ClickException(str(exc)) from exc

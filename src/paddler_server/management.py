@@ -41,6 +41,7 @@ from paddler_server._http import (
     wire_response,
 )
 from paddler_server._limits import LimitsDep
+from paddler_server._management_key import management_access
 from paddler_server._settings import BalancerSettings
 from paddler_server._sse import snapshot_stream
 from paddler_server._streaming import write_deadline
@@ -161,6 +162,9 @@ def create_management_app(
     :param metrics: renders ``/metrics`` (names use ``--statsd-prefix``).
     :param shutdown: set by the owner when the server stops: SSE streams end and agent
         sockets close with 1001 "going away".
+
+    ``settings.management_api_key`` and ``settings.agent_tokens`` close the API and the agent
+    socket (``_management_key``, ``_agent_tokens``).
     """
     settings = settings or BalancerSettings()
     deps = dependencies(
@@ -170,6 +174,7 @@ def create_management_app(
         metrics=metrics,
         limits=settings.limits,
     )
+    guards, middleware = management_access(settings)
     return Litestar(
         route_handlers=[
             health,
@@ -183,6 +188,8 @@ def create_management_app(
         exception_handlers=exception_handlers(),
         cors_config=cors_config(settings.management_origins),
         request_max_body_size=MAX_BODY_BYTES,
+        guards=guards,
+        middleware=middleware,
         openapi_config=None,
         logging_config=None,
         debug=debug,

@@ -19,6 +19,8 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 
+from paddler_server._tls import TlsFiles
+
 __all__ = ["BoundAddress", "serve_apps"]
 
 logger = logging.getLogger("paddler_server.serve")
@@ -53,7 +55,12 @@ class _Server(uvicorn.Server):
 
 
 def _config(
-    app: Any, host: str, port: int, grace_period: float, ws_max_size: int
+    app: Any,
+    host: str,
+    port: int,
+    grace_period: float,
+    ws_max_size: int,
+    tls: TlsFiles | None = None,
 ) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -69,6 +76,8 @@ def _config(
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=max(1, math.ceil(grace_period)),
         server_header=False,
+        ssl_certfile=None if tls is None else str(tls.cert),
+        ssl_keyfile=None if tls is None else str(tls.key),
     )
 
 
@@ -86,18 +95,21 @@ async def serve_apps(
     shutdown: anyio.Event | None = None,
     grace_period: float = 3.0,
     ws_max_size: int = WEBSOCKET_MAX_SIZE,
+    tls: TlsFiles | None = None,
     task_status: TaskStatus[list[BoundAddress]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve each ``(app, host, port)`` until ``shutdown`` is set or the task is cancelled.
 
     ``ws_max_size`` bounds one WebSocket message (bigger ones close the socket with 1009).
+    ``tls`` serves every app over TLS with that certificate (``--tls-cert``/``--tls-key``).
 
     Reports the bound addresses (port 0 resolved to the real port) through ``task_status``
     once every server listens. A server that cannot bind (address in use) raises
     ``OSError`` naming the address, and the others are stopped.
     """
     servers = [
-        _Server(_config(app, host, port, grace_period, ws_max_size)) for app, host, port in apps
+        _Server(_config(app, host, port, grace_period, ws_max_size, tls))
+        for app, host, port in apps
     ]
     failure: list[BaseException] = []
 

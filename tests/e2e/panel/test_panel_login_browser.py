@@ -1,0 +1,89 @@
+"""The admin panel's login prompt in a real Chromium, against a real balancer started with
+``--management-api-key``: it asks for the key on the first 401, keeps it in the tab's
+session storage, sends it as a bearer header (the live streams too) and logs out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_cluster import Cluster, free_port
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+KEY = "panel-login-key"
+STORAGE_KEY = "paddler.managementApiKey"
+
+
+@pytest.fixture(scope="module")
+def panel_url(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[str]:
+    panel_addr = f"127.0.0.1:{free_port()}"
+    cluster = Cluster(
+        tmp_path_factory.mktemp("panel-login"), model_path, web_admin_panel_addr=panel_addr
+    )
+    try:
+        cluster.start_balancer("--management-api-key", KEY)
+        yield f"http://{panel_addr}"
+    finally:
+        cluster.stop()
+
+
+def log_in(page: Any, key: str) -> None:
+    dialog = page.locator("[data-role=login]")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Management API key").fill(key)
+    with page.expect_navigation():
+        dialog.get_by_role("button", name="Log in").click()
+
+
+def test_the_panel_asks_for_the_key_and_sends_it(
+    panel_url: str, page: Any, save_screenshot: Callable[[Any, str], None]
+) -> None:
+    """A wrong key is refused with a message; the right one opens the live dashboard, and
+    every management call (the SSE streams included) carries it as a header, never in a URL."""
+    page.goto(panel_url + "/")
+    message = page.locator("[data-role=login-message]")
+    expect(message).to_contain_text("needs a key")
+    save_screenshot(page, "panel-login.png")
+
+    log_in(page, "not-the-key")
+    expect(message).to_contain_text("refused this key")
+
+    management_requests: list[Any] = []
+    page.on(
+        "request",
+        lambda request: management_requests.append(request) if "/api/v1/" in request.url else None,
+    )
+    log_in(page, KEY)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    expect(page.locator("[data-role=login]")).to_have_count(0)
+    assert page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')") == KEY
+
+    streams = [r for r in management_requests if r.url.endswith("/stream")]
+    assert {r.url.rsplit("/api/v1/", 1)[1] for r in streams} >= {
+        "agents/stream",
+        "buffered_requests/stream",
+    }
+    for request in management_requests:
+        assert request.headers.get("authorization") == f"Bearer {KEY}", request.url
+        assert KEY not in request.url
+
+
+def test_the_key_is_kept_per_tab_and_log_out_forgets_it(panel_url: str, page: Any) -> None:
+    """Another page of the same tab needs no new login; "Log out" asks again."""
+    page.goto(panel_url + "/")
+    log_in(page, KEY)
+    with page.expect_response(
+        lambda response: (
+            response.url.endswith("/api/v1/balancer_desired_state") and response.status == 200
+        )
+    ):
+        page.goto(panel_url + "/model")
+    expect(page.locator("[data-role=login]")).to_have_count(0)
+    with page.expect_navigation():
+        page.locator("[data-role=logout]").click()
+    expect(page.locator("[data-role=login]")).to_be_visible()
+    assert page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')") is None
