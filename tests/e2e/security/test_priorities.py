@@ -93,6 +93,8 @@ async def collect_done(socket: ClientConnection, expected: int, done: list[str])
 
 @pytest.mark.anyio
 async def test_high_priority_goes_first_and_the_low_ones_still_finish(cluster: Cluster) -> None:
+    """With the slot busy, a priority-10 request sent after three priority-0 ones is served
+    first; the three follow in arrival order and finish (FIFO would serve "high" last)."""
     done: list[str] = []
     async with (
         open_socket(cluster, "batch-key") as low,
