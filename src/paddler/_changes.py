@@ -13,12 +13,14 @@ __all__ = ["Changes"]
 class Changes:
     """``notify()`` bumps the version; ``wait_beyond(v)`` returns once the version is past v.
 
-    Events are created lazily because anyio needs a running backend to make one.
+    Events are created lazily because anyio needs a running backend to make one. A ``parent``
+    is notified of every change too (one ``Changes`` that covers several).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Changes | None = None) -> None:
         self.version = 0
         self.closed = False
+        self.parent = parent
         self._event: anyio.Event | None = None
 
     def notify(self) -> None:
@@ -26,6 +28,8 @@ class Changes:
         if self._event is not None:
             self._event.set()
             self._event = None
+        if self.parent is not None:
+            self.parent.notify()
 
     def is_closed(self) -> bool:
         return self.closed

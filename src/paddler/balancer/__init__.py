@@ -1,12 +1,16 @@
-"""The balancer: agents, slot accounting, the request buffer, dispatch and desired state."""
+"""The balancer: agents in, requests out (``Balancer``), its records, streams and state stores.
+
+The parts inside (the agent pool, the request buffer, the dispatch step, agent connections,
+slot leases) live in private modules; policies see ``paddler.policies.RequestInfo`` and
+``paddler.policies.AgentCandidate``.
+"""
 
 from paddler.balancer._balancer import PADDLER_PROTOCOL_VERSION, Balancer, BalancerState
-from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
 from paddler.balancer._desired_state import to_agent_desired_state, validate_desired_state
-from paddler.balancer._embeddings import EmbeddingStream, split_documents
+from paddler.balancer._embeddings import EmbeddingStream
 from paddler.balancer._outcomes import failure_status, outcome_of
-from paddler.balancer._pool import AgentEntry, AgentPool
+from paddler.balancer._request_metrics import BalancerMetricsLike
 from paddler.balancer._state_store import (
     FileStateStore,
     MemoryStateStore,
@@ -14,31 +18,30 @@ from paddler.balancer._state_store import (
     StateStoreError,
     open_state_store,
 )
-from paddler.balancer._stream import InferenceStream
+from paddler.balancer._stream import InferenceStream, StreamState
+
+# Until paddler/__init__.py takes them from paddler.policies (H4), where they live now.
 from paddler.policies import AgentCandidate, RequestInfo
 
 __all__ = [
     "PADDLER_PROTOCOL_VERSION",
     "AgentCandidate",
-    "AgentEntry",
-    "AgentPool",
     "Balancer",
     "BalancerConfig",
+    "BalancerMetricsLike",
     "BalancerState",
     "BalancerStatistics",
     "EmbeddingStream",
     "FileStateStore",
     "InferenceStream",
     "MemoryStateStore",
-    "RequestBuffer",
     "RequestInfo",
     "StateStore",
     "StateStoreError",
-    "Waiter",
+    "StreamState",
     "failure_status",
     "open_state_store",
     "outcome_of",
-    "split_documents",
     "to_agent_desired_state",
     "validate_desired_state",
 ]

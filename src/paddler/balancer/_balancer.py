@@ -1,14 +1,18 @@
-"""Balancer: agents in, requests out; owns the pool, the buffer, the desired state, a task group."""
+"""Balancer: agents in, requests out; owns the slots, the cluster state and a task group.
+
+The parts it is made of, each in its own module: ``SlotDispatcher`` (pool, buffer, policy,
+leases), ``ClusterState`` (desired state and adoption), ``AgentConnection`` (one agent's
+outbox and routes), ``InferenceStream`` / ``EmbeddingStream`` (one request each).
+"""
 
 from __future__ import annotations
 
 import enum
 import functools
 import logging
-import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -16,37 +20,41 @@ import pluggy
 from anyio.abc import ObjectStream
 
 from paddler._changes import Changes
-from paddler._tenancy import Tenant, current_tenant
-from paddler.balancer._agent_socket import PADDLER_PROTOCOL_VERSION, serve_registered_agent
-from paddler.balancer._buffer import RequestBuffer, Waiter
+from paddler._tenancy import current_tenant
+from paddler.balancer._buffer import RequestBuffer
+from paddler.balancer._cluster_state import ClusterState
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
-from paddler.balancer._desired_state import to_agent_desired_state, validate_desired_state
-from paddler.balancer._dispatch import _assign_waiters_to_slots
+from paddler.balancer._connection import AgentConnection
 from paddler.balancer._embeddings import EmbeddingStream
 from paddler.balancer._pool import AgentEntry, AgentPool
-from paddler.balancer._rpc import call_agent
-from paddler.balancer._stream import SHUTDOWN, InferenceStream, new_request_info
-from paddler.errors import (
-    AgentGone,
-    BufferTimeout,
-    GenerationDisabled,
-    ShuttingDown,
-)
-from paddler.policies import AgentCandidate, RequestInfo, RequestKind, least_busy
+from paddler.balancer._request_metrics import BalancerMetricsLike, RequestMetrics
+from paddler.balancer._slots import SlotDispatcher
+from paddler.balancer._stream import InferenceStream, new_request_info
+from paddler.errors import AgentGone, ShuttingDown, UnknownAgent
 from paddler.wire import (
     SUPPORTED_EXTENSIONS,
     AgentControllerPoolSnapshot,
     AgentDesiredState,
+    AgentRequestPayload,
+    AgentSocketExtension,
+    AgentToBalancerMessage,
     BalancerDesiredState,
     BufferedRequestsSnapshot,
     ChatTemplate,
     ChatTemplateOverrideResponse,
+    ContinueFromConversationHistoryParams,
+    ContinueFromRawPromptParams,
+    DeregisterAgent,
+    GenerateEmbeddingBatchParams,
     GetChatTemplateOverride,
     GetModelMetadata,
     ModelMetadata,
     ModelMetadataResponse,
+    RegisterAgent,
+    ResponsePayload,
     SamplingOverrides,
-    SetState,
+    UpdateAgentStatus,
+    Version,
 )
 
 if TYPE_CHECKING:
@@ -56,16 +64,8 @@ __all__ = ["PADDLER_PROTOCOL_VERSION", "Balancer", "BalancerMetricsLike", "Balan
 
 logger = logging.getLogger("paddler.balancer")
 
-
-class BalancerMetricsLike(Protocol):
-    """What the balancer reports to (``paddler.metrics.BalancerMetrics`` implements it)."""
-
-    def observe_buffer_wait(self, seconds: float) -> None: ...
-    def observe_time_to_first_token(self, seconds: float) -> None: ...
-    def observe_inter_token_latency(self, seconds: float) -> None: ...
-    def count_tokens(self, *, prompt: int, cached_prompt: int, generated: int) -> None: ...
-    def count_request(self, outcome: str) -> None: ...
-    def record_generated_tokens(self, agent_id: str, count: int = 1) -> None: ...
+PADDLER_PROTOCOL_VERSION = "4.1.0"
+REGISTER_TIMEOUT = 10.0
 
 
 class BalancerState(enum.Enum):
@@ -92,34 +92,38 @@ class Balancer:
         self.config = config or BalancerConfig()
         self.plugin_manager = plugin_manager
         self.metrics = metrics
-        self.pool = AgentPool()
-        self.buffer = RequestBuffer(self.config.max_buffered_requests)
-        self._state_store = state_store
+        #: Bumped on every change to agents, slots, the buffer or the desired state.
+        self._changed = Changes()
+        self._requests = RequestMetrics(metrics)
+        self._slots = SlotDispatcher(
+            self.config,
+            plugin_manager,
+            self._requests,
+            generation_enabled=lambda: self.generation_enabled,
+            parent=self._changed,
+        )
+        self._cluster = ClusterState(self._slots.pool, state_store, parent=self._changed)
         self._state = BalancerState.UNOPENED
         self._closing = False
         self._task_group: anyio.abc.TaskGroup | None = None
         self._shutdown: anyio.Event | None = None
-        self._desired: BalancerDesiredState | None = None
-        self._applicable: AgentDesiredState | None = None
-        #: Nothing was stored: agents serving a model keep it and it is adopted (_adoption).
-        self._adopting = False
-        #: The model file being adopted, between the decision and the adopted state.
-        self._adoption_pending: str | None = None
-        self._adopted: AgentDesiredState | None = None
-        self._agents_changed = Changes()
-        self._buffer_changed = Changes()
-        self._state_changed = Changes()
-        self._active: set[InferenceStream] = set()
-        self._completed = 0
-        self._failed = 0
-        self._cancelled = 0
 
     def __repr__(self) -> str:
+        pool = self.pool
         return (
-            f"<Balancer [requests: {len(self._active)} active, {len(self.buffer)} buffered"
-            f" | agents: {len(self.pool)}, slots: {self.pool.slots_busy}/{self.pool.slots_total}"
-            " busy]>"
+            f"<Balancer [requests: {len(self._slots.active)} active, {len(self.buffer)} buffered"
+            f" | agents: {len(pool)}, slots: {pool.slots_busy}/{pool.slots_total} busy]>"
         )
+
+    @property
+    def pool(self) -> AgentPool:
+        """The registered agents (internal; read ``statistics()`` or ``agents_snapshot()``)."""
+        return self._slots.pool
+
+    @property
+    def buffer(self) -> RequestBuffer:
+        """The requests waiting for a slot (internal; read ``statistics()``)."""
+        return self._slots.buffer
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -134,13 +138,8 @@ class Balancer:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         try:
-            if self._state_store is not None:
-                desired = await self._state_store.load()
-            else:
-                desired = BalancerDesiredState.default()
-            self._desired = desired
-            self._apply(desired)
-            self._adopting = desired == BalancerDesiredState.default()
+            await self._cluster.load()
+            self._slots.start(self._task_group)
             if self.config.inproc_name is not None:
                 from paddler.transports._inproc import register_inproc
 
@@ -169,19 +168,11 @@ class Balancer:
             from paddler.transports._inproc import unregister_inproc
 
             unregister_inproc(self.config.inproc_name, self)
-        for waiter in self.buffer.drain():
-            waiter.error = ShuttingDown("balancer is shutting down")
-            waiter.wake()
-        for entry in self.pool:
-            for route in list(entry.routes.values()):
-                try:
-                    route.send_nowait(SHUTDOWN)
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    pass
+        self._slots.close()
+        self._cluster.close()
+        self._changed.close()
         assert self._shutdown is not None and self._task_group is not None
         self._shutdown.set()
-        for changes in (self._agents_changed, self._buffer_changed, self._state_changed):
-            changes.close()
         self._task_group.cancel_scope.cancel()
         await self._task_group.__aexit__(None, None, None)
         self._state = BalancerState.CLOSED
@@ -224,7 +215,7 @@ class Balancer:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._close_on_shutdown, tg.cancel_scope)
-                await self._serve_agent(agent_id, stream, extensions)
+                await self._serve_registered(agent_id, stream, extensions)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -235,96 +226,82 @@ class Balancer:
         await self._shutdown.wait()
         scope.cancel()
 
-    async def _serve_agent(
-        self, agent_id: str, stream: ObjectStream[Any], extensions: Collection[str] = ()
+    async def _serve_registered(
+        self, agent_id: str, stream: ObjectStream[Any], extensions: Collection[str]
     ) -> None:
-        await serve_registered_agent(self, agent_id, stream, extensions)
+        """Handshake, register, then pump messages both ways until the socket ends.
 
-    def _pool_changed(self) -> None:
-        assigned = _assign_waiters_to_slots(self.buffer, self.pool, self._select)
-        if assigned:
-            self._buffer_changed.notify()
-        self._agents_changed.notify()
-
-    def _select(
-        self, request: RequestInfo, candidates: Sequence[AgentCandidate]
-    ) -> AgentCandidate | None:
+        Nothing beyond Paddler's wire is sent without the extensions both ends announced.
+        """
         try:
-            chosen = self.plugin_manager.hook.paddler_select_agent(
-                request=request, candidates=list(candidates)
-            )
-        except Exception:
-            logger.exception("paddler_select_agent failed; using least busy")
-            chosen = least_busy(candidates)
-        if chosen is not None and not any(c.id == chosen.id for c in candidates):
-            logger.warning("policy chose %r, which is not a candidate", chosen)
-            return None
-        return chosen  # type: ignore[no-any-return]
-
-    # -- slots ---------------------------------------------------------------------------
-
-    async def _acquire(self, request: RequestInfo) -> AgentEntry:
-        """A claimed slot on some agent: at once if free and nobody waits, else buffered."""
-        if self._closing:
-            raise ShuttingDown("balancer is shutting down")
-        started = time.monotonic()
-        if not len(self.buffer):
-            candidates = self.pool.candidates()
-            if candidates:
-                chosen = self._select(request, candidates)
-                if chosen is not None and self.pool.claim(chosen.id):
-                    self._agents_changed.notify()
-                    self._observe_wait(started, request)
-                    return self._entry(chosen.id)
-        waiter = self.buffer.enqueue_nowait(Waiter(request, event=anyio.Event()))
-        self._buffer_changed.notify()
-        # A slot may be free that the policy declined for earlier waiters but takes for us.
-        if _assign_waiters_to_slots(self.buffer, self.pool, self._select):
-            self._buffer_changed.notify()
-            self._agents_changed.notify()
-        assert waiter.event is not None
+            await stream.send(Version(version=PADDLER_PROTOCOL_VERSION))
+            with anyio.fail_after(REGISTER_TIMEOUT):
+                first = await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
+        except TimeoutError:
+            logger.warning("agent %s did not register within %ss", agent_id, REGISTER_TIMEOUT)
+            return
+        if not isinstance(first, RegisterAgent):
+            logger.warning("agent %s sent %s before RegisterAgent", agent_id, type(first).__name__)
+            return
+        if agent_id in self.pool:
+            logger.warning("agent %s is already registered; closing the new socket", agent_id)
+            return
+        status = first.slot_aggregated_status_snapshot
+        connection = AgentConnection(agent_id)
+        entry = AgentEntry(
+            id=agent_id,
+            name=first.name,
+            status=status,
+            connection=connection,
+            inherited=max(0, status.slots_processing),
+            extensions=frozenset(extensions) & SUPPORTED_EXTENSIONS,
+        )
+        self.pool.add(entry)
+        logger.info(
+            "agent registered id=%s name=%s extensions=%s",
+            agent_id,
+            entry.name,
+            ",".join(sorted(entry.extensions)) or "none (a Paddler 4.1 agent)",
+        )
+        self._cluster.registered(
+            entry, spawn=self._slots.spawn, ask_template=self.get_chat_template_override
+        )
+        self._slots.pool_changed()
         try:
-            with anyio.fail_after(self.config.buffered_request_timeout):
-                await waiter.event.wait()
-        except BaseException as exc:
-            if waiter.agent_id is None:
-                if self.buffer.remove(waiter):
-                    self._buffer_changed.notify()
-            else:
-                self._release_slot(waiter.agent_id)
-            if isinstance(exc, TimeoutError) and waiter.error is None:
-                self._observe_wait(started, request)  # a wait that ended by timeout is a wait too
-                raise BufferTimeout("Waiting for available slot timed out") from None
-            raise
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.agent_id is not None
-        self._observe_wait(started, request)
-        return self._entry(waiter.agent_id)
+            await connection.run(stream, functools.partial(self._on_agent_message, entry))
+        finally:
+            self.pool.remove(agent_id)
+            logger.info("agent gone id=%s name=%s", agent_id, entry.name)
+            self._slots.pool_changed()
 
-    def _entry(self, agent_id: str) -> AgentEntry:
-        entry = self.pool.get(agent_id)
-        if entry is None:
-            raise AgentGone("Agent controller connection closed")
-        return entry
-
-    def _observe_wait(self, started: float, request: RequestInfo) -> None:
-        seconds = time.monotonic() - started
-        if self.metrics is not None:
-            self.metrics.observe_buffer_wait(seconds)
-        if request.tenant is not None:
-            request.tenant.observe_buffer_wait(seconds)
-
-    def _release_slot(self, agent_id: str) -> None:
-        if self.pool.release(agent_id):
-            self._pool_changed()
-
-    def _spawn_drain(self, stream: InferenceStream) -> bool:
-        if self._task_group is None or self._closing:
+    def _on_agent_message(self, entry: AgentEntry, message: AgentToBalancerMessage) -> bool:
+        """Apply one message that is not a response (sync, no I/O); False ends the socket."""
+        if isinstance(message, UpdateAgentStatus):
+            before = entry.slots_total
+            status = message.slot_aggregated_status_snapshot
+            changed = self.pool.apply_status(entry.id, status)
+            if (
+                before > 0
+                and entry.slots_total == 0
+                and entry.status is status
+                and AgentSocketExtension.DRAIN_ACK in entry.extensions
+                and entry.connection is not None
+            ):
+                # The agent is draining: acknowledge on the socket, in order, so it knows
+                # every request dispatched before this point has already reached it.
+                entry.connection.send_nowait(Version(version=PADDLER_PROTOCOL_VERSION))
+            if changed:
+                self._slots.pool_changed()
+            return True
+        if isinstance(message, DeregisterAgent):
+            logger.info("agent deregistered id=%s", entry.id)
             return False
-        stream._draining = True
-        self._task_group.start_soon(stream._drain)
+        logger.warning("agent %s sent unexpected %s", entry.id, type(message).__name__)
         return True
+
+    # -- requests ------------------------------------------------------------------------
 
     def count_rejected(self, status: int) -> None:
         """Count a request refused before it reached the buffer (a 400 for bad input, ...).
@@ -333,39 +310,17 @@ class Balancer:
         ``statistics().requests_failed`` and as ``requests_total{outcome="<status>"}``; the
         tenant being served in this context (an API key) counts it too.
         """
-        self._count_request(str(status), current_tenant())
-
-    def _count_request(self, outcome: str, tenant: Tenant | None = None) -> None:
-        if tenant is not None:
-            tenant.count_request(outcome)
-        if outcome == "ok":
-            self._completed += 1
-        elif outcome == "cancelled":
-            self._cancelled += 1
-        else:
-            self._failed += 1
-        if self.metrics is not None:
-            self.metrics.count_request(outcome)
-
-    def _check_accepting(self, kind: RequestKind) -> None:
-        if self._state is not BalancerState.OPENED or self._closing:
-            raise ShuttingDown("balancer is shutting down")
-        if kind == "generate" and not self.generation_enabled:
-            raise GenerationDisabled(
-                "Token generation is disabled while the cluster is configured for embeddings"
-            )
-
-    # -- requests ------------------------------------------------------------------------
+        self._requests.count_request(str(status), current_tenant())
 
     def generate(
         self,
-        params: Any,
+        params: ContinueFromConversationHistoryParams | ContinueFromRawPromptParams,
         *,
         client_request_id: str | None = None,
         headers: Mapping[str, str] | None = None,
         overrides: SamplingOverrides | None = None,
     ) -> InferenceStream:
-        """Stream one generation (``ContinueFrom...Params``); see ``InferenceStream``.
+        """Stream one generation; see ``InferenceStream``.
 
         ``client_request_id`` is echoed in every envelope; the id the agent sees is made
         unique per request, so ids never collide across clients. ``overrides`` (a
@@ -377,64 +332,53 @@ class Balancer:
         )
         if overrides == SamplingOverrides():
             overrides = None
-        return _Tracked(self, info, params, overrides=overrides)
+        lease = self._slots.lease(info)
+        return InferenceStream(self.config, self._requests, lease, params, overrides=overrides)
 
-    def embed(self, params: Any, *, headers: Mapping[str, str] | None = None) -> EmbeddingStream:
+    def embed(
+        self, params: GenerateEmbeddingBatchParams, *, headers: Mapping[str, str] | None = None
+    ) -> EmbeddingStream:
         """Stream an embedding batch, split across agents (spec §4.4)."""
-        return EmbeddingStream(self, params, headers=dict(headers or {}))
-
-    def _inference_stream(self, kind: RequestKind, params: Any, headers: Mapping[str, str]) -> Any:
-        info = new_request_info(kind, params, client_request_id=None, headers=headers)
-        return _Tracked(self, info, params)
+        return EmbeddingStream(
+            self.config,
+            self._requests,
+            self._slots,
+            params,
+            applicable_state=lambda: self.applicable_state,
+            headers=dict(headers or {}),
+        )
 
     # -- desired state -------------------------------------------------------------------
 
     async def get_desired_state(self) -> BalancerDesiredState:
-        if self._state_store is not None:
-            return await self._state_store.load()
-        return self._desired or BalancerDesiredState.default()
+        return await self._cluster.get_desired()
 
     async def set_desired_state(self, state: BalancerDesiredState) -> None:
         """Validate (``InvalidRequest`` names the field), store, then push to every agent."""
-        validate_desired_state(state)
-        if self._state_store is not None:
-            await self._state_store.store(state)
-        self._adopting, self._adopted, self._adoption_pending = False, None, None
-        self._desired = state
-        self._apply(state)
-
-    def _apply(self, state: BalancerDesiredState) -> None:
-        applicable = to_agent_desired_state(state)
-        self._applicable = applicable
-        for entry in self.pool:
-            if entry.outbox is not None:
-                try:
-                    entry.outbox.send_nowait(SetState(desired_state=applicable))
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    pass
-        self._state_changed.notify()
+        await self._cluster.set_desired(state)
 
     @property
     def applicable_state(self) -> AgentDesiredState | None:
-        return self._applicable
+        return self._cluster.applicable
 
     @property
     def generation_enabled(self) -> bool:
         """False in embeddings mode (token generation is off cluster-wide)."""
-        state = self._applicable
-        return state is None or not state.inference_parameters.enable_embeddings
+        return self._cluster.generation_enabled
 
     async def wait_applicable_state_changed(self) -> None:
-        await self._state_changed.wait_beyond(self._state_changed.version)
+        changes = self._cluster.changed
+        await changes.wait_beyond(changes.version)
 
     async def subscribe_generation_enabled(self) -> AsyncIterator[bool]:
         """``generation_enabled`` now, then each time it flips (until shutdown)."""
+        changes = self._cluster.changed
         current = self.generation_enabled
-        seen = self._state_changed.version
+        seen = changes.version
         yield current
-        while not self._state_changed.closed:
-            seen = await self._state_changed.wait_beyond(seen)
-            if self._state_changed.is_closed():
+        while not changes.closed:
+            seen = await changes.wait_beyond(seen)
+            if changes.is_closed():
                 return
             if self.generation_enabled != current:
                 current = self.generation_enabled
@@ -454,10 +398,13 @@ class Balancer:
             raise AgentGone(f"agent answered with {type(response).__name__}")
         return response.model_metadata
 
-    async def _rpc(self, agent_id: str, payload: Any) -> Any:
-        return await call_agent(self, agent_id, payload)
+    async def _rpc(self, agent_id: str, payload: AgentRequestPayload) -> ResponsePayload:
+        entry = self.pool.get(agent_id)
+        if entry is None or entry.connection is None:
+            raise UnknownAgent(f"Agent {agent_id!r} is not registered")
+        return await entry.connection.call(payload, answer_within=self.config.agent_rpc_timeout)
 
-    # -- snapshots -----------------------------------------------------------------------
+    # -- snapshots and waits -------------------------------------------------------------
 
     def agents_snapshot(self) -> AgentControllerPoolSnapshot:
         return AgentControllerPoolSnapshot(agents=tuple(e.snapshot() for e in self.pool))
@@ -467,13 +414,13 @@ class Balancer:
 
     async def subscribe_agents(self) -> AsyncIterator[AgentControllerPoolSnapshot]:
         """The agents snapshot now, then after every change, until shutdown."""
-        async for _ in self._subscribe(self._agents_changed):
+        async for _ in self._subscribe(self._slots.agents_changed):
             yield self.agents_snapshot()
 
     async def subscribe_buffered_requests(self) -> AsyncIterator[BufferedRequestsSnapshot]:
         """The buffered-requests snapshot now, then after every change, until shutdown."""
         last: int | None = None
-        async for _ in self._subscribe(self._buffer_changed):
+        async for _ in self._subscribe(self._slots.buffer_changed):
             snapshot = self.buffered_requests_snapshot()
             if snapshot.buffered_requests_current != last:
                 last = snapshot.buffered_requests_current
@@ -488,44 +435,56 @@ class Balancer:
                 return
             yield seen
 
+    async def wait_statistics(
+        self, predicate: Callable[[BalancerStatistics], bool]
+    ) -> BalancerStatistics:
+        """Return ``statistics()`` once ``predicate`` holds for it.
+
+        It is checked now and after every change to the agents, their slots, the buffer or the
+        desired state (no polling). Raises ``ShuttingDown`` if the balancer stops first.
+        """
+        changes = self._changed
+        seen = changes.version
+        while True:
+            statistics = self.statistics()
+            if predicate(statistics):
+                return statistics
+            if changes.closed:
+                raise ShuttingDown("balancer is shutting down")
+            seen = await changes.wait_beyond(seen)
+
     async def wait_agents(self, count: int = 1, *, with_slots: bool = True) -> None:
         """Return once ``count`` agents are registered (with slots, unless told otherwise)."""
-        seen = self._agents_changed.version
-        while True:
-            ready = [e for e in self.pool if e.slots_total > 0 or not with_slots]
-            if len(ready) >= count:
-                return
-            if self._agents_changed.closed:
-                raise ShuttingDown("balancer is shutting down")
-            seen = await self._agents_changed.wait_beyond(seen)
+
+        def ready(_: BalancerStatistics) -> bool:
+            agents = [e for e in self.pool if e.slots_total > 0 or not with_slots]
+            return len(agents) >= count
+
+        await self.wait_statistics(ready)
+
+    async def wait_slots_busy(self, count: int = 1) -> None:
+        """Return once at least ``count`` slots are busy (dispatched and not yet ended)."""
+        await self.wait_statistics(lambda s: s.slots_busy >= count)
+
+    async def wait_buffered(self, count: int = 1) -> None:
+        """Return once at least ``count`` requests wait in the buffer for a slot."""
+        await self.wait_statistics(lambda s: s.requests_buffered >= count)
+
+    async def wait_idle(self) -> None:
+        """Return once no slot is busy and no request is buffered (every request has ended,
+        including the drains of stopped ones)."""
+        await self.wait_statistics(lambda s: s.slots_busy == 0 and s.requests_buffered == 0)
 
     def statistics(self) -> BalancerStatistics:
+        pool, requests = self.pool, self._requests
         return BalancerStatistics(
-            agents=len(self.pool),
-            slots_total=self.pool.slots_total,
-            slots_busy=self.pool.slots_busy,
+            agents=len(pool),
+            slots_total=pool.slots_total,
+            slots_busy=pool.slots_busy,
             requests_buffered=len(self.buffer),
-            requests_active=len(self._active),
-            requests_completed=self._completed,
-            requests_failed=self._failed,
-            requests_cancelled=self._cancelled,
+            requests_active=len(self._slots.active),
+            requests_completed=requests.completed,
+            requests_failed=requests.failed,
+            requests_cancelled=requests.cancelled,
             generation_enabled=self.generation_enabled,
         )
-
-
-class _Tracked(InferenceStream):
-    """An InferenceStream counted in ``requests_active`` while it is open."""
-
-    async def __aenter__(self) -> InferenceStream:
-        await super().__aenter__()
-        self._balancer._active.add(self)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._balancer._active.discard(self)
-        await super().__aexit__(exc_type, exc, tb)

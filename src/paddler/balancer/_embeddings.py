@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -13,18 +14,20 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler._tenancy import current_tenant
+from paddler.balancer._config import BalancerConfig
 from paddler.balancer._ids import new_request_id
+from paddler.balancer._request_metrics import RequestMetrics
+from paddler.balancer._slots import SlotDispatcher
+from paddler.balancer._stream import InferenceStream, new_request_info
 from paddler.errors import EmbeddingsNotEnabled, NoAgents, PaddlerError, StateNotSet
 from paddler.wire import (
+    AgentDesiredState,
     Embedding,
     EmbeddingDone,
     ErrorEnvelope,
     GenerateEmbeddingBatchParams,
     ResponseEnvelope,
 )
-
-if TYPE_CHECKING:
-    from paddler.balancer._balancer import Balancer
 
 __all__ = ["EmbeddingStream", "split_documents"]
 
@@ -54,9 +57,19 @@ class EmbeddingStream:
     """
 
     def __init__(
-        self, balancer: Balancer, params: GenerateEmbeddingBatchParams, *, headers: dict[str, str]
+        self,
+        config: BalancerConfig,
+        metrics: RequestMetrics,
+        slots: SlotDispatcher,
+        params: GenerateEmbeddingBatchParams,
+        *,
+        applicable_state: Callable[[], AgentDesiredState | None],
+        headers: dict[str, str],
     ) -> None:
-        self._balancer = balancer
+        self._config = config
+        self._metrics = metrics
+        self._slots = slots
+        self._applicable_state = applicable_state
         self._params = params
         self._headers = headers
         self.request_id = new_request_id()
@@ -71,20 +84,19 @@ class EmbeddingStream:
         try:
             return await self._start()
         except PaddlerError as exc:  # refused before dispatch: counted with its status
-            self._balancer._count_request(str(exc.code), current_tenant())
+            self._metrics.count_request(str(exc.code), current_tenant())
             raise
 
     async def _start(self) -> EmbeddingStream:
-        balancer = self._balancer
-        balancer._check_accepting("embed")
-        state = balancer.applicable_state
+        self._slots.check_accepting("embed")
+        state = self._applicable_state()
         if state is None:
             raise StateNotSet("Balancer applicable state is not yet set")
         if not state.inference_parameters.enable_embeddings:
             raise EmbeddingsNotEnabled(
                 "Embedding generation is not enabled in the inference parameters"
             )
-        agents = len(balancer.pool)
+        agents = len(self._slots.pool)
         if agents == 0:
             raise NoAgents("No agents are currently connected")
         documents = self._params.input_batch
@@ -123,7 +135,8 @@ class EmbeddingStream:
     ) -> None:
         assert self._send is not None
         try:
-            stream = self._balancer._inference_stream("embed", params, self._headers)
+            info = new_request_info("embed", params, client_request_id=None, headers=self._headers)
+            stream = InferenceStream(self._config, self._metrics, self._slots.lease(info), params)
             async with stream:
                 async for item in stream:
                     if isinstance(item, ResponseEnvelope) and isinstance(

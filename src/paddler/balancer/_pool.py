@@ -16,8 +16,7 @@ import attrs
 from paddler.policies import AgentCandidate
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectSendStream
-
+    from paddler.balancer._connection import AgentConnection
     from paddler.wire import AgentControllerSnapshot, SlotAggregatedStatusSnapshot
 
 __all__ = ["AgentEntry", "AgentPool"]
@@ -35,7 +34,8 @@ class AgentEntry:
     id: str
     name: str | None
     status: SlotAggregatedStatusSnapshot
-    outbox: MemoryObjectSendStream[Any] | None = None
+    #: Its socket's outbox and routes; None only for entries built without one (tests).
+    connection: AgentConnection | None = None
     #: Requests the balancer dispatched here and has not seen end.
     dispatched: int = 0
     #: Requests the agent was already serving when it registered (its ``slots_processing``
@@ -47,7 +47,6 @@ class AgentEntry:
     extensions: frozenset[str] = frozenset()
     #: Whether dropping sampling overrides for this (Paddler) agent was logged already.
     overrides_dropped_logged: bool = False
-    routes: dict[str, MemoryObjectSendStream[Any]] = attrs.field(factory=dict)
     connected_at: float = attrs.field(factory=time.monotonic)
 
     @property

@@ -1,31 +1,38 @@
 """InferenceStream: one request from buffer to terminal, with the guards of spec §3.5.
 
 The consumer (an HTTP handler, a socket session, a test) owns this object and iterates it;
-the agent connection owns the send end of the per-request memory stream and routes the
-agent's responses into it. Every failure after ``__aenter__`` becomes an ``ErrorEnvelope`` in
-the stream (streaming has started for the client), so the consumer only relays items.
+the agent's ``AgentConnection`` routes the agent's responses into the request's route. Every
+failure after ``__aenter__`` becomes an ``ErrorEnvelope`` in the stream (streaming has started
+for the client), so the consumer only relays items.
+
+The stream knows the balancer only through its ``SlotLease`` (the slot it holds, freed exactly
+once), the config (timeouts) and the metrics it reports to.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-import math
 import time
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from paddler._tenancy import current_tenant
+from paddler.balancer._config import BalancerConfig
+from paddler.balancer._connection import ROUTE_LIMIT, AgentConnection, RouteEnd, RouteItem
 from paddler.balancer._ids import new_request_id
 from paddler.balancer._outcomes import outcome_of
+from paddler.balancer._pool import AgentEntry
+from paddler.balancer._request_metrics import RequestMetrics
+from paddler.balancer._slots import SlotLease
 from paddler.balancer._trace import Trace
 from paddler.errors import AgentGone, InferenceItemTimeout, PaddlerError, ShuttingDown
-from paddler.policies import RequestInfo
+from paddler.policies import RequestInfo, RequestKind, RequestParams
 from paddler.wire import (
     AgentRequest,
-    AgentResponse,
     AgentSocketExtension,
     ContentToken,
     Done,
@@ -34,37 +41,39 @@ from paddler.wire import (
     ErrorEnvelope,
     ReasoningToken,
     ResponseEnvelope,
+    ResponsePayload,
     SamplingOverrides,
-    StopRespondingTo,
     TokenUsage,
     ToolCallToken,
     UndeterminableToken,
     is_terminal_payload,
 )
 
-if TYPE_CHECKING:
-    from paddler.balancer._balancer import Balancer
-    from paddler.balancer._pool import AgentEntry
-
-__all__ = ["OVERFLOW", "ROUTE_LIMIT", "SHUTDOWN", "InferenceStream"]
+__all__ = ["InferenceStream", "StreamState", "new_request_info"]
 
 logger = logging.getLogger("paddler.balancer")
-
-SHUTDOWN: Any = object()
-"""Pushed into every route when the balancer shuts down."""
-
-OVERFLOW: Any = object()
-"""Pushed into a route whose consumer let ``ROUTE_LIMIT`` items pile up; the request stops."""
-
-ROUTE_LIMIT = 4096
-"""Items a request's route may hold before its unread stream is stopped: a consumer that reads
-nothing must not make the balancer keep every token an agent sends."""
 
 # Items that are one generated token each (what TTFT, inter-token latency and tokens/s count).
 _TOKEN_TYPES = (ContentToken, ReasoningToken, ToolCallToken, UndeterminableToken)
 # Tokens for an agent's tokens/s are handed to the metrics in batches at most this often
 # (and when the request ends): the gauge averages over seconds, a call per token buys nothing.
 _TOKEN_FLUSH_INTERVAL = 0.1
+
+
+class StreamState(enum.Enum):
+    #: Made by ``generate()``; not entered yet.
+    NEW = "new"
+    #: Entered; the first ``__anext__`` places the request.
+    OPEN = "open"
+    #: Waiting for a slot (in the buffer, or being claimed).
+    WAITING = "waiting"
+    #: Sent to an agent; its items flow.
+    STREAMING = "streaming"
+    #: ``cancel()`` asked the agent to stop; its terminal (``Done``) still comes through.
+    STOPPING = "stopping"
+    #: The consumer has seen the end (a terminal, an error, or it left the block). A slot
+    #: still held is freed by the lease, after a drain when the agent was told to stop.
+    FINISHED = "finished"
 
 
 def _empty_usage() -> TokenUsage:
@@ -91,46 +100,64 @@ class InferenceStream:
 
     def __init__(
         self,
-        balancer: Balancer,
-        request: RequestInfo,
-        payload: Any,
+        config: BalancerConfig,
+        metrics: RequestMetrics,
+        lease: SlotLease,
+        payload: RequestParams,
         *,
         overrides: SamplingOverrides | None = None,
     ) -> None:
-        self._balancer = balancer
-        self._info = request
+        self._config = config
+        self._metrics = metrics
+        self._lease = lease
         self._payload = payload
         self._overrides = overrides
+        request = lease.request
         # "" is a client's id too (the inference socket echoes it); only None means none.
         client_id = request.client_request_id
         self.request_id = request.request_id if client_id is None else client_id
         self.agent_request_id = request.request_id
         self.agent_id: str | None = None
-        self._entry: AgentEntry | None = None
-        self._receive: MemoryObjectReceiveStream[Any] | None = None
-        self._acquire_scope: anyio.CancelScope | None = None
-        self._started = False
-        self._finished = False
-        self._released = False
+        self._state = StreamState.NEW
+        #: The client asked to stop (``cancel()``): a ``Done`` then counts as cancelled.
         self._cancelled = False
-        self._stop_sent = False
-        self._draining = False
+        self._agent_name: str | None = None
+        self._connection: AgentConnection | None = None
+        self._receive: MemoryObjectReceiveStream[RouteItem] | None = None
+        self._acquire_scope: anyio.CancelScope | None = None
         self._created_at = time.monotonic()
         self._last_item_at: float | None = None
         self._unrecorded_tokens = 0
         self._tokens_recorded_at = self._created_at
 
     def __repr__(self) -> str:
-        state = "finished" if self._finished else ("streaming" if self._entry else "pending")
+        state = self._state.name.lower()
         return f"<InferenceStream [{self.request_id} {state} agent={self.agent_id}]>"
 
+    @property
+    def state(self) -> StreamState:
+        return self._state
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    @property
+    def request(self) -> RequestInfo:
+        return self._lease.request
+
     async def __aenter__(self) -> InferenceStream:
+        if self._state is not StreamState.NEW:
+            raise RuntimeError(
+                f"An InferenceStream is entered once (this one is {self._state.name.lower()})."
+            )
         try:
-            self._balancer._check_accepting(self._info.kind)
+            self._lease.open()
         except PaddlerError as exc:  # refused before dispatch: counted with its status
-            self._finished = True
-            self._balancer._count_request(str(exc.code), self._info.tenant)
+            self._state = StreamState.FINISHED
+            self._count(str(exc.code))
             raise
+        self._state = StreamState.OPEN
         return self
 
     async def __aexit__(
@@ -139,84 +166,90 @@ class InferenceStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._entry is not None and not self._released and not self._draining:
-            self._send_stop()
-            if self._receive is not None and not self._balancer._spawn_drain(self):
-                self._release()
-            if not self._finished:
-                self._finished = True
-                self._balancer._count_request("cancelled", self._info.tenant)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
+        state = self._state
+        if state in (StreamState.STREAMING, StreamState.STOPPING):  # left before the end
+            self._stop()
+            self._state = StreamState.FINISHED
+            self._lease.release_after(self._drain)
+            self._count("cancelled")
+        elif state is StreamState.WAITING:  # its task was cancelled while it waited
+            self._state = StreamState.FINISHED
+            self._count("cancelled")
+        self._lease.close()
 
     def __aiter__(self) -> InferenceStream:
         return self
 
     async def cancel(self) -> None:
         """Stop this request: buffered → ends now; dispatched → agent ends it with ``Done``."""
-        if self._cancelled or self._finished:
+        if self._cancelled or self._state is StreamState.FINISHED:
             return
         self._cancelled = True
-        if self._entry is None:
+        if self._state is StreamState.WAITING:
             if self._acquire_scope is not None:
                 self._acquire_scope.cancel()
         else:
-            self._send_stop()
+            self._stop()
 
     async def __anext__(self) -> ResponseEnvelope | ErrorEnvelope:
-        if self._finished:
+        state = self._state
+        if state is StreamState.FINISHED:
             raise StopAsyncIteration
-        if not self._started:
-            self._started = True
+        if state is StreamState.NEW:
+            raise RuntimeError("Enter the stream first: async with balancer.generate(...) as s")
+        if state is StreamState.OPEN:
             try:
-                await self._dispatch()
+                placed = await self._dispatch()
             except PaddlerError as exc:
                 return self._fail(exc, outcome=str(exc.code))
-            if self._entry is None:  # cancelled while buffered
-                self._finished = True
-                self._balancer._count_request("cancelled", self._info.tenant)
+            if not placed:  # cancelled while buffered
+                self._state = StreamState.FINISHED
+                self._count("cancelled")
                 return self._cancelled_terminal()
         return await self._next_item()
 
     # -- dispatch ------------------------------------------------------------------------
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self) -> bool:
+        """Claim a slot and send the request; False when it was cancelled first."""
         if self._cancelled:
-            return
+            return False
+        self._state = StreamState.WAITING
+        request = self._lease.request
         with (
-            Trace("dispatch", logger, request_id=self.agent_request_id, kind=self._info.kind),
+            Trace("dispatch", logger, request_id=self.agent_request_id, kind=request.kind),
             anyio.CancelScope() as self._acquire_scope,
         ):
-            entry = await self._balancer._acquire(self._info)
+            entry = await self._lease.acquire()
         if self._acquire_scope.cancelled_caught:
-            return
-        send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
-        self._entry = entry
-        self.agent_id = entry.id
-        entry.routes[self.agent_request_id] = send
-        try:
-            assert entry.outbox is not None
-            entry.outbox.send_nowait(
-                AgentRequest(
-                    id=self.agent_request_id,
-                    request=self._payload,
-                    sampling_overrides=_overrides_for(entry, self._overrides),
-                )
-            )
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            self._release()
-            raise AgentGone("Agent controller connection closed") from exc
+            return False
+        self._acquire_scope = None
+        connection = entry.connection
+        if connection is None or connection.closed:
+            self._lease.release()
+            raise AgentGone("Agent controller connection closed")
+        self.agent_id, self._agent_name = entry.id, entry.name
+        self._connection = connection
+        self._receive = connection.open_route(self.agent_request_id)
+        message = AgentRequest(
+            id=self.agent_request_id,
+            request=self._payload,
+            sampling_overrides=_overrides_for(entry, self._overrides),
+        )
+        if not connection.send_nowait(message):
+            self._free()
+            raise AgentGone("Agent controller connection closed")
+        self._state = StreamState.STREAMING
         if self.cancelled:  # cancel() ran while the request was being placed
-            self._send_stop()
+            self._stop()
+        return True
 
     # -- streaming -----------------------------------------------------------------------
 
     async def _next_item(self) -> ResponseEnvelope | ErrorEnvelope:
-        assert self._receive is not None and self._entry is not None
-        timeout = self._balancer.config.inference_item_timeout
-        item: Any = None
+        assert self._receive is not None
+        timeout = self._config.inference_item_timeout
+        item: RouteItem | None = None
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             try:
@@ -228,12 +261,12 @@ class InferenceStream:
                 with anyio.move_on_after(timeout):
                     item = await self._receive.receive()
         except anyio.EndOfStream:
-            self._release()
+            self._free()
             return self._fail(AgentGone("Agent controller connection closed"), outcome="502")
         if item is None:
-            self._send_stop()
-            if not self._balancer._spawn_drain(self):
-                self._release()
+            self._stop()
+            self._state = StreamState.FINISHED
+            self._lease.release_after(self._drain)
             millis = round(timeout * 1000)
             return self._fail(
                 InferenceItemTimeout(
@@ -242,130 +275,128 @@ class InferenceStream:
                 ),
                 outcome="504",
             )
-        if item is SHUTDOWN:
-            self._send_stop()
-            self._release()
+        if item is RouteEnd.SHUTDOWN:
+            self._stop()
+            self._free()
             return self._fail(ShuttingDown("balancer is shutting down"), outcome="503")
-        if item is OVERFLOW:
-            self._release()  # the agent was told to stop when the route overflowed
+        if item is RouteEnd.OVERFLOW:
+            self._free()  # the agent was told to stop when the route overflowed
             return self._fail(
                 InferenceItemTimeout(
                     f"The stream was stopped: its reader let {ROUTE_LIMIT} items pile up"
                 ),
                 outcome="504",
             )
-        assert isinstance(item, AgentResponse)
+        assert not isinstance(item, RouteEnd)
         payload = item.response
-        self._observe(payload)
+        if self._metrics.observing:
+            self._observe(payload)
         if is_terminal_payload(payload):
-            self._finished = True
-            self._release()
-            self._balancer._count_request(
-                outcome_of(payload, cancelled=self._cancelled), self._info.tenant
-            )
+            self._state = StreamState.FINISHED
+            self._free()
+            if isinstance(payload, Done):
+                self._tell_usage(payload)
+            self._count(outcome_of(payload, cancelled=self._cancelled))
         return ResponseEnvelope(
-            generated_by=self._entry.name, request_id=self.request_id, response=payload
+            generated_by=self._agent_name, request_id=self.request_id, response=payload
         )
 
-    def _observe(self, payload: Any) -> None:
+    def _observe(self, payload: ResponsePayload) -> None:
         """Feed the metrics as items pass: a token item counts for its agent's tokens/s and is
         observed as TTFT or inter-token latency; ``Done`` adds its usage to the counters."""
+        metrics = self._metrics
+        now = time.monotonic()
         if isinstance(payload, Done):
-            self._tell_usage(payload)
-        metrics = self._balancer.metrics
-        if metrics is not None:
-            now = time.monotonic()
-            if isinstance(payload, Done):
-                usage = payload.usage
-                metrics.count_tokens(
-                    prompt=usage.prompt_tokens,
-                    cached_prompt=usage.cached_prompt_tokens,
-                    generated=usage.completion_tokens,
-                )
-            elif isinstance(payload, _TOKEN_TYPES):
-                self._unrecorded_tokens += 1
-                if now - self._tokens_recorded_at >= _TOKEN_FLUSH_INTERVAL:
-                    self._record_tokens(now)
-                if self._last_item_at is None:
-                    metrics.observe_time_to_first_token(now - self._created_at)
-                else:
-                    metrics.observe_inter_token_latency(now - self._last_item_at)
-                self._last_item_at = now
+            usage = payload.usage
+            metrics.count_tokens(
+                prompt=usage.prompt_tokens,
+                cached_prompt=usage.cached_prompt_tokens,
+                generated=usage.completion_tokens,
+            )
+        elif isinstance(payload, _TOKEN_TYPES):
+            self._unrecorded_tokens += 1
+            if now - self._tokens_recorded_at >= _TOKEN_FLUSH_INTERVAL:
+                self._record_tokens(now)
+            if self._last_item_at is None:
+                metrics.observe_time_to_first_token(now - self._created_at)
+            else:
+                metrics.observe_inter_token_latency(now - self._last_item_at)
+            self._last_item_at = now
 
     def _tell_usage(self, done: Done) -> None:
         """The request's tenant hears its usage (what a tokens-per-minute limit counts)."""
-        tenant = self._info.tenant
+        tenant = self._lease.request.tenant
         if tenant is not None:
             usage = done.usage
             tenant.count_tokens(prompt=usage.prompt_tokens, generated=usage.completion_tokens)
 
     def _record_tokens(self, now: float) -> None:
-        metrics = self._balancer.metrics
-        if self._unrecorded_tokens and metrics is not None and self.agent_id is not None:
-            metrics.record_generated_tokens(self.agent_id, self._unrecorded_tokens)
+        if self._unrecorded_tokens and self.agent_id is not None:
+            self._metrics.record_generated_tokens(self.agent_id, self._unrecorded_tokens)
         self._unrecorded_tokens = 0
         self._tokens_recorded_at = now
 
+    def _count(self, outcome: str) -> None:
+        self._metrics.count_request(outcome, self._lease.request.tenant)
+
     def _fail(self, exc: PaddlerError, *, outcome: str) -> ErrorEnvelope:
-        self._finished = True
-        self._balancer._count_request(outcome, self._info.tenant)
+        self._state = StreamState.FINISHED
+        self._count(outcome)
         return ErrorEnvelope(
             request_id=self.request_id, error=ErrorBody(code=exc.code, description=str(exc))
         )
 
     def _cancelled_terminal(self) -> ResponseEnvelope:
-        payload: Any = EmbeddingDone() if self._info.kind == "embed" else Done(usage=_empty_usage())
+        payload: Done | EmbeddingDone = (
+            EmbeddingDone() if self._lease.request.kind == "embed" else Done(usage=_empty_usage())
+        )
         return ResponseEnvelope(generated_by=None, request_id=self.request_id, response=payload)
 
     # -- cleanup -------------------------------------------------------------------------
 
-    def _send_stop(self) -> None:
-        if self._stop_sent or self._entry is None or self._released:
-            return
-        self._stop_sent = True
-        outbox = self._entry.outbox
-        if outbox is None:
-            return
-        try:
-            outbox.send_nowait(StopRespondingTo(request_id=self.agent_request_id))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+    def _stop(self) -> None:
+        """Tell the agent to stop (once: only a streaming request is told)."""
+        if self._state is StreamState.STREAMING and self._connection is not None:
+            self._state = StreamState.STOPPING
+            self._connection.stop(self.agent_request_id)
 
-    def _release(self) -> None:
-        """Free the balancer-side slot exactly once and stop routing to this request."""
-        if self._released or self._entry is None:
-            return
-        self._released = True
+    def _close_route(self) -> None:
+        """Stop routing to this request (what the agent still sends is dropped)."""
         self._record_tokens(time.monotonic())
-        send = self._entry.routes.pop(self.agent_request_id, None)
-        if send is not None:
-            send.close()
+        if self._connection is not None:
+            self._connection.close_route(self.agent_request_id)
         if self._receive is not None:
             self._receive.close()
-        self._balancer._release_slot(self._entry.id)
+
+    def _free(self) -> None:
+        """Close the route and give the slot back (the lease frees it exactly once)."""
+        self._close_route()
+        self._lease.release()
 
     async def _drain(self) -> None:
-        """After a stop: read and drop until the agent's terminal, or one more item timeout."""
-        self._draining = True
+        """After a stop: read and drop until the agent's terminal, or one more item timeout.
+
+        The lease holds the slot until this returns (``SlotLease.release_after``).
+        """
         try:
             receive = self._receive
             if receive is None:
                 return
-            timeout = self._balancer.config.inference_item_timeout
+            timeout = self._config.inference_item_timeout
             while True:
                 with anyio.move_on_after(timeout) as scope:
                     try:
                         item = await receive.receive()
                     except (anyio.EndOfStream, anyio.ClosedResourceError):
                         return
-                if scope.cancelled_caught or item is SHUTDOWN or item is OVERFLOW:
+                if scope.cancelled_caught or isinstance(item, RouteEnd):
                     return
-                if isinstance(item, AgentResponse) and is_terminal_payload(item.response):
+                if is_terminal_payload(item.response):
                     if isinstance(item.response, Done):  # a stopped request used tokens too
                         self._tell_usage(item.response)
                     return
         finally:
-            self._release()
+            self._close_route()
 
 
 def _overrides_for(
@@ -392,8 +423,13 @@ def _overrides_for(
 
 
 def new_request_info(
-    kind: Any, params: Any, *, client_request_id: str | None, headers: Any
+    kind: RequestKind,
+    params: RequestParams,
+    *,
+    client_request_id: str | None,
+    headers: Mapping[str, str] | None,
 ) -> RequestInfo:
+    """A request's info, with an id unique across clients and the tenant of this context."""
     return RequestInfo(
         request_id=(
             f"{new_request_id()}:{client_request_id}" if client_request_id else new_request_id()

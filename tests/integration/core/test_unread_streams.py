@@ -10,7 +10,7 @@ import anyio
 import pytest
 from core_cluster import cluster, collect, prompt
 
-from paddler.balancer import _agent_socket, _stream
+from paddler.balancer import _connection, _stream
 from paddler.wire import Done, ErrorEnvelope, ResponseEnvelope
 
 pytestmark = [pytest.mark.anyio, pytest.mark.model]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.model]
 async def test_an_unread_stream_is_stopped_and_its_slot_freed(
     model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_agent_socket, "ROUTE_LIMIT", 16)
+    monkeypatch.setattr(_connection, "ROUTE_LIMIT", 16)
     monkeypatch.setattr(_stream, "ROUTE_LIMIT", 16)
     async with cluster(model_path, agent_count=1) as (balancer, (agent,)):
         async with balancer.generate(prompt(max_tokens=900, text="Count to 1000.")) as stream:
