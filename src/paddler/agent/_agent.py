@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -14,6 +13,7 @@ import pluggy
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler._changes import Changes
+from paddler._ids import new_id
 from paddler.agent._config import AgentConfig
 from paddler.agent._engine import Engine, EngineLoader, EngineStream, load_llama_engine
 from paddler.agent._protocol import (
@@ -57,10 +57,6 @@ NO_MODEL_MESSAGE = "agent has no model loaded (it is swapping or has none)"
 AnyResultStream = EngineStream[GeneratedTokenResult] | EngineStream[EmbeddingResult]
 
 
-def _new_agent_id() -> str:
-    return secrets.token_urlsafe(16)[:21]
-
-
 class AgentState(enum.Enum):
     UNOPENED = 1
     OPENED = 2
@@ -85,7 +81,7 @@ class Agent:
         if config.slots < 1:
             raise ValueError(f"slots must be at least 1, got {config.slots}")
         self.config = config
-        self.agent_id = config.agent_id or _new_agent_id()
+        self.agent_id = config.agent_id or new_id()
         self.name = config.name
         #: The engine serving requests (None while there is none: no model, or a swap).
         self.engine: Engine | None = None

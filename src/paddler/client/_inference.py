@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
@@ -14,6 +13,7 @@ import httpx
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
+from paddler._ids import new_id
 from paddler.client._http import HttpClientBase, check_status, json_headers, map_httpx_errors
 from paddler.client._socket import InferenceSocket
 from paddler.client._stream import ResponseStream, Routed, is_final, new_route
@@ -55,10 +55,6 @@ def _unwrapped(group: BaseExceptionGroup, raised: BaseException | None) -> BaseE
     if raised is not None and any(leaf is raised for leaf in leaves):
         return raised
     return leaves[0] if len(leaves) == 1 else group
-
-
-def _new_request_id() -> str:
-    return uuid.uuid4().hex
 
 
 class InferenceClient(HttpClientBase):
@@ -166,7 +162,7 @@ class InferenceClient(HttpClientBase):
         self, params: ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
     ) -> ResponseStream:
         socket = self.socket
-        request_id = _new_request_id()
+        request_id = new_id()
         send, receive = new_route()
         await socket.submit(request_id, params, send)
         return ResponseStream(
@@ -217,7 +213,7 @@ class InferenceClient(HttpClientBase):
             await response.aclose()
             raise
         scope = anyio.CancelScope()
-        request_id = _new_request_id()
+        request_id = new_id()
         tg.start_soon(self._pump, response, send, scope, request_id, inline_errors)
         return ResponseStream(request_id, receive, lambda _rid: scope.cancel())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
 
+from paddler._ids import openai_id
 from paddler.engine._formats import CallShapeError, CallSyntaxError, json_calls
 from paddler.engine._formats._calls import CallReader
 from paddler.engine._schema_regex import (
@@ -71,10 +71,6 @@ def compile_tool_validators(
     return validators
 
 
-def _call_id() -> str:
-    return "call_" + secrets.token_hex(12)
-
-
 def parse_tool_calls(
     text: str,
     validators: Mapping[str, jsonschema.protocols.Validator | None],
@@ -106,7 +102,9 @@ def _check_calls(
             try:
                 raw = json.loads(raw)
             except json.JSONDecodeError:
-                calls.append(ParsedToolCall(id=_call_id(), name=name, arguments=InvalidJson(raw)))
+                calls.append(
+                    ParsedToolCall(id=openai_id("call_"), name=name, arguments=InvalidJson(raw))
+                )
                 if name not in validators:
                     errors.append(f"Unknown tool '{name}'")
                 continue
@@ -130,7 +128,7 @@ def _check_calls(
             if error is not None:
                 errors.append(f"Tool '{name}' arguments are invalid: {error.message}")
                 continue
-        calls.append(ParsedToolCall(id=_call_id(), name=name, arguments=ValidJson(raw)))
+        calls.append(ParsedToolCall(id=openai_id("call_"), name=name, arguments=ValidJson(raw)))
     if errors:
         return ToolCallValidationFailed(tuple(errors))
     return ToolCallParsed(tuple(calls))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from paddler._ids import openai_id
 from paddler_server.openai._chat_request import ChatRequest
 from paddler_server.openai._generation import generate, sse_results
 from paddler_server.openai._respond import Responder, sse_event
-from paddler_server.openai._turn import Turn, new_id, now, tool_call_json, usage_json
+from paddler_server.openai._turn import Turn, now, tool_call_json, usage_json
 
 if TYPE_CHECKING:
     from paddler.balancer import Balancer
@@ -35,7 +36,7 @@ def _message(turn: Turn) -> dict[str, Any]:
 async def answer_chat(
     balancer: Balancer, request: ChatRequest, model: str, responder: Responder
 ) -> None:
-    completion_id = new_id("chatcmpl-")
+    completion_id = openai_id("chatcmpl-")
     created = now()
     turn = Turn(max_tokens=request.params.max_tokens)
     async with generate(balancer, request.params, request.overrides) as results:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from paddler._ids import openai_id
 from paddler.wire import ContinueFromRawPromptParams, SamplingOverrides
 from paddler_server.openai._chat_request import read_grammar_extension
 from paddler_server.openai._errors import invalid
@@ -13,7 +14,7 @@ from paddler_server.openai._fields import Object, opt_bool, opt_int, opt_object,
 from paddler_server.openai._generation import generate, sse_results
 from paddler_server.openai._respond import Responder, sse_event
 from paddler_server.openai._sampling import read_sampling
-from paddler_server.openai._turn import Turn, new_id, now
+from paddler_server.openai._turn import Turn, now
 
 if TYPE_CHECKING:
     from paddler.balancer import Balancer
@@ -90,7 +91,7 @@ def _usage(turn: Turn) -> dict[str, Any]:
 async def answer_completion(
     balancer: Balancer, request: CompletionRequest, model: str, responder: Responder
 ) -> None:
-    completion_id = new_id("cmpl-")
+    completion_id = openai_id("cmpl-")
     created = now()
     turn = Turn(max_tokens=request.params.max_tokens)
     prefix = request.params.raw_prompt if request.echo else ""

@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from paddler._ids import openai_id
 from paddler.wire import ParsedToolCall
 from paddler_server.openai._errors import OpenAIError
 from paddler_server.openai._generation import generate, prepend
 from paddler_server.openai._respond import Responder, sse_event
 from paddler_server.openai._responses_request import ResponsesRequest
-from paddler_server.openai._turn import Turn, arguments_text, new_id, now
+from paddler_server.openai._turn import Turn, arguments_text, now
 
 if TYPE_CHECKING:
     from paddler.balancer import Balancer
@@ -56,7 +57,7 @@ class _Response:
 
     request: ResponsesRequest
     model: str
-    id: str = attrs.Factory(lambda: new_id("resp_"))
+    id: str = attrs.Factory(lambda: openai_id("resp_"))
     created_at: int = attrs.Factory(now)
 
     def body(
@@ -121,10 +122,10 @@ class _Response:
 def _final_output(turn: Turn) -> list[dict[str, Any]]:
     output: list[dict[str, Any]] = []
     if turn.reasoning:
-        output.append(_reasoning_item(new_id("rs_"), turn.reasoning_text))
+        output.append(_reasoning_item(openai_id("rs_"), turn.reasoning_text))
     text = turn.text + turn.unparsed_tool_text()
     if text or not turn.tool_calls:
-        output.append(_message_item(new_id("msg_"), text))
+        output.append(_message_item(openai_id("msg_"), text))
     output.extend(_function_call_item(c) for c in turn.tool_calls)
     return output
 
@@ -164,10 +165,10 @@ class _EventStream:
     async def open(self, kind: str) -> None:
         self.open_kind, self.open_text = kind, []
         if kind == "content":
-            self.open_id = new_id("msg_")
+            self.open_id = openai_id("msg_")
             item = _message_item(self.open_id, "", "in_progress")
         else:
-            self.open_id = new_id("rs_")
+            self.open_id = openai_id("rs_")
             item = _reasoning_item(self.open_id, "", "in_progress")
         await self.emit("response.output_item.added", output_index=self.index, item=item)
         if kind == "content":

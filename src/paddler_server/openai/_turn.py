@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -30,13 +29,9 @@ from paddler.wire import (
     UnrecognizedToolCallFormat,
 )
 
-__all__ = ["Turn", "new_id", "now", "tool_call_json", "usage_json"]
+__all__ = ["Turn", "now", "tool_call_json", "usage_json"]
 
 logger = logging.getLogger("paddler_server.openai")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}{secrets.token_hex(12)}"
 
 
 def now() -> int:
