@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import CoroutineType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
 
 __all__ = ["WRITE_TIMEOUT", "Emit", "ProducerStream", "SlowClient", "send_within", "write_deadline"]
 
@@ -92,7 +95,7 @@ class _Resumed:
                     return
 
 
-def write_deadline(balancer: Any) -> dict[str, Any]:
+def write_deadline(balancer: Balancer) -> dict[str, Any]:
     """``write_timeout`` and ``on_cut`` for a response of ``balancer``'s services."""
     metrics = getattr(balancer, "metrics", None)
 
