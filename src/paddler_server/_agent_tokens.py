@@ -14,6 +14,7 @@ id of an agent holding another.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from paddler_server._bearer import SecretSet, bearer_token
@@ -24,6 +25,9 @@ __all__ = ["AGENT_SOCKET_PREFIX", "AgentTokenGate"]
 logger = logging.getLogger("paddler_server.agent_tokens")
 
 AGENT_SOCKET_PREFIX = "/api/v1/agent_socket/"
+#: Seconds between warnings about the same refused agent id.
+WARN_EVERY = 60.0
+MAX_WARNED_IDS = 4096
 
 
 class AgentTokenGate:
@@ -36,6 +40,8 @@ class AgentTokenGate:
         self.tokens = tokens
         #: agent id -> digest of the token it first registered with.
         self._bound: dict[str, bytes] = {}
+        #: agent id -> when its last refusal was logged as a warning.
+        self._warned: dict[str, float] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -49,8 +55,20 @@ class AgentTokenGate:
             return
         status, reason = refusal
         client = scope.get("client") or ("?", 0)
-        logger.warning("agent refused agent=%s client=%s reason=%s", agent_id, client[0], reason)
+        level = logging.WARNING if self._first_in_a_while(agent_id) else logging.DEBUG
+        logger.log(level, "agent refused agent=%s client=%s reason=%s", agent_id, client[0], reason)
         await refuse(scope, receive, send, status, reason)
+
+    def _first_in_a_while(self, agent_id: str) -> bool:
+        """Whether this id's refusal is the first in ``WARN_EVERY`` seconds (an agent retries
+        every second; its refusals after the first are debug lines)."""
+        now = time.monotonic()
+        if len(self._warned) > MAX_WARNED_IDS:
+            self._warned.clear()  # ids are the caller's choice: keep the table small
+        if now - self._warned.get(agent_id, -WARN_EVERY) < WARN_EVERY:
+            return False
+        self._warned[agent_id] = now
+        return True
 
     def check(self, agent_id: str, authorization: str | None) -> tuple[int, str] | None:
         """``None`` when the agent may register, else ``(status, reason)``; binds new ids."""

@@ -24,7 +24,10 @@ TOKEN_B = "machine-b-token"
 def cluster(tmp_path: Path, model_path: Path) -> Iterator[SecuredCluster]:
     cluster = SecuredCluster(tmp_path, model_path)
     try:
-        cluster.start_balancer("--agent-token", TOKEN_A, "--agent-token", TOKEN_B)
+        # debug: refusals after an agent's first are debug lines (one warning a minute per id)
+        cluster.start_balancer(
+            "--agent-token", TOKEN_A, "--agent-token", TOKEN_B, "--log-level", "debug"
+        )
         yield cluster
     finally:
         cluster.stop()
