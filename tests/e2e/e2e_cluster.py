@@ -64,6 +64,10 @@ def desired_state(model_path: Path | None, **parameters: Any) -> dict[str, Any]:
     }
 
 
+#: What ``paddler`` logs when SIGTERM's shutdown deadline ends work still running (``_run.py``).
+SHUTDOWN_DEADLINE_LOG = "shutdown deadline reached"
+
+
 class Process:
     """One CLI subprocess; its stderr goes to a log file shown when a test fails."""
 
@@ -89,9 +93,8 @@ class Process:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def terminate(self, timeout: float = 10.0) -> float:
-        """SIGTERM, wait; returns how long the process took to exit."""
-        started = time.monotonic()
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait (SIGKILL after ``timeout``, a safety net); returns the exit code."""
         if self.alive:
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -99,7 +102,12 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
-        return time.monotonic() - started
+        return self.popen.returncode
+
+    def shut_down_cleanly(self) -> bool:
+        """SIGTERM: the process finished its work and exited 0 by itself, before its own
+        shutdown deadline (it logs when it reaches that deadline instead)."""
+        return self.terminate() == 0 and SHUTDOWN_DEADLINE_LOG not in self.log()
 
     def kill(self) -> None:
         if self.alive:

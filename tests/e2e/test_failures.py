@@ -86,7 +86,8 @@ def test_killed_agent_fails_its_stream_and_leaves_the_pool(cluster: Cluster) -> 
 async def test_sigterm_answers_in_flight_with_503_and_closes_sockets_going_away(
     cluster: Cluster,
 ) -> None:
-    """SIGTERM: streams end with Error 503, WebSockets close 1001, the process exits in 5 s."""
+    """SIGTERM: streams end with Error 503, WebSockets close 1001, the process exits cleanly
+    (status 0, before its own shutdown deadline)."""
     if cluster.agents_snapshot()[0]["slots_processing"] == 0:
         start_streamer(cluster)
     async with connect(cluster.inference_socket_url) as socket:
@@ -94,8 +95,7 @@ async def test_sigterm_answers_in_flight_with_503_and_closes_sockets_going_away(
         await socket.send(json.dumps({"Request": {"id": "buffered", "request": params}}))
         assert cluster.balancer is not None
         streaming = [t for t in threading.enumerate() if isinstance(t, Streamer) and t.is_alive()]
-        elapsed = await anyio.to_thread.run_sync(cluster.balancer.terminate)
-        assert elapsed < 5.0
+        assert await anyio.to_thread.run_sync(cluster.balancer.shut_down_cleanly)
         messages = []
         with pytest.raises(ConnectionClosed) as closed:
             while True:
@@ -126,9 +126,8 @@ def test_agent_reregisters_after_balancer_restart(cluster: Cluster) -> None:
 
 
 def test_agent_sigterm_deregisters_and_exits(cluster: Cluster) -> None:
-    """SIGTERM on an agent: it deregisters (gone from the list) and exits within 5 s."""
-    elapsed = cluster.agents["steady"].terminate()
-    assert elapsed < 5.0
+    """SIGTERM on an agent: it deregisters (gone from the list) and exits cleanly by itself."""
+    assert cluster.agents["steady"].shut_down_cleanly()
     cluster.wait_agents(lambda agents: agents == [], 10, "the stopped agent to leave")
 
 

@@ -72,7 +72,7 @@ def test_sigterm_ends_openai_streams_with_an_error_event_and_done(
             "the second request was not buffered",
         )
         assert cluster.balancer is not None
-        assert cluster.balancer.terminate() < 5.0
+        assert cluster.balancer.shut_down_cleanly()
         streaming.join(10)
         buffered.join(10)
         assert streaming.lines[-1] == "data: [DONE]"
