@@ -35,8 +35,11 @@ def paddler_select_agent(
 ) -> AgentCandidate | None:
     """Choose the agent that serves ``request``.
 
-    :param request: the request being placed (kind, headers, wire params).
-    :param candidates: agents with at least one free slot, never empty.
+    :param request: the request being placed (kind, headers, wire params, tenant).
+    :param candidates: agents with at least one free slot, never empty: a
+        ``paddler.policies.Candidates`` view, least busy first. ``len``, ``candidates[0]``,
+        ``candidates.least_busy()`` and ``candidates.get(agent_id)`` cost the same for any
+        number of agents; iterating costs one step per agent, on every dispatch.
     :return: one of ``candidates``; ``None`` defers to the next plugin (the built-in least-busy
         policy runs last). Must decide from the snapshot alone, without I/O.
     """

@@ -90,3 +90,31 @@ def test_entry_point_is_installed() -> None:
     names = {ep.name for ep in entry_points(group="paddler")}
     assert "session_affinity" in names, "pip install -e plugins/paddler-session-affinity"
     assert entry_points(group="paddler")["session_affinity"].load() is not None
+
+
+def test_works_on_the_balancers_candidates_view(policy: SessionAffinity) -> None:
+    """With the pool's live view (what the balancer passes), the bound agent is found by id."""
+    from paddler.balancer._pool import AgentEntry, AgentPool
+    from paddler.wire import AgentStateApplicationStatus, SlotAggregatedStatusSnapshot
+
+    def status(slots: int) -> SlotAggregatedStatusSnapshot:
+        return SlotAggregatedStatusSnapshot(
+            desired_slots_total=slots,
+            slots_total=slots,
+            slots_processing=0,
+            download_current=0,
+            download_total=0,
+            download_indeterminate=False,
+            issues=(),
+            state_application_status=AgentStateApplicationStatus.APPLIED,
+            uses_chat_template_override=False,
+            version=1,
+        )
+
+    pool = AgentPool()
+    for agent_id in ("a", "b"):
+        pool.add(AgentEntry(id=agent_id, name=agent_id, status=status(4)))
+    first = policy.paddler_select_agent(request("s1"), pool.candidates())
+    assert first is not None and first.id == "a" and pool.claim("a")
+    again = policy.paddler_select_agent(request("s1"), pool.candidates())
+    assert again is not None and again.id == "a", "sticky although b is less busy"

@@ -8,12 +8,12 @@ counted here, claimed and released synchronously, so on one event loop a claim i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
-from paddler.policies import AgentCandidate
+from paddler.policies import AgentCandidate, Candidates
 
 if TYPE_CHECKING:
     from paddler.balancer._connection import AgentConnection
@@ -93,10 +93,23 @@ class AgentEntry:
 
 
 class AgentPool:
-    """The registered agents in registration order, with balancer-side slot accounting."""
+    """The registered agents in registration order, with balancer-side slot accounting.
+
+    Agents with a free slot are also indexed by their busy count, and the slot totals are kept
+    as running sums, so that finding the least busy agent, claiming, releasing and applying a
+    status cost the same with one agent or thousands. ``AgentEntry``'s counts and status
+    change only through this class (``claim``, ``release``, ``apply_status``).
+    """
 
     def __init__(self) -> None:
         self._agents: dict[str, AgentEntry] = {}
+        #: busy count -> the agents with a free slot at that count, in the order they got there.
+        self._free: dict[int, dict[str, AgentEntry]] = {}
+        #: agent id -> its key in ``_free`` (only agents with a free slot are indexed).
+        self._level: dict[str, int] = {}
+        self._slots_total = 0
+        self._slots_busy = 0
+        self._view = _FreeAgents(self)
 
     def __len__(self) -> int:
         return len(self._agents)
@@ -114,9 +127,17 @@ class AgentPool:
         if entry.id in self._agents:
             raise ValueError(f"agent {entry.id!r} is already registered")
         self._agents[entry.id] = entry
+        self._slots_total += entry.slots_total
+        self._slots_busy += entry.slots_busy
+        self._index(entry)
 
     def remove(self, agent_id: str) -> AgentEntry | None:
-        return self._agents.pop(agent_id, None)
+        entry = self._agents.pop(agent_id, None)
+        if entry is not None:
+            self._unindex(entry)
+            self._slots_total -= entry.slots_total
+            self._slots_busy -= entry.slots_busy
+        return entry
 
     def apply_status(self, agent_id: str, status: SlotAggregatedStatusSnapshot) -> bool:
         """Take a reported status; return True when it changed something that matters.
@@ -127,23 +148,36 @@ class AgentPool:
         if entry is None or status.version < entry.status.version:
             return False
         changed: bool = _comparable(status) != _comparable(entry.status)
-        entry.status = status
         inherited = min(entry.inherited, max(0, status.slots_processing))
-        if inherited != entry.inherited:  # some of what it was serving at registration ended
-            entry.inherited = inherited
-            changed = True
-        return changed
+        if not changed and inherited == entry.inherited:
+            entry.status = status  # the usual heartbeat: nothing to re-index
+            return False
+        self._unindex(entry)
+        self._slots_total -= entry.slots_total
+        self._slots_busy -= entry.slots_busy
+        entry.status = status
+        entry.inherited = inherited  # some of what it served at registration may have ended
+        self._slots_total += entry.slots_total
+        self._slots_busy += entry.slots_busy
+        self._index(entry)
+        return True
 
-    def candidates(self) -> list[AgentCandidate]:
-        """Agents that can take one more request now (never one with 0 slots or draining)."""
-        return [entry.candidate() for entry in self._agents.values() if entry.slots_free > 0]
+    def candidates(self) -> Candidates:
+        """Agents that can take one more request now (never one with 0 slots or draining).
+
+        A live view, least busy first (see ``paddler.policies.Candidates``).
+        """
+        return self._view
 
     def claim(self, agent_id: str) -> bool:
         """Count one more request on ``agent_id``; False if it has no free slot (or is gone)."""
         entry = self._agents.get(agent_id)
         if entry is None or entry.slots_free <= 0:
             return False
+        self._unindex(entry)
         entry.dispatched += 1
+        self._slots_busy += 1
+        self._index(entry)
         return True
 
     def release(self, agent_id: str) -> bool:
@@ -151,13 +185,82 @@ class AgentPool:
         entry = self._agents.get(agent_id)
         if entry is None:
             return False
-        entry.dispatched = max(0, entry.dispatched - 1)
+        if entry.dispatched > 0:
+            self._unindex(entry)
+            entry.dispatched -= 1
+            self._slots_busy -= 1
+            self._index(entry)
         return True
 
     @property
     def slots_total(self) -> int:
-        return sum(entry.slots_total for entry in self._agents.values())
+        return self._slots_total
 
     @property
     def slots_busy(self) -> int:
-        return sum(entry.slots_busy for entry in self._agents.values())
+        return self._slots_busy
+
+    # -- the free-slot index -------------------------------------------------------------
+
+    def _index(self, entry: AgentEntry) -> None:
+        if entry.slots_free > 0:
+            level = entry.slots_busy
+            self._free.setdefault(level, {})[entry.id] = entry
+            self._level[entry.id] = level
+
+    def _unindex(self, entry: AgentEntry) -> None:
+        level = self._level.pop(entry.id, None)
+        if level is not None:
+            bucket = self._free[level]
+            del bucket[entry.id]
+            if not bucket:
+                del self._free[level]
+
+    def _least_busy(self) -> AgentEntry | None:
+        if not self._free:
+            return None
+        bucket = self._free[min(self._free)]  # as many keys as distinct busy counts
+        return next(iter(bucket.values()))
+
+    def _free_entries(self) -> Iterator[AgentEntry]:
+        for level in sorted(self._free):
+            yield from list(self._free[level].values())
+
+    def _free_entry(self, agent_id: str) -> AgentEntry | None:
+        return self._agents.get(agent_id) if agent_id in self._level else None
+
+
+class _FreeAgents(Candidates):
+    """The pool's agents with a free slot, as the ``Candidates`` a policy is given."""
+
+    def __init__(self, pool: AgentPool) -> None:
+        self._pool = pool
+
+    def __len__(self) -> int:
+        return len(self._pool._level)
+
+    def __iter__(self) -> Iterator[AgentCandidate]:
+        return (entry.candidate() for entry in self._pool._free_entries())
+
+    @overload
+    def __getitem__(self, index: int) -> AgentCandidate: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[AgentCandidate]: ...
+    def __getitem__(self, index: int | slice) -> AgentCandidate | Sequence[AgentCandidate]:
+        if index == 0:
+            entry = self._pool._least_busy()
+            if entry is None:
+                raise IndexError("no candidates")
+            return entry.candidate()
+        return list(self)[index]
+
+    def __repr__(self) -> str:
+        return f"<Candidates [{len(self)} agents with a free slot]>"
+
+    def least_busy(self) -> AgentCandidate | None:
+        entry = self._pool._least_busy()
+        return None if entry is None else entry.candidate()
+
+    def get(self, agent_id: str) -> AgentCandidate | None:
+        entry = self._pool._free_entry(agent_id)
+        return None if entry is None else entry.candidate()

@@ -82,4 +82,24 @@ def test_dispatch_never_over_subscribes_and_stays_fifo(ops: list[tuple[str, int,
             )
         if len(buffer):
             assert all(entry.slots_free <= 0 for entry in pool)
+        check_index(pool)
     assert served_order == sorted(served_order)
+
+
+def check_index(pool: AgentPool) -> None:
+    """The running totals and the free-slot index agree with a scan of every agent."""
+    entries = list(pool)
+    assert pool.slots_total == sum(e.slots_total for e in entries)
+    assert pool.slots_busy == sum(e.slots_busy for e in entries)
+    candidates = pool.candidates()
+    free = {e.id for e in entries if e.slots_free > 0}
+    assert {c.id for c in candidates} == free and len(candidates) == len(free)
+    busy = [c.slots_busy for c in candidates]
+    assert busy == sorted(busy), "least busy first"
+    best = candidates.least_busy()
+    if free:
+        assert best is not None and best.slots_busy == min(busy) and best == candidates[0]
+        assert all(candidates.get(agent_id) is not None for agent_id in free)
+    else:
+        assert best is None
+    assert candidates.get("nobody") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
 import pytest
 
 from paddler.balancer._buffer import RequestBuffer, Waiter
@@ -63,7 +64,7 @@ def test_never_over_subscribes_and_spreads_evenly() -> None:
     assigned = _assign_waiters_to_slots(buffer, pool, select)
     assert sorted(w.agent_id or "" for w in assigned) == ["a", "a", "b", "b"]
     assert len(buffer) == 2
-    assert pool.candidates() == []
+    assert len(pool.candidates()) == 0
 
 
 def test_agent_with_no_slots_or_draining_is_never_chosen() -> None:
@@ -132,3 +133,29 @@ def test_least_busy_is_absolute_with_first_on_tie() -> None:
     b = AgentCandidate(id="b", name=None, slots_total=2, slots_busy=1)
     c = AgentCandidate(id="c", name=None, slots_total=2, slots_busy=1)
     assert least_busy([a, b, c]) is b
+
+
+def test_inherited_requests_hold_slots_until_the_agent_reports_them_ended() -> None:
+    """An agent that registers serving 2 of 3 slots has one candidate slot; when its status
+    says they ended, the index and the totals follow."""
+    pool = AgentPool()
+    pool.add(AgentEntry(id="a", name=None, status=status(3), inherited=2))
+    assert (pool.slots_total, pool.slots_busy) == (3, 2)
+    assert [c.slots_busy for c in pool.candidates()] == [2]
+    ended = attrs.evolve(status(3, version=2), slots_processing=0)
+    assert pool.apply_status("a", ended)
+    assert (pool.slots_total, pool.slots_busy) == (3, 0)
+    best = pool.candidates().least_busy()
+    assert best is not None and (best.id, best.slots_free) == ("a", 3)
+
+
+def test_candidates_are_least_busy_first_and_found_by_id() -> None:
+    """The view a policy gets: least busy first, lookups by id, no entry for a full agent."""
+    pool = pool_of(a=2, b=2, c=1)
+    assert pool.claim("a") and pool.claim("c")
+    candidates = pool.candidates()
+    assert [c.id for c in candidates] == ["b", "a"]
+    assert least_busy(candidates) == candidates[0] and candidates[0].id == "b"
+    assert candidates.get("c") is None, "c is full"
+    found = candidates.get("a")
+    assert found is not None and found.slots_busy == 1

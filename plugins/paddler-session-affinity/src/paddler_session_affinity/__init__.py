@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from paddler.hookspecs import hookimpl
-from paddler.policies import AgentCandidate, RequestInfo
+from paddler.policies import AgentCandidate, RequestInfo, candidate_by_id, least_busy
 
 __all__ = ["DEFAULT_HEADER", "SessionAffinity", "plugin"]
 
@@ -70,13 +70,12 @@ class SessionAffinity:
         session = self.session_of(request)
         if session is None:
             return None
-        free = [candidate for candidate in candidates if candidate.slots_free > 0]
-        if not free:
-            return None
-        bound = self.agent_for(session)
-        chosen = next((c for c in free if c.id == bound), None)
+        # One step each on the balancer's Candidates, however many agents there are.
+        chosen = candidate_by_id(candidates, self.agent_for(session))
+        if chosen is None or chosen.slots_free <= 0:
+            chosen = least_busy(candidates)
         if chosen is None:
-            chosen = min(free, key=lambda candidate: candidate.slots_busy)
+            return None
         self._remember(session, chosen.id)
         return chosen
 
