@@ -8,6 +8,7 @@ appears once it has been used; a key removed by a reload keeps its last values u
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -61,6 +62,9 @@ class KeyMetrics:
         )
         for reason in KEY_REFUSAL_REASONS:
             self._refused.labels(reason)
+        # labels() takes a lock and builds a key each call; these are per request, so the
+        # children are kept (a handful of keys times a handful of outcomes).
+        self._children: dict[tuple[str, ...], Any] = {}
         for registry in registries:
             for collector in (
                 self._requests,
@@ -71,18 +75,25 @@ class KeyMetrics:
             ):
                 registry.register(collector)
 
+    def _child(self, kind: str, metric: Any, *labels: str) -> Any:
+        key = (kind, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def count_request(self, key_name: str, outcome: str) -> None:
         """One of the key's requests finished with ``outcome``."""
-        self._requests.labels(key_name, outcome).inc()
+        self._child("requests", self._requests, key_name, outcome).inc()
 
     def count_tokens(self, key_name: str, *, prompt: int, generated: int) -> None:
         """Add one finished request's usage to the key's token counters."""
-        self._prompt.labels(key_name).inc(max(prompt, 0))
-        self._generated.labels(key_name).inc(max(generated, 0))
+        self._child("prompt", self._prompt, key_name).inc(max(prompt, 0))
+        self._child("generated", self._generated, key_name).inc(max(generated, 0))
 
     def observe_buffer_wait(self, key_name: str, seconds: float) -> None:
         """One of the key's requests left the buffer after ``seconds``."""
-        self._buffer_wait.labels(key_name).observe(seconds)
+        self._child("wait", self._buffer_wait, key_name).observe(seconds)
 
     def count_refused(self, reason: str) -> None:
         """A request was refused: its key was ``"missing"`` or ``"invalid"``."""
