@@ -87,6 +87,4 @@ async def collect(balancer: Balancer, params: Any = None) -> list[Any]:
 async def wait_applied(agent: Agent, balancer: Balancer) -> None:
     """Wait until ``agent`` has received the balancer's current state and applied it."""
     with anyio.fail_after(60):
-        while agent.desired_state != balancer.applicable_state:  # noqa: ASYNC110
-            await anyio.sleep(0.01)
-        await agent.wait_applied()
+        await agent.wait_applied(balancer.applicable_state)
