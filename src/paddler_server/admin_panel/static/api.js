@@ -16,6 +16,7 @@ export const config = Object.freeze({
   statsdPrefix: root.dataset.statsdPrefix,
   statsdReportingIntervalMs: Number(root.dataset.statsdReportingIntervalMillis),
   tls: root.dataset.tls === "true",
+  agentToken: root.dataset.agentToken === "true",
 });
 
 /**
@@ -31,6 +32,7 @@ export function browserAddr(addr) {
 
 const secure = config.tls ? "s" : "";
 export const managementBase = `http${secure}://${browserAddr(config.managementAddr)}`;
+export const inferenceBase = `http${secure}://${browserAddr(config.inferenceAddr)}`;
 export const inferenceSocketUrl = `ws${secure}://${browserAddr(config.inferenceAddr)}/api/v1/inference_socket`;
 
 export class HttpError extends Error {

@@ -15,6 +15,22 @@ export function managementKey() {
   }
 }
 
+const API_KEY = "paddler.apiKey";
+
+/** The inference API key (--api-key) the prompt page sends, if one was given. */
+export function apiKey() {
+  try {
+    return sessionStorage.getItem(API_KEY);
+  } catch {
+    return null;
+  }
+}
+
+export function setApiKey(key) {
+  if (key) sessionStorage.setItem(API_KEY, key);
+  else sessionStorage.removeItem(API_KEY);
+}
+
 /** Headers that carry the key, if one was given. */
 export function authHeaders() {
   const key = managementKey();
@@ -23,6 +39,7 @@ export function authHeaders() {
 
 export function logOut() {
   sessionStorage.removeItem(STORAGE_KEY);
+  sessionStorage.removeItem(API_KEY);
   location.reload();
 }
 
@@ -63,7 +80,7 @@ export function requireLogin() {
 
 /** A "Log out" button in the top bar while a key is stored. */
 export function mountLogOut() {
-  if (managementKey() === null) return;
+  if (managementKey() === null && apiKey() === null) return;
   const bar = document.querySelector(".topbar");
   bar?.append(h("button", { type: "button", class: "ghost logout", dataset: { role: "logout" }, onclick: logOut }, "Log out"));
 }

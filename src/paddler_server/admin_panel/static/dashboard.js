@@ -40,7 +40,9 @@ function addAgentSection() {
   const command = h("code", { class: "command", dataset: { role: "agent-command" } });
   const update = () => {
     const nameArg = name.value.trim() ? ` --name ${name.value.trim()}` : "";
-    command.textContent = `paddler agent --management-addr ${browserAddr(config.managementAddr)}${nameArg} --slots ${slots.value || 4}`;
+    const scheme = config.tls ? "wss://" : "";
+    const token = config.agentToken ? " --token $PADDLER_AGENT_TOKEN" : "";
+    command.textContent = `paddler agent --management-addr ${scheme}${browserAddr(config.managementAddr)}${nameArg}${token} --slots ${slots.value || 4}`;
   };
   name.addEventListener("input", update);
   slots.addEventListener("input", update);

@@ -1,25 +1,34 @@
 // Prompt page: a chat over the inference WebSocket (spec §2.2), streaming and stoppable.
 
-import { inferenceSocketUrl, reportConnection } from "./api.js";
+import { inferenceBase, inferenceSocketUrl, reportConnection } from "./api.js";
+import { apiKey, setApiKey } from "./auth.js";
 import { formatBytes, h, replace } from "./dom.js";
 
 const STREAMING = new Set(["ContentToken", "ReasoningToken", "UndeterminableToken", "ToolCallToken",
   "ToolCallParsed", "ToolCallParseFailed", "ToolCallValidationFailed", "UnrecognizedToolCallFormat"]);
 
-/** The inference socket, reconnecting after a drop; dispatches frames to listeners. */
+/**
+ * The inference socket, reconnecting after a drop; dispatches frames to listeners. With an
+ * API key it offers the subprotocols `paddler` and `paddler.bearer.<key>` (a browser cannot
+ * set headers on a WebSocket; a key in the URL would be logged). A socket refused before it
+ * opens calls `onRefused`.
+ */
 class InferenceSocket {
-  constructor({ onMessage, onState }) {
+  constructor({ onMessage, onState, onRefused }) {
     this.onMessage = onMessage;
     this.onState = onState;
+    this.onRefused = onRefused;
     this.delay = 500;
     this.connect();
   }
 
   connect() {
     this.onState("connecting");
-    const ws = new WebSocket(inferenceSocketUrl);
+    const key = apiKey();
+    const ws = key ? new WebSocket(inferenceSocketUrl, ["paddler", `paddler.bearer.${key}`]) : new WebSocket(inferenceSocketUrl);
     this.ws = ws;
-    ws.onopen = () => { this.delay = 500; this.onState("live"); };
+    let opened = false;
+    ws.onopen = () => { opened = true; this.delay = 500; this.onState("live"); };
     ws.onmessage = (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
@@ -27,6 +36,7 @@ class InferenceSocket {
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;
+      if (!opened) this.onRefused();
       this.onState("disconnected");
       setTimeout(() => this.connect(), this.delay);
       this.delay = Math.min(this.delay * 2, 5000);
@@ -97,9 +107,25 @@ export function mountPrompt(view) {
       h("span", { class: "spacer" }),
       clear, stop, send));
 
+  const keyMessage = h("p", { dataset: { role: "api-key-message" } });
+  const keyInput = h("input", { type: "password", id: "api-key", autocomplete: "off", spellcheck: false, required: true });
+  const keyForm = h("form", {
+    class: "notice login", hidden: true, dataset: { role: "api-key" },
+    onsubmit: (event) => {
+      event.preventDefault();
+      setApiKey(keyInput.value.trim());
+      location.reload();
+    },
+  },
+  keyMessage,
+  h("label", { for: "api-key" }, "API key"), keyInput,
+  h("p", { class: "muted" }, "Kept in this tab only (session storage); offered to the socket as the subprotocol paddler.bearer.<key>."),
+  h("button", { type: "submit" }, "Use this key"));
+
   replace(view,
     h("h1", {}, "Prompt ", socketState),
     h("p", { class: "muted" }, "Chat with the cluster through ", h("code", {}, inferenceSocketUrl), "."),
+    keyForm,
     notice,
     h("details", { class: "card system" }, h("summary", {}, "System prompt"), system),
     log, composer);
@@ -156,7 +182,34 @@ export function mountPrompt(view) {
       refreshButtons();
     },
     onMessage: handle,
+    onRefused: checkApiKey,
   });
+
+  // A refused WebSocket says nothing about why; a bodiless POST on the inference API does:
+  // 401 means the balancer has --api-key (an open one answers 400 and runs nothing).
+  let askedForKey = false;
+  async function checkApiKey() {
+    if (askedForKey) return;
+    const key = apiKey();
+    let status;
+    try {
+      const response = await fetch(`${inferenceBase}/api/v1/continue_from_conversation_history`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) },
+        body: "{}",
+      });
+      status = response.status;
+    } catch {
+      return; // unreachable: the socket's own retry and state say enough
+    }
+    if (status !== 401) return;
+    askedForKey = true;
+    keyMessage.textContent = key
+      ? "The inference API refused this API key. Enter one of the balancer's --api-key keys."
+      : "This balancer's inference API needs an API key (--api-key). Enter one to chat.";
+    keyForm.hidden = false;
+    keyInput.focus();
+  }
 
   function handle(message) {
     if (message.Notification !== undefined) {
