@@ -5,6 +5,7 @@ slot leases) live in private modules; policies see ``paddler.policies.RequestInf
 ``paddler.policies.AgentCandidate``.
 """
 
+from paddler._tenancy import Tenant, current_tenant, serving_tenant
 from paddler.balancer._balancer import PADDLER_PROTOCOL_VERSION, Balancer, BalancerState
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
 from paddler.balancer._desired_state import to_agent_desired_state, validate_desired_state
@@ -39,9 +40,12 @@ __all__ = [
     "StateStore",
     "StateStoreError",
     "StreamState",
+    "Tenant",
+    "current_tenant",
     "failure_status",
     "open_state_store",
     "outcome_of",
+    "serving_tenant",
     "to_agent_desired_state",
     "validate_desired_state",
 ]
