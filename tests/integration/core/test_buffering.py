@@ -21,9 +21,11 @@ async def test_request_before_any_agent_is_served_when_one_joins(model_path: Pat
     async with Balancer(config) as balancer:
         await balancer.set_desired_state(desired_state(model_path))
         result: list[Any] = []
+        served = anyio.Event()
 
         async def request() -> None:
             result.extend(await collect(balancer))
+            served.set()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(request)
@@ -33,8 +35,7 @@ async def test_request_before_any_agent_is_served_when_one_joins(model_path: Pat
                         break
             async with agents(name, 1):
                 with anyio.fail_after(60):
-                    while not result:  # noqa: ASYNC110
-                        await anyio.sleep(0.01)
+                    await served.wait()
         assert isinstance(result[-1].response, Done)
         assert result[-1].generated_by == "agent-0"
 

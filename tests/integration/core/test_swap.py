@@ -28,8 +28,7 @@ async def test_swap_under_load_loses_no_request(model_path: Path) -> None:
             for _ in range(4):
                 tg.start_soon(request)
             with anyio.fail_after(10):
-                while balancer.statistics().slots_busy < 2:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
+                await balancer.wait_slots_busy(2)
             await balancer.set_desired_state(desired_state(model_path, context_size=2048))
             for _ in range(4):
                 tg.start_soon(request)

@@ -26,8 +26,7 @@ async def test_an_unread_stream_is_stopped_and_its_slot_freed(
             first = await stream.__anext__()
             assert isinstance(first, ResponseEnvelope)
             with anyio.fail_after(60):  # the agent stops generating although nobody reads
-                while agent._in_flight:
-                    await agent.status.changes.wait_beyond(agent.status.changes.version)
+                await agent.wait_idle()
             rest = [item async for item in stream]
         assert 1 <= len(rest) <= 17
         last = rest[-1]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import attrs
 from anyio.streams.stapled import StapledObjectStream
 
-from paddler.balancer import Balancer
+from paddler.balancer import Balancer, InferenceStream
 from paddler.wire import (
     L2,
     AgentRequest,
@@ -34,13 +35,15 @@ from paddler.wire import (
 )
 
 
-async def eventually(predicate: Any, limit: float = 2.0) -> None:
-    """Wait (checkpointing) until ``predicate()`` is true; fail after ``limit`` seconds."""
-    with anyio.fail_after(limit):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.001)
+async def until_dispatched(balancer: Balancer, stream: InferenceStream) -> None:
+    """Read ``stream``'s first item in a task until its request holds a slot, then stop
+    reading (the stream stays open, the agent holding the request)."""
+    busy = balancer.statistics().slots_busy
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.__anext__)
+        with anyio.fail_after(5):
+            await balancer.wait_slots_busy(busy + 1)
+        tg.cancel_scope.cancel()
 
 
 def status(
@@ -124,6 +127,12 @@ class FakeAgent:
     def _changed(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()
+
+    async def wait_until(self, predicate: Callable[[], object]) -> None:
+        """Return once ``predicate()`` holds, re-checked after each message this agent reads."""
+        with anyio.fail_after(5):  # a safety net, not a timing assertion
+            while not predicate():
+                await self.changed.wait()
 
     def registration(self) -> RegisterAgent:
         snapshot = attrs.evolve(

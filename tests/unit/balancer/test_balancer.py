@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from balancer_fakes import FakeAgent, eventually
+from balancer_fakes import FakeAgent, until_dispatched
 
 from paddler.balancer import Balancer, BalancerConfig
 from paddler.errors import GenerationDisabled, InvalidRequest, ShuttingDown
@@ -94,8 +94,8 @@ async def test_burst_on_four_one_slot_agents_lands_on_four_agents() -> None:
         async with anyio.create_task_group() as tg:
             for index in range(4):
                 tg.start_soon(run, index)
-            await eventually(lambda: not (sum(len(f.requests) for f in fakes) < 4))
-            assert balancer.statistics().slots_busy == 4
+            with anyio.fail_after(5):
+                await balancer.wait_slots_busy(4)
             for fake in fakes:
                 fake.release()
     assert all(len(f.requests) == 1 for f in fakes)
@@ -121,9 +121,11 @@ async def test_buffer_timeout_is_a_504_envelope_and_leaves_the_buffer() -> None:
 async def test_scale_from_zero_request_served_when_first_agent_joins() -> None:
     async with cluster() as (balancer, _):
         result: list[Any] = []
+        served = anyio.Event()
 
         async def request() -> None:
             result.extend(await collect(balancer))
+            served.set()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(request)
@@ -134,7 +136,8 @@ async def test_scale_from_zero_request_served_when_first_agent_joins() -> None:
             agent = FakeAgent(balancer, "late", 1)
             tg.start_soon(agent.run)
             await agent.start()
-            await eventually(lambda: bool(result))
+            with anyio.fail_after(5):
+                await served.wait()
             tg.cancel_scope.cancel()
     assert isinstance(result[-1].response, Done)
     assert result[-1].generated_by == "late"
@@ -151,8 +154,8 @@ async def test_buffer_is_first_come_first_served() -> None:
         async with anyio.create_task_group() as tg:
             for index in range(5):
                 tg.start_soon(request, f"r{index}")
-                expected = index + 1
-                await eventually(lambda: len(balancer.buffer) >= expected)  # noqa: B023
+                with anyio.fail_after(5):
+                    await balancer.wait_buffered(index + 1)
             await agent.set_slots(1)
     assert order == ["r0", "r1", "r2", "r3", "r4"]
 
@@ -163,7 +166,8 @@ async def test_consumer_leaving_stops_the_request_and_frees_slot_after_agent_con
         async with balancer.generate(PROMPT) as stream:
             first = await stream.__anext__()
             assert isinstance(first, ResponseEnvelope)
-        await eventually(lambda: not (balancer.statistics().slots_busy))
+        with anyio.fail_after(5):
+            await balancer.wait_idle()
         assert agent.stops == [agent.requests[0].id]
 
 
@@ -174,12 +178,12 @@ async def test_slot_stays_busy_until_terminal_after_consumer_left() -> None:
         (agent,),
     ):
         async with balancer.generate(PROMPT) as stream:
-            with anyio.move_on_after(0.01):
-                await stream.__anext__()
+            await until_dispatched(balancer, stream)
         assert balancer.statistics().slots_busy == 1
-        await eventually(lambda: agent.stops != [])
+        await agent.wait_until(lambda: agent.stops)
         # the agent never confirms: one more item timeout, then the slot is free
-        await eventually(lambda: not (balancer.statistics().slots_busy))
+        with anyio.fail_after(5):
+            await balancer.wait_idle()
 
 
 async def test_cancel_ends_with_done_carrying_usage() -> None:
@@ -191,7 +195,7 @@ async def test_cancel_ends_with_done_carrying_usage() -> None:
                 items.extend([i async for i in stream])
 
             tg.start_soon(read)
-            await eventually(lambda: bool(agent.requests))
+            await agent.wait_until(lambda: agent.requests)
             await stream.cancel()
         assert isinstance(items[-1].response, Done)
         assert balancer.statistics().slots_busy == 0
@@ -206,7 +210,8 @@ async def test_cancel_while_buffered_ends_quietly_with_done() -> None:
                 items.extend([i async for i in stream])
 
             tg.start_soon(read)
-            await eventually(lambda: bool(len(balancer.buffer)))
+            with anyio.fail_after(5):
+                await balancer.wait_buffered(1)
             await stream.cancel()
         assert isinstance(items[-1].response, Done)
         assert len(balancer.buffer) == 0
@@ -221,10 +226,11 @@ async def test_agent_gone_mid_stream_is_a_502_envelope() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(read)
-            await eventually(lambda: bool(agent.requests))
+            await agent.wait_until(lambda: agent.requests)
             await agent.disconnect()
         assert items[-1].error.code == 502
-        await eventually(lambda: not (balancer.agents_snapshot().agents))
+        with anyio.fail_after(5):
+            await balancer.wait_statistics(lambda s: s.agents == 0)
 
 
 async def test_item_timeout_is_a_504_envelope_and_stops_the_agent() -> None:
@@ -232,7 +238,8 @@ async def test_item_timeout_is_a_504_envelope_and_stops_the_agent() -> None:
     async with cluster(("a1", 1), config=config, hold=True) as (balancer, (agent,)):
         items = await collect(balancer)
         assert items[-1].error.code == 504
-        await eventually(lambda: not (balancer.statistics().slots_busy))
+        with anyio.fail_after(5):
+            await balancer.wait_idle()
         assert agent.stops == [agent.requests[0].id]
 
 
@@ -250,12 +257,15 @@ async def test_draining_agent_is_acknowledged_and_gets_nothing_new() -> None:
 
 
 async def test_stale_status_is_ignored() -> None:
+    """A status older than the newest seen changes nothing."""
     async with cluster(("a1", 2)) as (balancer, (agent,)):
         await agent.set_slots(3)
         agent.version = 0
-        await agent.set_slots(0)
-        await agent.set_slots(3)  # version 1 < 2: still ignored
-        await eventually(lambda: balancer.statistics().slots_total == 3)
+        await agent.set_slots(1)  # version 1 < 2: ignored
+        # An answer from the agent comes after everything it sent before: the stale status
+        # has been read by the time this returns.
+        with anyio.fail_after(5):
+            await balancer.get_chat_template_override("a1")
         assert balancer.statistics().slots_total == 3
 
 
@@ -344,7 +354,7 @@ async def test_agents_that_register_while_their_model_is_being_adopted_keep_it()
             tg.start_soon(first.run)
             tg.start_soon(second.run)
             await first.start()
-            await eventually(lambda: bool(first.requests))  # the adoption asks for the template
+            await first.wait_until(lambda: first.requests)  # the adoption asks for the template
             await second.start()
             with anyio.fail_after(5):
                 await balancer.wait_agents(2)
@@ -366,12 +376,16 @@ async def test_shutdown_answers_in_flight_requests_with_503() -> None:
             await agent.start()
             await balancer.wait_agents(1)
 
+            answered = anyio.Event()
+
             async def read() -> None:
                 items.extend(await collect(balancer))
+                answered.set()
 
             tg.start_soon(read)
-            await eventually(lambda: bool(agent.requests))
-        await eventually(lambda: bool(items))
+            await agent.wait_until(lambda: agent.requests)
+        with anyio.fail_after(5):
+            await answered.wait()
         tg.cancel_scope.cancel()
     assert items[-1].error.code == 503
     assert "shutting down" in items[-1].error.description
@@ -385,8 +399,7 @@ async def test_repr_and_statistics_show_live_counts() -> None:
         cluster(("a1", 2), ("a2", 1), hold=True) as (balancer, fakes),
         balancer.generate(PROMPT) as stream,
     ):
-        with anyio.move_on_after(0.05):
-            await stream.__anext__()
+        await until_dispatched(balancer, stream)
         assert repr(balancer) == (
             "<Balancer [requests: 1 active, 0 buffered | agents: 2, slots: 1/3 busy]>"
         )
@@ -396,8 +409,11 @@ async def test_repr_and_statistics_show_live_counts() -> None:
 
 async def test_consumer_cancelled_while_buffered_leaves_quietly() -> None:
     async with cluster(("a1", 0)) as (balancer, (agent,)):
-        with anyio.move_on_after(0.05):
-            await collect(balancer)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collect, balancer)
+            with anyio.fail_after(5):
+                await balancer.wait_buffered(1)
+            tg.cancel_scope.cancel()
         assert len(balancer.buffer) == 0
         await agent.set_slots(1)
         items = await collect(balancer)
@@ -472,8 +488,7 @@ async def test_metrics_see_wait_latencies_tokens_and_outcomes() -> None:
             await collect(balancer)
             agent.hold = True
             async with balancer.generate(PROMPT) as held:
-                with anyio.move_on_after(0.02):
-                    await held.__anext__()
+                await until_dispatched(balancer, held)
                 await collect(balancer)  # no slot, no buffer: 503
                 agent.release()
             tg.cancel_scope.cancel()
@@ -547,7 +562,7 @@ async def test_a_terminal_error_is_not_counted_as_a_token() -> None:
 
 
 async def _fail_first_request(agent: FakeAgent) -> None:
-    await eventually(lambda: agent.requests)
+    await agent.wait_until(lambda: agent.requests)
     await agent.send(agent.requests[0].id, SamplerError("no slots"))
 
 
@@ -556,7 +571,7 @@ async def test_statistics_count_cancelled_requests_apart_from_failed_ones() -> N
     async with cluster(("a1", 1), hold=True) as (balancer, (agent,)):
         async with balancer.generate(PROMPT) as stream, anyio.create_task_group() as tg:
             tg.start_soon(collect_into, stream, [])
-            await eventually(lambda: bool(agent.requests))
+            await agent.wait_until(lambda: agent.requests)
             await stream.cancel()
         balancer.count_rejected(400)
         statistics = balancer.statistics()

@@ -14,10 +14,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from anyio.abc import TaskGroup
-from balancer_fakes import FakeAgent, status
+from balancer_fakes import FakeAgent, status, until_dispatched
 
-from paddler.balancer import Balancer, BalancerConfig, InferenceStream, StreamState
+from paddler.balancer import Balancer, BalancerConfig, StreamState
 from paddler.balancer._config import BalancerConfig as Config
 from paddler.balancer._pool import AgentEntry
 from paddler.balancer._request_metrics import RequestMetrics
@@ -56,14 +55,6 @@ async def recorded(
             tg.cancel_scope.cancel()
 
 
-async def dispatched(balancer: Balancer, stream: InferenceStream, tg: TaskGroup) -> None:
-    """Start ``stream`` in a task (its first item waits on a held agent) until it holds a slot."""
-    busy = balancer.statistics().slots_busy
-    tg.start_soon(stream.__anext__)
-    with anyio.fail_after(5):
-        await balancer.wait_slots_busy(busy + 1)
-
-
 async def test_a_completed_stream_releases_once() -> None:
     async with recorded() as (balancer, _, releases):
         async with balancer.generate(PROMPT) as stream:
@@ -86,9 +77,8 @@ async def test_a_cancelled_stream_releases_once_after_its_done() -> None:
 
 async def test_leaving_early_keeps_the_slot_until_the_drain_then_releases_once() -> None:
     async with recorded(hold=True, ignore_stop=True) as (balancer, agent, releases):
-        async with balancer.generate(PROMPT) as stream, anyio.create_task_group() as tg:
-            await dispatched(balancer, stream, tg)
-            tg.cancel_scope.cancel()
+        async with balancer.generate(PROMPT) as stream:
+            await until_dispatched(balancer, stream)
         with anyio.fail_after(5):
             while not agent.stops:
                 await agent.changed.wait()
@@ -116,9 +106,7 @@ async def test_an_item_timeout_releases_once_after_the_drain() -> None:
 async def test_an_agent_that_disconnects_mid_stream_releases_once() -> None:
     async with recorded(hold=True) as (balancer, agent, releases):
         async with balancer.generate(PROMPT) as stream:
-            async with anyio.create_task_group() as tg:
-                await dispatched(balancer, stream, tg)
-                tg.cancel_scope.cancel()
+            await until_dispatched(balancer, stream)
             await agent.disconnect()
             with anyio.fail_after(5):
                 items = [item async for item in stream]
@@ -129,7 +117,7 @@ async def test_an_agent_that_disconnects_mid_stream_releases_once() -> None:
 async def test_a_request_cancelled_while_buffered_never_holds_a_slot() -> None:
     async with recorded(hold=True) as (balancer, agent, releases):
         async with balancer.generate(PROMPT) as holding, anyio.create_task_group() as tg:
-            await dispatched(balancer, holding, tg)
+            await until_dispatched(balancer, holding)
             async with balancer.generate(PROMPT) as waiting:
                 items: list[Any] = []
 
