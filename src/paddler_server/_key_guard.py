@@ -1,6 +1,7 @@
 """ASGI guard of the inference and OpenAI services: API keys, and the keys' limits.
 
-With no keys configured it passes everything through (Paddler's behaviour). With keys, every
+It is installed only when keys are configured (``--api-key``, ``--api-keys-file``): without
+them the services are open, as Paddler's are. Installed, it asks for a key on every
 path but ``/health`` (and CORS preflights, which browsers send without credentials) needs
 ``Authorization: Bearer KEY`` (or ``Basic`` with the key as the password, which is what a URL
 ``http://key:KEY@host`` sends). A WebSocket may instead offer the subprotocols ``paddler`` and
@@ -70,7 +71,8 @@ def presented_key(scope: dict[str, Any]) -> tuple[str | None, list[tuple[bytes, 
 
 
 class ApiKeyGuard:
-    """Wraps one service's ASGI app; ``store`` may change (reloads) while it runs."""
+    """Wraps one service's ASGI app; ``store`` may change (reloads) while it runs. An empty
+    store refuses every request (a keys file with no entries yet)."""
 
     def __init__(
         self,
@@ -94,7 +96,6 @@ class ApiKeyGuard:
         kind = scope.get("type")
         if (
             kind not in ("http", "websocket")
-            or not self.store
             or scope.get("path") in OPEN_PATHS
             or _is_preflight(scope)
         ):

@@ -96,11 +96,13 @@ async def wait_released(services: Services) -> None:
             await anyio.sleep(0.01)
 
 
-async def test_no_keys_means_open(services: Services) -> None:
-    """Without keys nothing is asked: an empty body reaches the app and gets its 400."""
+async def test_an_empty_store_refuses_everything(services: Services) -> None:
+    """A keys file with no entries yet closes the service (keys may come with a reload)."""
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{services.inference}/api/v1/continue_from_raw_prompt")
-    assert response.status_code == 400
+        response = await http.post(
+            f"{services.inference}/api/v1/continue_from_raw_prompt", headers=bearer("alice-key")
+        )
+    assert response.status_code == 401
 
 
 async def test_missing_and_wrong_keys_get_401_in_each_shape(services: Services) -> None:
