@@ -12,6 +12,7 @@ An engine whose worker process dies is replaced by a fresh load of the same stat
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -73,6 +74,8 @@ def load_issues(exc: Exception, model_path: str, slots: int) -> list[AgentIssue]
 
 def load_issue(exc: Exception, model_path: str) -> AgentIssue:
     """Map an engine load failure to the issue the agent reports."""
+    if "paddler.engine._errors" not in sys.modules:  # a custom loader's engine failed: its
+        return ModelCannotBeLoaded(model_path=model_path)  # error is none of the engine's
     from paddler.engine import _errors as engine  # one exception per issue, not exported
 
     if isinstance(exc, engine.UnableToFindChatTemplate):

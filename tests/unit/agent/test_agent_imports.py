@@ -29,3 +29,13 @@ def test_importing_the_agent_loads_no_balancer_and_no_engine() -> None:
 def test_the_check_sees_a_balancer_import() -> None:
     """The same check does see the balancer when something imports it."""
     assert "paddler.balancer" in loaded_after("import paddler.agent, paddler.balancer")
+
+
+def test_a_custom_loaders_failure_does_not_import_the_engine() -> None:
+    """Mapping a load failure to its issue needs the engine's errors only if it was imported."""
+    statement = (
+        "from paddler.agent._reconciler import load_issue\n"
+        "issue = load_issue(RuntimeError('bad'), '/m.gguf')\n"
+        "assert type(issue).__name__ == 'ModelCannotBeLoaded', issue"
+    )
+    assert loaded_after(statement) == []
