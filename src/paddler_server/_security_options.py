@@ -7,14 +7,18 @@ users of a machine): ``PADDLER_MANAGEMENT_API_KEY``, ``PADDLER_AGENT_TOKENS``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from paddler_server._host_check import parse_allowed_hosts
+from paddler_server._host_check import is_loopback_host, parse_allowed_hosts
 from paddler_server._tls import TlsFiles, agent_management_url
+
+if TYPE_CHECKING:
+    from paddler_server._settings import BalancerSettings
 
 __all__ = [
     "AGENT_MANAGEMENT_URL",
@@ -24,7 +28,10 @@ __all__ = [
     "balancer_security_settings",
     "management_client_url",
     "split_tokens",
+    "warn_open_services",
 ]
+
+logger = logging.getLogger("paddler_server.security")
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -166,3 +173,25 @@ def management_client_url(text: str) -> str:
             f"{text!r}: the scheme must be http or https", param_hint="--management-addr"
         )
     return value
+
+
+def warn_open_services(settings: BalancerSettings) -> list[str]:
+    """Warn (and return the warnings) about what a management service other machines can
+    reach leaves open: the desired state without a management key, joining without a token."""
+    management = settings.management_addr
+    if is_loopback_host(management.host):
+        return []
+    warnings = []
+    if settings.management_api_key is None:
+        warnings.append(
+            f"the management service on {management} has no --management-api-key: anyone who "
+            "reaches it can change the model every agent downloads"
+        )
+    if not settings.agent_tokens:
+        warnings.append(
+            f"the management service on {management} has no --agent-token: anyone who reaches "
+            "it can join as an agent and receive prompts"
+        )
+    for warning in warnings:
+        logger.warning("%s (docs/security.md)", warning)
+    return warnings

@@ -24,6 +24,7 @@ from paddler_server._security_options import (
     agent_security_options,
     balancer_security_options,
     balancer_security_settings,
+    warn_open_services,
 )
 
 __all__ = ["cli", "main"]
@@ -243,6 +244,7 @@ def balancer(
         api_keys=keys_source(api_key, api_keys_file),
         **security,
     )
+    warn_open_services(settings)
     run_until_signal(run_balancer, settings)
 
 

@@ -94,3 +94,19 @@ def test_set_state_addresses() -> None:
     assert management_client_url("https://b.internal:8060/") == "https://b.internal:8060"
     with pytest.raises(click.BadParameter):
         management_client_url("wss://b.internal:8060")
+
+
+def test_an_open_management_service_on_the_network_is_warned_about() -> None:
+    """On 0.0.0.0 without a key and a token, the balancer says what is open; on loopback,
+    or closed, it says nothing."""
+    from paddler_server._options import parse_address
+    from paddler_server._security_options import warn_open_services
+    from paddler_server._settings import BalancerSettings
+
+    exposed = parse_address("0.0.0.0:8060")
+    warnings = warn_open_services(BalancerSettings(management_addr=exposed))
+    assert len(warnings) == 2
+    assert "--management-api-key" in warnings[0] and "--agent-token" in warnings[1]
+    closed = BalancerSettings(management_addr=exposed, management_api_key="k", agent_tokens=("t",))
+    assert warn_open_services(closed) == []
+    assert warn_open_services(BalancerSettings()) == []
