@@ -21,12 +21,8 @@ from paddler.balancer._state_store import (
 )
 from paddler.balancer._stream import InferenceStream, StreamState
 
-# Until paddler/__init__.py takes them from paddler.policies (H4), where they live now.
-from paddler.policies import AgentCandidate, RequestInfo
-
 __all__ = [
     "PADDLER_PROTOCOL_VERSION",
-    "AgentCandidate",
     "Balancer",
     "BalancerConfig",
     "BalancerMetricsLike",
@@ -36,7 +32,6 @@ __all__ = [
     "FileStateStore",
     "InferenceStream",
     "MemoryStateStore",
-    "RequestInfo",
     "StateStore",
     "StateStoreError",
     "StreamState",

@@ -12,19 +12,18 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 import pluggy
-from anyio.abc import ObjectStream
 
 from paddler._changes import Changes
 from paddler._tenancy import current_tenant
 from paddler.balancer._buffer import RequestBuffer
 from paddler.balancer._cluster_state import ClusterState
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
-from paddler.balancer._connection import AgentConnection
+from paddler.balancer._connection import AgentConnection, AgentStream
 from paddler.balancer._embeddings import EmbeddingStream
 from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.balancer._request_metrics import BalancerMetricsLike, RequestMetrics
@@ -39,6 +38,7 @@ from paddler.wire import (
     AgentSocketExtension,
     AgentToBalancerMessage,
     BalancerDesiredState,
+    BalancerToAgentMessage,
     BufferedRequestsSnapshot,
     ChatTemplate,
     ChatTemplateOverrideResponse,
@@ -186,7 +186,7 @@ class Balancer:
     def accept_agent(
         self,
         agent_id: str,
-        stream: ObjectStream[Any],
+        stream: AgentStream,
         *,
         extensions: Collection[str] = SUPPORTED_EXTENSIONS,
     ) -> None:
@@ -199,7 +199,7 @@ class Balancer:
         )
 
     async def serve_agent(
-        self, agent_id: str, stream: ObjectStream[Any], *, extensions: Collection[str] = ()
+        self, agent_id: str, stream: AgentStream, *, extensions: Collection[str] = ()
     ) -> None:
         """Run one agent's socket until it deregisters, disconnects or the balancer stops.
 
@@ -227,7 +227,7 @@ class Balancer:
         scope.cancel()
 
     async def _serve_registered(
-        self, agent_id: str, stream: ObjectStream[Any], extensions: Collection[str]
+        self, agent_id: str, stream: AgentStream, extensions: Collection[str]
     ) -> None:
         """Handshake, register, then pump messages both ways until the socket ends.
 
@@ -276,7 +276,9 @@ class Balancer:
             logger.info("agent gone id=%s name=%s", agent_id, entry.name)
             self._slots.pool_changed()
 
-    def _on_agent_message(self, entry: AgentEntry, message: AgentToBalancerMessage) -> bool:
+    def _on_agent_message(
+        self, entry: AgentEntry, message: AgentToBalancerMessage | BalancerToAgentMessage
+    ) -> bool:
         """Apply one message that is not a response (sync, no I/O); False ends the socket."""
         if isinstance(message, UpdateAgentStatus):
             before = entry.slots_total

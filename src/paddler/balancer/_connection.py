@@ -11,13 +11,12 @@ import enum
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 from anyio.abc import ObjectStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from paddler.balancer._ids import new_request_id
+from paddler._ids import new_id
 from paddler.errors import AgentGone, AgentRpcTimeout, ShuttingDown
 from paddler.wire import (
     AgentRequest,
@@ -29,7 +28,7 @@ from paddler.wire import (
     StopRespondingTo,
 )
 
-__all__ = ["ROUTE_LIMIT", "AgentConnection", "RouteEnd", "RouteItem"]
+__all__ = ["ROUTE_LIMIT", "AgentConnection", "AgentStream", "RouteEnd", "RouteItem"]
 
 logger = logging.getLogger("paddler.balancer")
 
@@ -50,8 +49,12 @@ class RouteEnd(enum.Enum):
 RouteItem = AgentResponse | RouteEnd
 """What a route carries: the agent's responses, then possibly one ``RouteEnd``."""
 
+AgentStream = ObjectStream[AgentToBalancerMessage | BalancerToAgentMessage]
+"""The balancer's end of an agent socket: ``AgentToBalancerMessage`` in,
+``BalancerToAgentMessage`` out (anyio's ``ObjectStream`` has one item type for both ways)."""
+
 #: Handles one message that is not a response; returns False to end the connection.
-MessageHandler = Callable[[AgentToBalancerMessage], bool]
+MessageHandler = Callable[[AgentToBalancerMessage | BalancerToAgentMessage], bool]
 
 _CLOSED = (anyio.ClosedResourceError, anyio.BrokenResourceError)
 
@@ -164,7 +167,7 @@ class AgentConnection:
 
     async def call(self, payload: AgentRequestPayload, *, answer_within: float) -> ResponsePayload:
         """Send a management request and wait for its one answer (spec §2.4)."""
-        request_id = new_request_id()
+        request_id = new_id()
         receive = self.open_route(request_id)
         try:
             if not self.send_nowait(AgentRequest(id=request_id, request=payload)):
@@ -189,7 +192,7 @@ class AgentConnection:
 
     # -- the socket ----------------------------------------------------------------------
 
-    async def run(self, stream: ObjectStream[Any], handle: MessageHandler) -> None:
+    async def run(self, stream: AgentStream, handle: MessageHandler) -> None:
         """Pump both ways until the socket ends or ``handle`` returns False, then ``close``.
 
         Responses go to their routes; every other message goes to ``handle`` (sync, no I/O).
@@ -209,7 +212,7 @@ class AgentConnection:
         finally:
             self.close()
 
-    async def _write(self, stream: ObjectStream[Any], scope: anyio.CancelScope) -> None:
+    async def _write(self, stream: AgentStream, scope: anyio.CancelScope) -> None:
         try:
             async with self._outbox_receive:
                 async for message in self._outbox_receive:

@@ -6,16 +6,15 @@ import contextlib
 import math
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from paddler._ids import new_id
 from paddler._tenancy import current_tenant
 from paddler.balancer._config import BalancerConfig
-from paddler.balancer._ids import new_request_id
 from paddler.balancer._request_metrics import RequestMetrics
 from paddler.balancer._slots import SlotDispatcher
 from paddler.balancer._stream import InferenceStream, new_request_info
@@ -24,12 +23,16 @@ from paddler.wire import (
     AgentDesiredState,
     Embedding,
     EmbeddingDone,
+    EmbeddingInputDocument,
     ErrorEnvelope,
     GenerateEmbeddingBatchParams,
     ResponseEnvelope,
 )
 
 __all__ = ["EmbeddingStream", "split_documents"]
+
+Item = ResponseEnvelope | ErrorEnvelope
+"""What the merged stream yields."""
 
 
 def split_documents(documents: int, agents: int, cap: int) -> list[int]:
@@ -72,10 +75,10 @@ class EmbeddingStream:
         self._applicable_state = applicable_state
         self._params = params
         self._headers = headers
-        self.request_id = new_request_id()
+        self.request_id = new_id()
         self._stack = contextlib.AsyncExitStack()
-        self._send: MemoryObjectSendStream[Any] | None = None
-        self._receive: MemoryObjectReceiveStream[Any] | None = None
+        self._send: MemoryObjectSendStream[Item] | None = None
+        self._receive: MemoryObjectReceiveStream[Item] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self.prompt_tokens = 0
         self.counted_documents = 0
@@ -108,12 +111,14 @@ class EmbeddingStream:
         for size in sizes:
             chunks.append(documents[start : start + size])
             start += size
-        self._send, self._receive = anyio.create_memory_object_stream[Any](math.inf)
+        self._send, self._receive = anyio.create_memory_object_stream[Item](math.inf)
         self._task_group = await self._stack.enter_async_context(anyio.create_task_group())
         self._task_group.start_soon(self._run_chunks, chunks, anyio.Semaphore(agents))
         return self
 
-    async def _run_chunks(self, chunks: list[tuple[Any, ...]], in_flight: anyio.Semaphore) -> None:
+    async def _run_chunks(
+        self, chunks: list[tuple[EmbeddingInputDocument, ...]], in_flight: anyio.Semaphore
+    ) -> None:
         assert self._send is not None
         async with self._send:
             async with anyio.create_task_group() as tg:
@@ -125,9 +130,7 @@ class EmbeddingStream:
                     await in_flight.acquire()
                     tg.start_soon(self._run_chunk, params, in_flight)
             await self._send.send(
-                ResponseEnvelope(
-                    generated_by=None, request_id=new_request_id(), response=EmbeddingDone()
-                )
+                ResponseEnvelope(generated_by=None, request_id=new_id(), response=EmbeddingDone())
             )
 
     async def _run_chunk(
@@ -147,7 +150,7 @@ class EmbeddingStream:
         finally:
             in_flight.release()
 
-    def _counted(self, item: Any) -> Any:
+    def _counted(self, item: Item) -> Item:
         """Count an embedding's ``document_tokens`` and take it off the item."""
         if not isinstance(item, ResponseEnvelope) or not isinstance(item.response, Embedding):
             return item
@@ -161,10 +164,10 @@ class EmbeddingStream:
     def __aiter__(self) -> EmbeddingStream:
         return self
 
-    async def __anext__(self) -> ResponseEnvelope | ErrorEnvelope:
+    async def __anext__(self) -> Item:
         assert self._receive is not None
         try:
-            item: ResponseEnvelope | ErrorEnvelope = await self._receive.receive()
+            item: Item = await self._receive.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
         return item

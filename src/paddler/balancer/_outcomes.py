@@ -6,8 +6,6 @@ request that ends in ``ChatTemplateError`` is a 400 in both places.
 
 from __future__ import annotations
 
-from typing import Any
-
 from paddler.wire import (
     ChatTemplateError,
     Done,
@@ -39,7 +37,7 @@ BAD_INPUT_RESULTS = (
 )
 
 
-def failure_status(result: Any) -> int | None:
+def failure_status(result: object) -> int | None:
     """The status a terminal result stands for: None for success, 400 for bad input,
     501 when generation or embeddings are switched off, 500 for the server's own failures."""
     if isinstance(result, Done | EmbeddingDone):
@@ -51,13 +49,13 @@ def failure_status(result: Any) -> int | None:
     return 500
 
 
-def _is_prompt_problem(result: Any) -> bool:
+def _is_prompt_problem(result: object) -> bool:
     """The engine reports a prompt that is empty or cannot fit as a ``SamplerError`` (the wire
     has no variant for it), with a message that starts this way."""
     return isinstance(result, SamplerError) and result.message.startswith("The prompt is ")
 
 
-def outcome_of(result: Any, *, cancelled: bool = False) -> str:
+def outcome_of(result: object, *, cancelled: bool = False) -> str:
     """The ``outcome`` label of a request that ended with ``result``."""
     status = failure_status(result)
     if status is None:

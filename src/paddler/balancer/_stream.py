@@ -20,10 +20,10 @@ from types import TracebackType
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from paddler._ids import new_id
 from paddler._tenancy import current_tenant
 from paddler.balancer._config import BalancerConfig
 from paddler.balancer._connection import ROUTE_LIMIT, AgentConnection, RouteEnd, RouteItem
-from paddler.balancer._ids import new_request_id
 from paddler.balancer._outcomes import outcome_of
 from paddler.balancer._pool import AgentEntry
 from paddler.balancer._request_metrics import RequestMetrics
@@ -431,9 +431,7 @@ def new_request_info(
 ) -> RequestInfo:
     """A request's info, with an id unique across clients and the tenant of this context."""
     return RequestInfo(
-        request_id=(
-            f"{new_request_id()}:{client_request_id}" if client_request_id else new_request_id()
-        ),
+        request_id=(f"{new_id()}:{client_request_id}" if client_request_id else new_id()),
         kind=kind,
         params=params,
         headers=dict(headers or {}),
