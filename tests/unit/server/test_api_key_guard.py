@@ -48,10 +48,12 @@ class Services:
 
 
 @pytest.fixture
-async def services() -> AsyncIterator[Services]:
+async def services(request: pytest.FixtureRequest) -> AsyncIterator[Services]:
+    """The two services behind one key store; an indirect parameter is the buffer's timeout
+    (60 s otherwise)."""
     metrics = BalancerMetrics()
     store = ApiKeyStore(metrics=metrics.keys)
-    config = BalancerConfig(buffered_request_timeout=60.0)
+    config = BalancerConfig(buffered_request_timeout=getattr(request, "param", 60.0))
     async with Balancer(config, metrics=metrics) as balancer, anyio.create_task_group() as tg:
         inference = ApiKeyGuard(
             create_inference_app(balancer), store, style="paddler", balancer=balancer
@@ -201,3 +203,21 @@ async def test_websocket_header_and_subprotocol_keys(services: Services) -> None
     assert answer["Error"]["error"]["code"] == 429
     await wait_buffered(services.balancer, 0)
     await wait_released(services)
+
+
+@pytest.mark.parametrize("services", [0.2], indirect=True)
+async def test_a_failed_request_gives_its_slot_back(services: Services) -> None:
+    """A request that ends in an error (here the buffer's 504: no agent) releases its key's
+    concurrent-request slot, and counts once, as 504, for the key."""
+    use_keys(services, max_concurrent_requests=1)
+    url = f"{services.inference}/api/v1/continue_from_raw_prompt"
+    async with httpx.AsyncClient(headers=bearer("alice-key")) as http:
+        first = await http.post(url, json=RAW)
+        await wait_released(services)
+        second = await http.post(url, json=RAW)
+    for response in (first, second):
+        assert response.status_code == 200  # the stream had started: the error is in-band
+        assert json.loads(response.text.splitlines()[-1])["Error"]["error"]["code"] == 504
+    text = services.metrics_text()
+    assert 'paddler_key_requests_total{key_name="alice",outcome="504"} 2.0' in text
+    assert 'paddler_key_requests_total{key_name="alice",outcome="429"}' not in text
