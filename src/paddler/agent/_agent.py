@@ -26,7 +26,7 @@ from paddler.agent._protocol import (
 )
 from paddler.agent._reconciler import Reconciler
 from paddler.agent._status import AgentStatus
-from paddler.errors import ConnectError
+from paddler.errors import ConnectError, ShuttingDown
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.wire import (
     AgentDesiredState,
@@ -155,6 +155,8 @@ class Agent:
         self._task_group.cancel_scope.cancel()
         await self._task_group.__aexit__(None, None, None)
         self.status.changes.close()  # subscribe_status() ends
+        self._reconciler.close()  # wait_applied() raises ShuttingDown
+        self._registrations.close()  # so does wait_registered()
         engine, self.engine = self.engine, None
         if engine is not None:
             with anyio.CancelScope(shield=True):
@@ -185,8 +187,13 @@ class Agent:
     # -- waiting -------------------------------------------------------------------------
 
     async def wait_registered(self) -> None:
-        """Return once the agent is registered with a balancer (now or after a reconnect)."""
+        """Return once the agent is registered with a balancer (now or after a reconnect).
+
+        :raises ShuttingDown: if the agent closes first.
+        """
         while not self.connected:
+            if self._registrations.closed:
+                raise ShuttingDown("the agent closed before it registered")
             await self._registrations.wait_beyond(self._registrations.version)
 
     async def wait_applied(self, state: AgentDesiredState | None = None) -> None:
@@ -195,6 +202,8 @@ class Agent:
         Pass the state you are waiting for (``balancer.applicable_state`` after
         ``set_desired_state``): one still on its way is then waited for, not mistaken for
         the one applied before. Without it, wait for the latest state this agent received.
+
+        :raises ShuttingDown: if the agent closes first.
         """
         await self._reconciler.wait_applied(state)
 

@@ -34,6 +34,7 @@ from paddler.agent._sources import (
     resolve_model,
 )
 from paddler.agent._status import AgentStatus
+from paddler.errors import ShuttingDown
 from paddler.wire import (
     AgentDesiredModel,
     AgentDesiredState,
@@ -160,12 +161,21 @@ class Reconciler:
             self._changes.notify()
 
     async def wait_applied(self, state: AgentDesiredState | None = None) -> None:
-        """Return once ``state`` (default: the latest received) is desired and applied."""
+        """Return once ``state`` (default: the latest received) is desired and applied.
+
+        :raises ShuttingDown: if the Reconciler is closed first.
+        """
         while True:
             target = self._desired if state is None else state
             if target is not None and self._applied == target == self._desired:
                 return
+            if self._changes.closed:
+                raise ShuttingDown("the agent closed before the desired state was applied")
             await self._changes.wait_beyond(self._changes.version)
+
+    def close(self) -> None:
+        """The agent stopped (``run`` is cancelled): waiters get ``ShuttingDown``."""
+        self._changes.close()
 
     def _set_applied(self, state: AgentDesiredState | None) -> None:
         if self._applied != state:

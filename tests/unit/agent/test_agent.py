@@ -164,6 +164,29 @@ async def test_wait_applied_waits_for_a_state_still_on_its_way(model_file: Path)
         assert loader.engines[1].parameters.temperature == 0.1
 
 
+async def test_waits_end_with_shutting_down_when_the_agent_closes(model_file: Path) -> None:
+    """Nothing left waiting for ever: ``wait_applied`` and ``wait_registered`` raise."""
+    from paddler.errors import ShuttingDown
+
+    config = AgentConfig(management_url="inproc://nobody-listens-here", slots=1)
+    agent = Agent(config, engine_loader=FakeLoader())
+    errors: list[BaseException] = []
+
+    async def wait(waiter: Any) -> None:
+        try:
+            await waiter()
+        except ShuttingDown as exc:
+            errors.append(exc)
+
+    # The waiters' task group is outside the agent's: closing the agent wakes them.
+    async with anyio.create_task_group() as tg, agent:  # nothing listens at that name
+        tg.start_soon(wait, agent.wait_applied)
+        tg.start_soon(wait, agent.wait_registered)
+        await anyio.wait_all_tasks_blocked()
+        assert errors == []
+    assert len(errors) == 2
+
+
 async def test_subscribe_status_shows_each_change_then_ends_when_closed(
     model_file: Path,
 ) -> None:
