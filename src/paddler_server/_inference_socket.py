@@ -19,7 +19,7 @@ import attrs
 from litestar import WebSocket
 
 from paddler._tenancy import current_tenant
-from paddler.balancer import Balancer
+from paddler.balancer import Balancer, InferenceStream
 from paddler.errors import GenerationDisabled, InvalidRequest, PaddlerError
 from paddler.transports._frames import dumps_frame
 from paddler.wire import (
@@ -72,7 +72,7 @@ def check_request(params: Any) -> None:
 @attrs.define
 class _InFlight:
     scope: anyio.CancelScope
-    stream: Any = None
+    stream: InferenceStream | None = None
     stop_requested: bool = False
     #: The API key's limiter holding one of its concurrent requests for this one.
     limiter: KeyLimiter | None = None
@@ -279,7 +279,7 @@ def _key_limiter() -> KeyLimiter | None:
     return tenant.limiter if isinstance(tenant, KeyTenant) else None
 
 
-async def _cancel_stream(stream: Any) -> None:
+async def _cancel_stream(stream: InferenceStream) -> None:
     await stream.cancel()
 
 

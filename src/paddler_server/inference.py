@@ -16,7 +16,7 @@ from litestar import Controller, Litestar, Request, WebSocket, post, websocket
 from litestar.datastructures import State
 from litestar.response.base import ASGIResponse
 
-from paddler.balancer import Balancer
+from paddler.balancer import Balancer, EmbeddingStream, InferenceStream
 from paddler.errors import (
     EmbeddingsNotEnabled,
     GenerationDisabled,
@@ -71,7 +71,7 @@ def _headers(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 def ndjson_stream(
-    open_stream: Any,
+    open_stream: InferenceStream | EmbeddingStream,
     *,
     shutdown: anyio.Event | None,
     request_id_hint: str | None = None,
