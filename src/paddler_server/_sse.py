@@ -1,7 +1,10 @@
-"""Server-sent event streams of snapshots: one at connect, one per change, keep-alive comments."""
+"""Server-sent events: the one formatter (``sse_event``) and headers every SSE response uses
+(the management snapshot streams here, the OpenAI streams), and ``snapshot_stream``: one
+snapshot at connect, one per change, keep-alive comments."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -10,14 +13,22 @@ import anyio
 from paddler.wire import converter
 from paddler_server._streaming import WRITE_TIMEOUT, Emit, ProducerStream
 
-__all__ = ["KEEP_ALIVE_SECONDS", "snapshot_stream"]
+__all__ = ["KEEP_ALIVE_SECONDS", "SSE_HEADERS", "snapshot_stream", "sse_event"]
 
 KEEP_ALIVE_SECONDS = 10.0
+#: No caching, and no buffering by a proxy in front (nginx reads ``x-accel-buffering``).
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
+def sse_event(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event; ``data`` is JSON-encoded unless it is already a string."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {text}\n\n".encode()
+
+
 def _event(snapshot: Any) -> bytes:
-    return f"data: {converter.dumps(snapshot)}\n\n".encode()
+    return sse_event(converter.dumps(snapshot))
 
 
 def snapshot_stream(

@@ -18,19 +18,13 @@ from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
 from paddler.errors import PaddlerError
+from paddler_server._sse import SSE_HEADERS, sse_event
 from paddler_server._streaming import WRITE_TIMEOUT, SlowClient, send_within
 from paddler_server.openai._errors import OpenAIError, error_from_paddler
 
 __all__ = ["Producer", "ProducerResponse", "Responder", "sse_event"]
 
 logger = logging.getLogger("paddler_server.openai")
-
-
-def sse_event(data: Any, event: str | None = None) -> bytes:
-    """One server-sent event; ``data`` is JSON-encoded unless it is already a string."""
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {text}\n\n".encode()
 
 
 class Responder:
@@ -53,11 +47,7 @@ class Responder:
 
     async def start_sse(self) -> None:
         self.sse = True
-        await self.start(
-            200,
-            {"cache-control": "no-cache", "x-accel-buffering": "no"},
-            "text/event-stream; charset=utf-8",
-        )
+        await self.start(200, SSE_HEADERS, "text/event-stream; charset=utf-8")
 
     async def send(self, chunk: bytes, *, more: bool = True) -> None:
         """Write a body chunk; ``SlowClient`` when the client reads nothing for the deadline."""
