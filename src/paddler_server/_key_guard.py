@@ -22,12 +22,15 @@ import base64
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from paddler._tenancy import serving_tenant
 from paddler_server._api_keys import ApiKeyStore, KeyTenant
 from paddler_server._bearer import bearer_token
 from paddler_server._key_limits import LimitExceeded
+
+if TYPE_CHECKING:
+    from paddler.balancer import Balancer
 
 __all__ = ["BEARER_SUBPROTOCOL_PREFIX", "SUBPROTOCOL", "ApiKeyGuard", "presented_key"]
 
@@ -80,7 +83,7 @@ class ApiKeyGuard:
         store: ApiKeyStore,
         *,
         style: ErrorStyle,
-        balancer: Any = None,
+        balancer: Balancer | None = None,
         cors_origins: Sequence[str] = (),
     ) -> None:
         self.app = app
@@ -136,10 +139,10 @@ class ApiKeyGuard:
             tenant.limiter.release()
 
     def _count_limited(self, tenant: KeyTenant) -> None:
-        count = getattr(self._balancer, "count_rejected", None)
+        balancer = self._balancer
         with serving_tenant(tenant):
-            if count is not None:
-                count(429)  # global requests_total{outcome="429"}, and the key's own
+            if balancer is not None:  # global requests_total{outcome="429"}, and the key's own
+                balancer.count_rejected(429)
             else:
                 tenant.count_request("429")
 
