@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -91,7 +91,7 @@ def changed_state(
 
 def set_state(
     management_url: str,
-    change: Any,
+    change: Callable[[BalancerDesiredState], BalancerDesiredState],
     *,
     wait: float | None = None,
     api_key: str | None = None,
