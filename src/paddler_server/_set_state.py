@@ -120,7 +120,7 @@ def set_state(
             state = change(old)
             if wait is None or state == old:
                 _put(http, url, state)
-                return state  # type: ignore[no-any-return]
+                return state
             with http.stream(
                 "GET", f"{base}/api/v1/agents/stream", timeout=httpx.Timeout(30.0, read=wait)
             ) as events:
@@ -131,7 +131,7 @@ def set_state(
                     _wait_reloaded(snapshots, wait)
         except httpx.HTTPError as exc:
             raise SetStateError(f"cannot talk to {base}: {exc}") from exc
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def _description(response: httpx.Response) -> str:
