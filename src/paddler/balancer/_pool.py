@@ -7,24 +7,33 @@ counted here, claimed and released synchronously, so on one event loop a claim i
 
 from __future__ import annotations
 
+import operator
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, overload
 
 import attrs
 
 from paddler.policies import AgentCandidate, Candidates
+from paddler.wire import SlotAggregatedStatusSnapshot
 
 if TYPE_CHECKING:
     from paddler.balancer._connection import AgentConnection
-    from paddler.wire import AgentControllerSnapshot, SlotAggregatedStatusSnapshot
+    from paddler.wire import AgentControllerSnapshot
 
 __all__ = ["AgentEntry", "AgentPool"]
 
 
-def _comparable(status: SlotAggregatedStatusSnapshot) -> Any:
-    """The status without the fields that do not count as a change."""
-    return attrs.evolve(status, slots_processing=0, version=0)
+#: The status fields whose change matters: not the agent's own busy count, not the version,
+#: not the cached prefixes (they only steer the ``cache_aware`` policy, which reads the stored
+#: status). Read as one tuple, so every agent's once-a-second heartbeat is one comparison.
+_comparable: Callable[[SlotAggregatedStatusSnapshot], tuple[object, ...]] = operator.attrgetter(
+    *(
+        field.name
+        for field in attrs.fields(SlotAggregatedStatusSnapshot)
+        if field.name not in ("slots_processing", "version", "cached_prefixes")
+    )
+)
 
 
 @attrs.define(eq=False)
