@@ -13,12 +13,13 @@ import pluggy
 
 if TYPE_CHECKING:
     from paddler.balancer._state_store import StateStore
-    from paddler.policies import AgentCandidate, RequestInfo
+    from paddler.policies import AgentCandidate, BalancingPolicy, RequestInfo
     from paddler.transports._base import AgentTransport
 
 __all__ = [
     "hookimpl",
     "hookspec",
+    "paddler_balancing_policies",
     "paddler_register_commands",
     "paddler_select_agent",
     "paddler_state_store_for_url",
@@ -43,6 +44,19 @@ def paddler_select_agent(
     :return: one of ``candidates``; ``None`` defers to the next plugin (the built-in least-busy
         policy runs last). Must decide from the snapshot alone, without I/O.
     """
+
+
+@hookspec
+def paddler_balancing_policies() -> Sequence[BalancingPolicy]:
+    """Offer named policies that ``paddler balancer --balancing-policy NAME`` can choose.
+
+    The chosen one (``paddler.policies.use_policy``) decides every request that no
+    ``paddler_select_agent`` hook of a plugin took; the built-in ones are ``least_busy``
+    (the default) and ``cache_aware``. Build the objects here without I/O.
+
+    :return: ``paddler.policies.BalancingPolicy`` records (name, select, description).
+    """
+    return ()
 
 
 @hookspec(firstresult=True)

@@ -28,6 +28,7 @@ logger = logging.getLogger("paddler.plugins")
 
 DEFAULT_PLUGINS = (
     "paddler.policies",
+    "paddler.cache_aware",
     "paddler.transports._plugin",
     "paddler._default_stores",
 )

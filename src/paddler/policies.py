@@ -1,6 +1,8 @@
 """Balancing policies: what a policy sees, and the built-in least-busy policy (spec §4.1).
 
-A policy is a ``paddler_select_agent(request, candidates)`` hook (see ``paddler.hookspecs``).
+A policy is a ``paddler_select_agent(request, candidates)`` hook (see ``paddler.hookspecs``),
+or a named ``BalancingPolicy`` that a ``paddler_balancing_policies`` hook offers and
+``use_policy`` (``paddler balancer --balancing-policy NAME``) puts in least busy's place.
 ``RequestInfo`` is the request being placed, ``AgentCandidate`` one agent with a free slot,
 ``Candidates`` the view of them all that the balancer passes (least busy first). The
 built-in policy is this module, registered as a plugin with ``trylast=True`` so that any
@@ -10,12 +12,15 @@ installed policy runs first.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import attrs
+import pluggy
 
 from paddler._tenancy import Tenant
+from paddler.errors import PaddlerError
 from paddler.hookspecs import hookimpl
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
@@ -25,15 +30,26 @@ from paddler.wire import (
 )
 
 __all__ = [
+    "DEFAULT_POLICY",
     "AgentCandidate",
+    "BalancingPolicy",
     "Candidates",
     "RequestInfo",
     "RequestKind",
     "RequestParams",
+    "UnknownPolicy",
     "candidate_by_id",
+    "known_policies",
     "least_busy",
+    "paddler_balancing_policies",
     "paddler_select_agent",
+    "use_policy",
 ]
+
+logger = logging.getLogger("paddler.policies")
+
+#: What ``--balancing-policy`` chooses when it is not given.
+DEFAULT_POLICY = "least_busy"
 
 RequestKind = Literal["generate", "embed"]
 
@@ -137,3 +153,90 @@ def paddler_select_agent(
     request: RequestInfo, candidates: Sequence[AgentCandidate]
 ) -> AgentCandidate | None:
     return least_busy(candidates)
+
+
+SelectAgent = Callable[[RequestInfo, Sequence[AgentCandidate]], AgentCandidate | None]
+
+
+@attrs.frozen
+class BalancingPolicy:
+    """A policy by name, as ``--balancing-policy`` chooses it.
+
+    ``select`` has ``paddler_select_agent``'s contract: synchronous, no I/O, returns one of
+    the candidates or ``None`` (then least busy decides).
+    """
+
+    name: str
+    select: SelectAgent
+    description: str = ""
+
+
+class UnknownPolicy(PaddlerError, ValueError):
+    """``--balancing-policy`` names a policy no installed plugin offers."""
+
+
+def known_policies(plugin_manager: pluggy.PluginManager) -> dict[str, BalancingPolicy]:
+    """Every named policy the plugins offer; for a name offered twice, the first plugin's."""
+    known: dict[str, BalancingPolicy] = {}
+    for offered in plugin_manager.hook.paddler_balancing_policies():
+        for policy in offered:
+            if policy.name in known:
+                logger.warning(
+                    "balancing policy %r is offered twice; keeping the first", policy.name
+                )
+                continue
+            known[policy.name] = policy
+    return known
+
+
+class _ChosenPolicy:
+    """The plugin ``use_policy`` registers: the named policy, just ahead of least busy."""
+
+    def __init__(self, policy: BalancingPolicy) -> None:
+        self.policy = policy
+
+    @hookimpl(trylast=True)
+    def paddler_select_agent(
+        self, request: RequestInfo, candidates: Sequence[AgentCandidate]
+    ) -> AgentCandidate | None:
+        return self.policy.select(request, candidates)
+
+
+_CHOSEN = "paddler.policies.chosen"
+
+
+def use_policy(plugin_manager: pluggy.PluginManager, name: str) -> BalancingPolicy:
+    """Make the policy called ``name`` decide what no ``paddler_select_agent`` plugin takes.
+
+    Plugins' own ``paddler_select_agent`` hooks (session affinity, say) still come first;
+    least busy stays the last word for requests the policy returns ``None`` for. Calling it
+    again replaces the choice. Raises ``UnknownPolicy`` naming the known policies.
+    """
+    known = known_policies(plugin_manager)
+    policy = known.get(name)
+    if policy is None:
+        raise UnknownPolicy(
+            f"unknown balancing policy {name!r}; known policies: {', '.join(sorted(known))}"
+        )
+    previous = plugin_manager.get_plugin(_CHOSEN)
+    if previous is not None:
+        plugin_manager.unregister(previous, name=_CHOSEN)
+    plugin_manager.register(_ChosenPolicy(policy), name=_CHOSEN)
+    return policy
+
+
+def _least_busy_policy(
+    request: RequestInfo, candidates: Sequence[AgentCandidate]
+) -> AgentCandidate | None:
+    return least_busy(candidates)
+
+
+@hookimpl(trylast=True)
+def paddler_balancing_policies() -> Sequence[BalancingPolicy]:
+    return (
+        BalancingPolicy(
+            DEFAULT_POLICY,
+            _least_busy_policy,
+            "the agent with the fewest busy slots (Paddler's policy)",
+        ),
+    )

@@ -191,6 +191,16 @@ def open_settings_state_store(
         raise click.BadParameter(str(exc), param_hint="--state-database") from exc
 
 
+def use_settings_policy(settings: BalancerSettings, plugin_manager: pluggy.PluginManager) -> None:
+    """Put ``--balancing-policy`` in place; an unknown name is a usage error listing the known."""
+    from paddler.policies import UnknownPolicy, use_policy
+
+    try:
+        use_policy(plugin_manager, settings.balancing_policy)
+    except UnknownPolicy as exc:
+        raise click.BadParameter(str(exc), param_hint="--balancing-policy") from exc
+
+
 async def serve_balancer(
     settings: BalancerSettings,
     shutdown: anyio.Event,
@@ -204,6 +214,7 @@ async def serve_balancer(
     from paddler_server.serve import serve_apps
 
     plugin_manager = get_plugin_manager()
+    use_settings_policy(settings, plugin_manager)
     state_store = open_settings_state_store(settings, plugin_manager)
     metrics = BalancerMetrics(prefix=settings.statsd_prefix)
     async with Balancer(

@@ -46,6 +46,8 @@ class BalancerSettings:
     balancer: BalancerConfig = attrs.field(factory=BalancerConfig)
     inference_cors: tuple[str, ...] = ()
     management_cors: tuple[str, ...] = ()
+    #: ``--balancing-policy``: a name some ``paddler_balancing_policies`` hook offers.
+    balancing_policy: str = "least_busy"
     #: Where the desired state lives; any URL a ``paddler_state_store_for_url`` hook accepts.
     state_database: str = "memory://"
     statsd_addr: Address | None = None

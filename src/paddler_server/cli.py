@@ -151,6 +151,14 @@ def cli() -> None:
     help="Browser origin allowed to call the management API. Repeatable.",
 )
 @click.option(
+    "--balancing-policy",
+    default="least_busy",
+    show_default=True,
+    metavar="NAME",
+    help="How requests are placed on agents: least_busy, cache_aware (where the prompt's "
+    "prefix is already cached), or a policy an installed plugin offers.",
+)
+@click.option(
     "--state-database",
     default="memory://",
     show_default=True,
@@ -194,6 +202,7 @@ def balancer(
     max_buffered_requests: int,
     inference_cors: tuple[str, ...],
     management_cors: tuple[str, ...],
+    balancing_policy: str,
     state_database: str,
     statsd_addr: Address | None,
     statsd_prefix: str,
@@ -236,6 +245,7 @@ def balancer(
         ),
         inference_cors=inference_cors,
         management_cors=management_cors,
+        balancing_policy=balancing_policy,
         state_database=state_database,
         statsd_addr=statsd_addr,
         statsd_prefix=statsd_prefix,

@@ -25,6 +25,7 @@ from paddler.agent._protocol import (
     StopRequested,
 )
 from paddler.agent._reconciler import Reconciler
+from paddler.agent._slot_prefixes import SlotPrefixes
 from paddler.agent._status import AgentStatus
 from paddler.errors import ConnectError, ShuttingDown
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
@@ -101,6 +102,7 @@ class Agent:
         self._drain_ack: anyio.Event | None = None
         self._in_flight = 0
         self._streams: dict[str, AnyResultStream] = {}
+        self._prefixes = SlotPrefixes(config.slots)
         self.connected = False
 
     def __repr__(self) -> str:
@@ -408,6 +410,13 @@ class Agent:
             self.status.update(slots_processing=self._in_flight)
             self._idle_changed.notify()
 
+    def _report_prefixes(self, protocol: AgentProtocol) -> None:
+        """Report what the slots hold now, ahead of the reply's last message: a client that
+        sends its next turn once the reply ended finds the balancer already knowing."""
+        self.status.update(cached_prefixes=self._prefixes.hashes())
+        protocol.report(self.status.snapshot())
+        self._flush()
+
     def _respond(self, protocol: AgentProtocol, request_id: str, payload: ResponsePayload) -> None:
         if protocol.respond(request_id, payload) and protocol is self._protocol:
             self._flush()
@@ -440,9 +449,16 @@ class Agent:
         else:
             stream = engine.generate(payload, overrides=request.overrides)
         self._streams[request_id] = stream
+        held = self._prefixes.take(payload, owner=engine)
+        if held is not None:
+            self.status.update(cached_prefixes=self._prefixes.hashes())
         try:
             async for result in stream:
+                if self._prefixes.observe(held, result):
+                    self._report_prefixes(protocol)  # before the reply ends: see below
                 self._respond(protocol, request_id, result)
         finally:
+            if self._prefixes.release(held):
+                self.status.update(cached_prefixes=self._prefixes.hashes())
             with anyio.CancelScope(shield=True):
                 await stream.aclose()

@@ -128,8 +128,14 @@ class AgentProtocol:
         return self._drain_ack_pending
 
     def _wire(self, status: SlotAggregatedStatusSnapshot) -> SlotAggregatedStatusSnapshot:
-        """The status as this balancer can read it (without our issue variants, unless it
-        announced ``extra_issues``: Paddler cannot parse a status with a variant it lacks)."""
+        """The status as this balancer can read it (without our issue variants or cached
+        prefixes, unless it announced ``extra_issues`` / ``cached_prefixes``: Paddler cannot
+        parse a status with a variant or field it lacks)."""
+        if (
+            status.cached_prefixes is not None
+            and AgentSocketExtension.CACHED_PREFIXES not in self.extensions
+        ):
+            status = attrs.evolve(status, cached_prefixes=None)
         if AgentSocketExtension.EXTRA_ISSUES in self.extensions:
             return status
         issues: tuple[AgentIssue, ...] = tuple(

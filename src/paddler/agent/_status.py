@@ -27,6 +27,8 @@ class AgentStatus:
     state_application_status: AgentStateApplicationStatus = AgentStateApplicationStatus.FRESH
     uses_chat_template_override: bool = False
     version: int = 0
+    #: ``paddler.prefixes`` hashes of what the idle slots hold (``SlotPrefixes.hashes``).
+    cached_prefixes: tuple[str, ...] = ()
     changes: Changes = attrs.field(factory=Changes)
 
     def update(self, **fields: object) -> None:
@@ -53,4 +55,5 @@ class AgentStatus:
             state_application_status=self.state_application_status,
             uses_chat_template_override=self.uses_chat_template_override,
             version=self.version,
+            cached_prefixes=self.cached_prefixes or None,
         )

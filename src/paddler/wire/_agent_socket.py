@@ -70,6 +70,9 @@ class AgentSocketExtension(enum.StrEnum):
     EXTRA_ISSUES = "extra_issues"
     #: agent → balancer: an ``Embedding`` carries ``document_tokens`` (for OpenAI usage).
     EMBEDDING_TOKEN_COUNTS = "embedding_token_counts"
+    #: agent → balancer: a status carries ``cached_prefixes`` (``paddler.prefixes`` hashes of
+    #: what its idle slots hold), for the ``cache_aware`` policy.
+    CACHED_PREFIXES = "cached_prefixes"
 
 
 #: The handshake header; its value is a comma-separated list of extension names.

@@ -25,6 +25,7 @@ from . import _inference_socket as inf
 from . import _issues as issues
 from . import _requests as req
 from . import _sampling as sampling
+from . import _snapshots as snapshots
 from . import _state as state
 from ._errors import WireError, WireProblem, describe_structure_error
 from ._json import DEFAULT_MAX_JSON_DEPTH, F32_OVERFLOW, parse_json
@@ -71,6 +72,7 @@ _OMIT_IF_NONE: set[tuple[type, str]] = {
     (req.Function, "parameters"),
     (agent.AgentRequest, "sampling_overrides"),
     (emb.Embedding, "document_tokens"),
+    (snapshots.SlotAggregatedStatusSnapshot, "cached_prefixes"),
     *((sampling.SamplingOverrides, a.name) for a in attrs.fields(sampling.SamplingOverrides)),
 }
 

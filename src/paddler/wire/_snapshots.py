@@ -44,6 +44,10 @@ class SlotAggregatedStatusSnapshot:
     state_application_status: AgentStateApplicationStatus
     uses_chat_template_override: bool
     version: int
+    #: Our extension (``cached_prefixes``): ``paddler.prefixes`` hashes of what the agent's
+    #: idle slots hold, for the ``cache_aware`` policy; sent only to a balancer that
+    #: announced it, never forwarded by the management API.
+    cached_prefixes: tuple[str, ...] | None = None
 
 
 @frozen(kw_only=True)
