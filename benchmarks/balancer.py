@@ -229,7 +229,7 @@ def desired_state(model_file: Path) -> dict[str, Any]:
 
 
 class Cluster:
-    def __init__(self, agents: int, slots: int) -> None:
+    def __init__(self, agents: int, slots: int, *, extra_args: Sequence[str] = ()) -> None:
         self.inference = f"127.0.0.1:{free_port()}"
         self.management = f"127.0.0.1:{free_port()}"
         self.openai = f"127.0.0.1:{free_port()}"
@@ -253,6 +253,7 @@ class Cluster:
                 "100000",
                 "--buffered-request-timeout",
                 "60000",
+                *extra_args,
             ],
             env=quiet,
         )
