@@ -108,8 +108,9 @@ class Candidates(Sequence[AgentCandidate]):
     It is a ``Sequence`` (a policy may iterate it, index it, take ``len``) kept by the
     balancer's pool as slots are claimed and freed, so building it costs nothing however many
     agents there are. Iterating it does cost one step per agent; ``least_busy()`` and
-    ``get(agent_id)`` do not. Agents with the same busy count come in the order they reached
-    it (the one that has been at that count longest first). Valid only during the hook call.
+    ``get(agent_id)`` do not. Agents with the same busy count come in registration order, so
+    an idle cluster sends sequential requests to the same first agent (whose prompt cache is
+    warm). Valid only during the hook call.
     """
 
     @abc.abstractmethod

@@ -7,6 +7,7 @@ counted here, claimed and released synchronously, so on one event loop a claim i
 
 from __future__ import annotations
 
+import heapq
 import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -112,10 +113,13 @@ class AgentPool:
 
     def __init__(self) -> None:
         self._agents: dict[str, AgentEntry] = {}
-        #: busy count -> the agents with a free slot at that count, in the order they got there.
-        self._free: dict[int, dict[str, AgentEntry]] = {}
+        #: busy count -> the agents with a free slot at that count.
+        self._free: dict[int, _Bucket] = {}
         #: agent id -> its key in ``_free`` (only agents with a free slot are indexed).
         self._level: dict[str, int] = {}
+        #: agent id -> its registration number: ties go to the agent registered first.
+        self._order: dict[str, int] = {}
+        self._registered = 0
         self._slots_total = 0
         self._slots_busy = 0
         self._view = _FreeAgents(self)
@@ -136,6 +140,8 @@ class AgentPool:
         if entry.id in self._agents:
             raise ValueError(f"agent {entry.id!r} is already registered")
         self._agents[entry.id] = entry
+        self._order[entry.id] = self._registered
+        self._registered += 1
         self._slots_total += entry.slots_total
         self._slots_busy += entry.slots_busy
         self._index(entry)
@@ -144,6 +150,7 @@ class AgentPool:
         entry = self._agents.pop(agent_id, None)
         if entry is not None:
             self._unindex(entry)
+            del self._order[agent_id]
             self._slots_total -= entry.slots_total
             self._slots_busy -= entry.slots_busy
         return entry
@@ -214,29 +221,64 @@ class AgentPool:
     def _index(self, entry: AgentEntry) -> None:
         if entry.slots_free > 0:
             level = entry.slots_busy
-            self._free.setdefault(level, {})[entry.id] = entry
+            bucket = self._free.get(level)
+            if bucket is None:
+                bucket = self._free[level] = _Bucket()
+            bucket.add(self._order[entry.id], entry)
             self._level[entry.id] = level
 
     def _unindex(self, entry: AgentEntry) -> None:
         level = self._level.pop(entry.id, None)
         if level is not None:
             bucket = self._free[level]
-            del bucket[entry.id]
-            if not bucket:
+            bucket.discard(entry.id)
+            if not bucket.members:
                 del self._free[level]
 
     def _least_busy(self) -> AgentEntry | None:
         if not self._free:
             return None
-        bucket = self._free[min(self._free)]  # as many keys as distinct busy counts
-        return next(iter(bucket.values()))
+        return self._free[min(self._free)].first()  # as many keys as distinct busy counts
 
     def _free_entries(self) -> Iterator[AgentEntry]:
         for level in sorted(self._free):
-            yield from list(self._free[level].values())
+            yield from self._free[level].ordered()
 
     def _free_entry(self, agent_id: str) -> AgentEntry | None:
         return self._agents.get(agent_id) if agent_id in self._level else None
+
+
+class _Bucket:
+    """The agents with a free slot at one busy count, first registered first.
+
+    ``members`` says who is in; ``heap`` orders them by registration number, with stale
+    entries (agents that left since) skipped when they reach the top and compacted away when
+    they outnumber the members, so adding, removing and finding the first are O(log n).
+    """
+
+    __slots__ = ("heap", "members")
+
+    def __init__(self) -> None:
+        self.members: dict[str, tuple[int, AgentEntry]] = {}
+        self.heap: list[tuple[int, str]] = []
+
+    def add(self, order: int, entry: AgentEntry) -> None:
+        self.members[entry.id] = (order, entry)
+        heapq.heappush(self.heap, (order, entry.id))
+        if len(self.heap) > 2 * len(self.members) + 16:
+            self.heap = sorted((order, agent_id) for agent_id, (order, _) in self.members.items())
+
+    def discard(self, agent_id: str) -> None:
+        del self.members[agent_id]
+
+    def first(self) -> AgentEntry:
+        heap, members = self.heap, self.members
+        while heap[0][1] not in members:
+            heapq.heappop(heap)
+        return members[heap[0][1]][1]
+
+    def ordered(self) -> list[AgentEntry]:
+        return [entry for _, entry in sorted(self.members.values(), key=lambda item: item[0])]
 
 
 class _FreeAgents(Candidates):

@@ -94,8 +94,10 @@ def check_index(pool: AgentPool) -> None:
     candidates = pool.candidates()
     free = {e.id for e in entries if e.slots_free > 0}
     assert {c.id for c in candidates} == free and len(candidates) == len(free)
+    registered = {e.id: index for index, e in enumerate(entries)}
+    order = [(c.slots_busy, registered[c.id]) for c in candidates]
+    assert order == sorted(order), "least busy first, ties in registration order"
     busy = [c.slots_busy for c in candidates]
-    assert busy == sorted(busy), "least busy first"
     best = candidates.least_busy()
     if free:
         assert best is not None and best.slots_busy == min(busy) and best == candidates[0]

@@ -159,3 +159,15 @@ def test_candidates_are_least_busy_first_and_found_by_id() -> None:
     assert candidates.get("c") is None, "c is full"
     found = candidates.get("a")
     assert found is not None and found.slots_busy == 1
+
+
+def test_ties_go_to_the_agent_registered_first() -> None:
+    """On an idle cluster sequential requests keep going to the first agent (its prompt cache
+    is warm), however often its slot was claimed and freed."""
+    pool = pool_of(a=2, b=2, c=2)
+    for _ in range(3):
+        best = pool.candidates().least_busy()
+        assert best is not None and best.id == "a"
+        assert pool.claim("a") and pool.release("a")
+    assert pool.claim("a")
+    assert [c.id for c in pool.candidates()] == ["b", "c", "a"]
