@@ -9,17 +9,20 @@ prefix, so only the new part of the prompt is evaluated.
 The rule against hot spots: the cache holder is chosen only while its busy count is at most
 ``max_extra_busy`` (default 2) above the least busy candidate's. Beyond that the request goes
 to the least busy agent, which then caches the prefix too, so a prefix that every request
-shares (a long system prompt) spreads over the agents instead of piling onto one. Requests
-with no cached prefix anywhere (first turns, embeddings, agents without the extension) go
-to the least busy agent, as with ``least_busy``.
+shares (a long system prompt) spreads over the agents instead of piling onto one.
+
+Requests with no cached prefix anywhere (first turns, embeddings, agents without the
+extension) go to a least busy agent, and among equally busy ones to the one this policy sent
+a request to least recently. Plain least busy would send every request of a quiet cluster to
+the same first idle agent, whose slots would then keep overwriting each other while the other
+agents sit empty; rotating spreads the conversations, so each keeps its slot somewhere.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
-
-import attrs
 
 from paddler.hookspecs import hookimpl
 from paddler.policies import AgentCandidate, BalancingPolicy, RequestInfo, least_busy
@@ -28,6 +31,8 @@ from paddler.prefixes import request_chain, shared_depth
 __all__ = ["DEFAULT_MAX_EXTRA_BUSY", "CacheAware", "paddler_balancing_policies"]
 
 DEFAULT_MAX_EXTRA_BUSY = 2
+#: Agents whose last use the policy remembers (the oldest are forgotten first).
+MAX_REMEMBERED_AGENTS = 10_000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -37,11 +42,17 @@ def _held(cached_prefixes: tuple[str, ...]) -> frozenset[str]:
     return frozenset(cached_prefixes)
 
 
-@attrs.frozen
 class CacheAware:
-    """Longest cached prefix among agents with a free slot, within ``max_extra_busy``."""
+    """Longest cached prefix among agents with a free slot, within ``max_extra_busy``; else
+    the least busy agent used least recently. One instance per balancer (it remembers)."""
 
-    max_extra_busy: int = DEFAULT_MAX_EXTRA_BUSY
+    def __init__(self, *, max_extra_busy: int = DEFAULT_MAX_EXTRA_BUSY) -> None:
+        if max_extra_busy < 0:
+            raise ValueError("max_extra_busy must be at least 0")
+        self.max_extra_busy = max_extra_busy
+        #: agent id -> when this policy last chose it (insertion order: oldest first).
+        self._last_used: dict[str, int] = {}
+        self._clock = itertools.count()
 
     def depth(self, chain: Sequence[str], candidate: AgentCandidate) -> int:
         """How many leading messages (or text blocks) of the request ``candidate`` holds."""
@@ -53,21 +64,34 @@ class CacheAware:
     def select(
         self, request: RequestInfo, candidates: Sequence[AgentCandidate]
     ) -> AgentCandidate | None:
-        fallback = least_busy(candidates)
+        least = least_busy(candidates)
+        if least is None:
+            return None
         chain = request_chain(request.params)
-        if fallback is None or not chain:
-            return fallback
+        fallback, fallback_used = least, self._last_used.get(least.id, -1)
         best: AgentCandidate | None = None
         best_key = (0, 0)
         for candidate in candidates:  # one step per agent (see paddler.policies.Candidates)
             if candidate.slots_free <= 0:
                 continue
+            used = self._last_used.get(candidate.id, -1)
+            if candidate.slots_busy == least.slots_busy and used < fallback_used:
+                fallback, fallback_used = candidate, used
+            if not chain:
+                continue
             key = (self.depth(chain, candidate), -candidate.slots_busy)
             if key[0] > 0 and (best is None or key > best_key):
                 best, best_key = candidate, key
-        if best is None or best.slots_busy - fallback.slots_busy > self.max_extra_busy:
-            return fallback
+        if best is None or best.slots_busy - least.slots_busy > self.max_extra_busy:
+            best = fallback
+        self._used(best.id)
         return best
+
+    def _used(self, agent_id: str) -> None:
+        self._last_used.pop(agent_id, None)
+        self._last_used[agent_id] = next(self._clock)
+        if len(self._last_used) > MAX_REMEMBERED_AGENTS:
+            del self._last_used[next(iter(self._last_used))]
 
 
 @hookimpl(trylast=True)

@@ -222,7 +222,14 @@ def use_policy(plugin_manager: pluggy.PluginManager, name: str) -> BalancingPoli
     previous = plugin_manager.get_plugin(_CHOSEN)
     if previous is not None:
         plugin_manager.unregister(previous, name=_CHOSEN)
+    # Among trylast hooks pluggy calls the earliest registered last: re-register least busy
+    # (this module) after the chosen policy so that it stays the last word.
+    default = plugin_manager.get_plugin(__name__)
+    if default is not None:
+        plugin_manager.unregister(default, name=__name__)
     plugin_manager.register(_ChosenPolicy(policy), name=_CHOSEN)
+    if default is not None:
+        plugin_manager.register(default, name=__name__)
     return policy
 
 
