@@ -133,3 +133,21 @@ def test_reload_keeps_state_of_kept_names(tmp_path: Path) -> None:
     assert again.limiter.in_flight == 1
     store.replace([])
     assert not store
+
+
+def test_flag_and_file_keys_together(tmp_path: Path) -> None:
+    """--api-key values and the file's keys are accepted together; the same key in both is
+    the file's entry (its name and limits); a file name that is a --api-key's is refused."""
+    from paddler_server._keys_reload import KeysSource, env_api_keys
+
+    assert env_api_keys(" a, b ,,c ") == ("a", "b", "c")
+    assert env_api_keys(None) == ()
+    path = write(tmp_path, '[[keys]]\nname = "file"\nkey = "shared"\npriority = 3\n')
+    keys = KeysSource(flag_keys=("shared", "flag-only"), file=path).load()
+    assert sorted((key.name, key.priority) for key in keys) == [
+        (flag_key_name("flag-only"), 0),
+        ("file", 3),
+    ]
+    clash = write(tmp_path, f'[[keys]]\nname = "{flag_key_name("x")}"\nkey = "y"\n')
+    with pytest.raises(KeysFileError, match="is a --api-key's"):
+        KeysSource(flag_keys=("x",), file=clash).load()
