@@ -145,8 +145,8 @@ def test_flag_and_file_keys_together(tmp_path: Path) -> None:
     path = write(tmp_path, '[[keys]]\nname = "file"\nkey = "shared"\npriority = 3\n')
     keys = KeysSource(flag_keys=("shared", "flag-only"), file=path).load()
     assert sorted((key.name, key.priority) for key in keys) == [
-        (flag_key_name("flag-only"), 0),
         ("file", 3),
+        (flag_key_name("flag-only"), 0),
     ]
     clash = write(tmp_path, f'[[keys]]\nname = "{flag_key_name("x")}"\nkey = "y"\n')
     with pytest.raises(KeysFileError, match="is a --api-key's"):
