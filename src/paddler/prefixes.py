@@ -13,7 +13,7 @@ when they share hash ``d - 1``: the deepest hash of a request's chain that an ag
 how much of the request that agent holds. After a request completes, its slot holds the
 prompt plus the generated reply, which ``held_after`` chains; the next turn of the
 conversation begins with those messages, so its chain shares that prefix. Agents report a
-bounded selection of each slot's chain (``compact``).
+bounded selection of each slot's chain (``compact``): its deepest hashes, from half its depth.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ __all__ = [
 BLOCK_CHARS = 256
 #: A hash is this many hex digits (48 bits: collisions are negligible among a few thousand).
 HASH_HEX_DIGITS = 12
-#: ``compact`` keeps the deepest this many hashes of a chain (plus a few shallow ones).
+#: ``compact`` keeps at most the deepest this many hashes of a slot's chain.
 KEEP_DEEPEST = 24
 
 _DIGEST_BYTES = HASH_HEX_DIGITS // 2
@@ -108,16 +108,14 @@ def held_after(params: object, generated: str) -> tuple[str, ...]:
 
 
 def compact(chain: Sequence[str]) -> tuple[str, ...]:
-    """A bounded selection of ``chain``: the ``KEEP_DEEPEST`` deepest hashes, and below them
-    those at depths 1, 2, 4, 8, ... (so a request sharing only a short prefix, such as a
-    system prompt, still finds it). At most ``KEEP_DEEPEST`` + log2(len) hashes."""
-    deep_from = max(0, len(chain) - KEEP_DEEPEST)
-    shallow: list[str] = []
-    depth = 1
-    while depth <= deep_from:
-        shallow.append(chain[depth - 1])
-        depth *= 2
-    return (*shallow, *chain[deep_from:])
+    """What an agent reports of a slot's ``chain``: the hashes of its second half, at most
+    the ``KEEP_DEEPEST`` deepest.
+
+    The engine gives a prompt a slot for its cache only when they share at least half of
+    what the slot holds (it would rather not discard most of one conversation's cache for a
+    few shared tokens), so a shallower hash would promise a reuse that does not happen.
+    """
+    return tuple(chain[max(0, (len(chain) - 1) // 2, len(chain) - KEEP_DEEPEST) :])
 
 
 def shared_depth(chain: Sequence[str], held: Collection[str]) -> int:

@@ -1,7 +1,8 @@
 """SlotPrefixes: the agent's picture of what its engine's slots hold, as prefix hashes.
 
 The engine keeps each slot's tokens and gives a request the free slot sharing the longest
-token prefix with its prompt (ties: the least cached). The agent cannot see those tokens (the
+token prefix with its prompt, counting a prefix only when it is at least half of what the slot
+holds (ties, and no such slot: the least cached). The agent cannot see those tokens (the
 engine may run in another process), so it mirrors the same choice on ``paddler.prefixes``
 chains: a request takes the free mirrored slot whose chain shares the most with its own, and
 when it completes that slot holds the prompt plus the reply (``held_after``). The hashes of
@@ -60,7 +61,9 @@ class SlotPrefixes:
         for slot in self.slots:
             if slot.request is not None:
                 continue
-            key = (_shared(chain, slot.chain), -len(slot.chain))
+            shared = _shared(chain, slot.chain)
+            counted = shared if 2 * shared >= len(slot.chain) else 0  # as the engine counts
+            key = (counted, -len(slot.chain))
             if key > best_key:
                 best, best_key = slot, key
         if best is not None:

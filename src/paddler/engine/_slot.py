@@ -47,15 +47,22 @@ class Slot:
 
 
 def pick_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int] | None:
-    """The free slot sharing the longest prefix with `prompt` (ties: the least cached one)."""
-    best: tuple[int, int, Slot] | None = None
+    """The free slot sharing the longest prefix with `prompt` (ties: the least cached one).
+
+    A prefix counts only when it is at least half of what the slot holds: a new conversation
+    that shares a few chat-template tokens with another one's slot takes an empty (or the
+    least cached) slot instead of discarding that conversation's cache for them. The returned
+    prefix is the real one, reused either way.
+    """
+    best: tuple[int, int, Slot, int] | None = None
     for slot in slots:
         if slot.busy:
             continue
         prefix = slot.common_prefix(prompt)
-        key = (prefix, -len(slot.cached))
+        counted = prefix if 2 * prefix >= len(slot.cached) else 0
+        key = (counted, -len(slot.cached))
         if best is None or key > best[:2]:
-            best = (key[0], key[1], slot)
+            best = (key[0], key[1], slot, prefix)
     if best is None:
         return None
-    return best[2], best[0]
+    return best[2], best[3]

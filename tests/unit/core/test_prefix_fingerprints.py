@@ -129,14 +129,24 @@ def test_raw_prompts_hash_full_blocks_and_a_continuation_shares_them() -> None:
     assert shared_depth(request_chain(longer), set(prefixes.hashes())) == 4
 
 
-def test_reports_stay_bounded_and_keep_the_shallow_and_deepest_prefixes() -> None:
-    chain = conversation_chain(
-        [ConversationMessage(role="user", content=str(i)) for i in range(1000)]
-    )
-    kept = compact(chain)
-    assert len(kept) <= KEEP_DEEPEST + 10
-    assert chain[0] in kept and chain[-1] in kept and chain[500] not in kept
-    assert compact(chain[:5]) == chain[:5]
+def test_reports_stay_bounded_to_the_deepest_half_of_each_slot() -> None:
+    """Only hashes a request could reuse: the engine takes a slot for its cache when they
+    share at least half of it."""
+    messages = [ConversationMessage(role="user", content=str(i)) for i in range(1000)]
+    chain = conversation_chain(messages)
+    assert compact(chain) == chain[-KEEP_DEEPEST:]
+    assert compact(chain[:5]) == chain[2:5]  # depths 3, 4, 5 of 5
+    assert compact(chain[:4]) == chain[1:4]
+    assert compact(chain[:1]) == chain[:1] and compact(()) == ()
+
+
+def test_a_new_conversation_sharing_only_the_system_prompt_is_not_sent_to_its_holder() -> None:
+    prefixes = SlotPrefixes(2)
+    serve(prefixes, chat(SYSTEM, ("user", "Name a colour.")), "Blue.")
+    other = chat(SYSTEM, ("user", "Name a fruit."))
+    assert shared_depth(request_chain(other), set(prefixes.hashes())) == 0
+    slot = prefixes.take(other)  # and the engine gives it the empty slot
+    assert slot is prefixes.slots[1]
 
 
 def test_the_mirror_chooses_slots_as_the_engine_does() -> None:
