@@ -85,15 +85,18 @@ class SlotLease:
         self._dispatcher.release(entry.id)
         return True
 
-    def release_after(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+    def release_after(self, cleanup: Callable[[], Awaitable[None]]) -> bool:
         """Keep the slot until ``cleanup()`` ends (in the balancer's task group), then release.
 
-        When the balancer is closing there is no task group left: the slot is released now.
+        When the balancer is closing there is no task group left: the slot is released now,
+        ``cleanup`` does not run, and the result is False.
         """
-        if self.state is not LeaseState.GRANTED or not self._dispatcher.spawn(
+        if self.state is LeaseState.GRANTED and self._dispatcher.spawn(
             functools.partial(self._cleanup_then_release, cleanup)
         ):
-            self.release()
+            return True
+        self.release()
+        return False
 
     async def _cleanup_then_release(self, cleanup: Callable[[], Awaitable[None]]) -> None:
         try:

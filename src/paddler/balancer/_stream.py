@@ -170,7 +170,7 @@ class InferenceStream:
         if state in (StreamState.STREAMING, StreamState.STOPPING):  # left before the end
             self._stop()
             self._state = StreamState.FINISHED
-            self._lease.release_after(self._drain)
+            self._drain_then_release()
             self._count("cancelled")
         elif state is StreamState.WAITING:  # its task was cancelled while it waited
             self._state = StreamState.FINISHED
@@ -266,7 +266,7 @@ class InferenceStream:
         if item is None:
             self._stop()
             self._state = StreamState.FINISHED
-            self._lease.release_after(self._drain)
+            self._drain_then_release()
             millis = round(timeout * 1000)
             return self._fail(
                 InferenceItemTimeout(
@@ -367,6 +367,12 @@ class InferenceStream:
             self._connection.close_route(self.agent_request_id)
         if self._receive is not None:
             self._receive.close()
+
+    def _drain_then_release(self) -> None:
+        """The agent was told to stop: hold the slot until its terminal (or one more item
+        timeout) in the background, or free it now when the balancer is closing."""
+        if not self._lease.release_after(self._drain):
+            self._close_route()
 
     def _free(self) -> None:
         """Close the route and give the slot back (the lease frees it exactly once)."""
