@@ -20,6 +20,7 @@ from paddler.wire import (
     ContentToken,
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
+    Done,
     ResponsePayload,
     is_terminal_payload,
 )
@@ -79,7 +80,8 @@ class SlotPrefixes:
             return False
         if not is_terminal_payload(result):
             return False
-        slot.chain = held_after(slot.request, "".join(slot.generated))
+        if isinstance(result, Done):  # else (an error) it holds the prompt at most
+            slot.chain = held_after(slot.request, "".join(slot.generated))
         self.release(slot)
         return True
 
