@@ -1,8 +1,9 @@
 """Balancer: agents in, requests out; owns the slots, the cluster state and a task group.
 
 The parts it is made of, each in its own module: ``SlotDispatcher`` (pool, buffer, policy,
-leases), ``ClusterState`` (desired state and adoption), ``AgentConnection`` (one agent's
-outbox and routes), ``InferenceStream`` / ``EmbeddingStream`` (one request each).
+leases), ``ClusterState`` (desired state and adoption), ``AgentSessions`` (every agent's
+socket and RPCs) with one ``AgentConnection`` per agent (its outbox and routes), and
+``InferenceStream`` / ``EmbeddingStream`` (one request each).
 """
 
 from __future__ import annotations
@@ -20,41 +21,29 @@ import pluggy
 
 from paddler._changes import Changes
 from paddler._tenancy import current_tenant
+from paddler.balancer._agent_sessions import PADDLER_PROTOCOL_VERSION, AgentSessions
 from paddler.balancer._buffer import RequestBuffer
 from paddler.balancer._cluster_state import ClusterState
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
-from paddler.balancer._connection import AgentConnection, AgentStream
+from paddler.balancer._connection import AgentStream
 from paddler.balancer._embeddings import EmbeddingStream
-from paddler.balancer._pool import AgentEntry, AgentPool
+from paddler.balancer._pool import AgentPool
 from paddler.balancer._request_metrics import BalancerMetricsLike, RequestMetrics
 from paddler.balancer._slots import SlotDispatcher
 from paddler.balancer._stream import InferenceStream, new_request_info
-from paddler.errors import AgentGone, ShuttingDown, UnknownAgent
+from paddler.errors import ShuttingDown
 from paddler.wire import (
     SUPPORTED_EXTENSIONS,
     AgentControllerPoolSnapshot,
     AgentDesiredState,
-    AgentRequestPayload,
-    AgentSocketExtension,
-    AgentToBalancerMessage,
     BalancerDesiredState,
-    BalancerToAgentMessage,
     BufferedRequestsSnapshot,
     ChatTemplate,
-    ChatTemplateOverrideResponse,
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
-    DeregisterAgent,
     GenerateEmbeddingBatchParams,
-    GetChatTemplateOverride,
-    GetModelMetadata,
     ModelMetadata,
-    ModelMetadataResponse,
-    RegisterAgent,
-    ResponsePayload,
     SamplingOverrides,
-    UpdateAgentStatus,
-    Version,
 )
 
 if TYPE_CHECKING:
@@ -63,9 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["PADDLER_PROTOCOL_VERSION", "Balancer", "BalancerMetricsLike", "BalancerState"]
 
 logger = logging.getLogger("paddler.balancer")
-
-PADDLER_PROTOCOL_VERSION = "4.1.0"
-REGISTER_TIMEOUT = 10.0
 
 
 class BalancerState(enum.Enum):
@@ -103,6 +89,7 @@ class Balancer:
             parent=self._changed,
         )
         self._cluster = ClusterState(self._slots.pool, state_store, parent=self._changed)
+        self._agents = AgentSessions(self.config, self._slots, self._cluster)
         self._state = BalancerState.UNOPENED
         self._closing = False
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -215,7 +202,7 @@ class Balancer:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._close_on_shutdown, tg.cancel_scope)
-                await self._serve_registered(agent_id, stream, extensions)
+                await self._agents.serve(agent_id, stream, extensions)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -225,83 +212,6 @@ class Balancer:
         assert self._shutdown is not None
         await self._shutdown.wait()
         scope.cancel()
-
-    async def _serve_registered(
-        self, agent_id: str, stream: AgentStream, extensions: Collection[str]
-    ) -> None:
-        """Handshake, register, then pump messages both ways until the socket ends.
-
-        Nothing beyond Paddler's wire is sent without the extensions both ends announced.
-        """
-        try:
-            await stream.send(Version(version=PADDLER_PROTOCOL_VERSION))
-            with anyio.fail_after(REGISTER_TIMEOUT):
-                first = await stream.receive()
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return
-        except TimeoutError:
-            logger.warning("agent %s did not register within %ss", agent_id, REGISTER_TIMEOUT)
-            return
-        if not isinstance(first, RegisterAgent):
-            logger.warning("agent %s sent %s before RegisterAgent", agent_id, type(first).__name__)
-            return
-        if agent_id in self.pool:
-            logger.warning("agent %s is already registered; closing the new socket", agent_id)
-            return
-        status = first.slot_aggregated_status_snapshot
-        connection = AgentConnection(agent_id)
-        entry = AgentEntry(
-            id=agent_id,
-            name=first.name,
-            status=status,
-            connection=connection,
-            inherited=max(0, status.slots_processing),
-            extensions=frozenset(extensions) & SUPPORTED_EXTENSIONS,
-        )
-        self.pool.add(entry)
-        logger.info(
-            "agent registered id=%s name=%s extensions=%s",
-            agent_id,
-            entry.name,
-            ",".join(sorted(entry.extensions)) or "none (a Paddler 4.1 agent)",
-        )
-        self._cluster.registered(
-            entry, spawn=self._slots.spawn, ask_template=self.get_chat_template_override
-        )
-        self._slots.pool_changed()
-        try:
-            await connection.run(stream, functools.partial(self._on_agent_message, entry))
-        finally:
-            self.pool.remove(agent_id)
-            logger.info("agent gone id=%s name=%s", agent_id, entry.name)
-            self._slots.pool_changed()
-
-    def _on_agent_message(
-        self, entry: AgentEntry, message: AgentToBalancerMessage | BalancerToAgentMessage
-    ) -> bool:
-        """Apply one message that is not a response (sync, no I/O); False ends the socket."""
-        if isinstance(message, UpdateAgentStatus):
-            before = entry.slots_total
-            status = message.slot_aggregated_status_snapshot
-            changed = self.pool.apply_status(entry.id, status)
-            if (
-                before > 0
-                and entry.slots_total == 0
-                and entry.status is status
-                and AgentSocketExtension.DRAIN_ACK in entry.extensions
-                and entry.connection is not None
-            ):
-                # The agent is draining: acknowledge on the socket, in order, so it knows
-                # every request dispatched before this point has already reached it.
-                entry.connection.send_nowait(Version(version=PADDLER_PROTOCOL_VERSION))
-            if changed:
-                self._slots.pool_changed()
-            return True
-        if isinstance(message, DeregisterAgent):
-            logger.info("agent deregistered id=%s", entry.id)
-            return False
-        logger.warning("agent %s sent unexpected %s", entry.id, type(message).__name__)
-        return True
 
     # -- requests ------------------------------------------------------------------------
 
@@ -389,22 +299,13 @@ class Balancer:
     # -- agent RPCs ----------------------------------------------------------------------
 
     async def get_chat_template_override(self, agent_id: str) -> ChatTemplate | None:
-        response = await self._rpc(agent_id, GetChatTemplateOverride())
-        if not isinstance(response, ChatTemplateOverrideResponse):
-            raise AgentGone(f"agent answered with {type(response).__name__}")
-        return response.chat_template_override
+        """The chat template override agent ``agent_id`` uses (``UnknownAgent``,
+        ``AgentRpcTimeout``, ``AgentGone`` when it cannot say)."""
+        return await self._agents.get_chat_template_override(agent_id)
 
     async def get_model_metadata(self, agent_id: str) -> ModelMetadata | None:
-        response = await self._rpc(agent_id, GetModelMetadata())
-        if not isinstance(response, ModelMetadataResponse):
-            raise AgentGone(f"agent answered with {type(response).__name__}")
-        return response.model_metadata
-
-    async def _rpc(self, agent_id: str, payload: AgentRequestPayload) -> ResponsePayload:
-        entry = self.pool.get(agent_id)
-        if entry is None or entry.connection is None:
-            raise UnknownAgent(f"Agent {agent_id!r} is not registered")
-        return await entry.connection.call(payload, answer_within=self.config.agent_rpc_timeout)
+        """The GGUF metadata of the model agent ``agent_id`` serves."""
+        return await self._agents.get_model_metadata(agent_id)
 
     # -- snapshots and waits -------------------------------------------------------------
 
