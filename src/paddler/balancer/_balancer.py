@@ -78,7 +78,7 @@ class Balancer:
         self.config = config or BalancerConfig()
         self.plugin_manager = plugin_manager
         self.metrics = metrics
-        #: Bumped on every change to agents, slots, the buffer or the desired state.
+        #: Bumped on every change to agents, slots, the buffer, open requests or desired state.
         self._changed = Changes()
         self._requests = RequestMetrics(metrics)
         self._slots = SlotDispatcher(
@@ -343,8 +343,9 @@ class Balancer:
     ) -> BalancerStatistics:
         """Return ``statistics()`` once ``predicate`` holds for it.
 
-        It is checked now and after every change to the agents, their slots, the buffer or the
-        desired state (no polling). Raises ``ShuttingDown`` if the balancer stops first.
+        It is checked now and after every change to the agents, their slots, the buffer, the
+        open requests or the desired state (no polling). Raises ``ShuttingDown`` if the
+        balancer stops first.
         """
         changes = self._changed
         seen = changes.version

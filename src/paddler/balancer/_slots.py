@@ -63,9 +63,12 @@ class SlotLease:
         """Raise the refusal (``ShuttingDown``, ``GenerationDisabled``) if there is one now."""
         self._dispatcher.check_accepting(self.request.kind)
         self._dispatcher.active.add(self)
+        self._dispatcher.requests_changed.notify()
 
     def close(self) -> None:
-        self._dispatcher.active.discard(self)
+        if self in self._dispatcher.active:
+            self._dispatcher.active.discard(self)
+            self._dispatcher.requests_changed.notify()
 
     async def acquire(self) -> AgentEntry:
         """Claim a slot (``BufferFull``, ``BufferTimeout``, ``ShuttingDown``, ``AgentGone``)."""
@@ -124,6 +127,8 @@ class SlotDispatcher:
         self.buffer = RequestBuffer(config.max_buffered_requests)
         self.agents_changed = Changes(parent)
         self.buffer_changed = Changes(parent)
+        #: Notified when a request's block opens or closes (``requests_active``).
+        self.requests_changed = Changes(parent)
         self.active: set[SlotLease] = set()
         self._generation_enabled = generation_enabled
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -143,6 +148,7 @@ class SlotDispatcher:
                 entry.connection.shut_down()
         self.agents_changed.close()
         self.buffer_changed.close()
+        self.requests_changed.close()
 
     @property
     def closing(self) -> bool:

@@ -581,3 +581,27 @@ async def test_statistics_count_cancelled_requests_apart_from_failed_ones() -> N
 
 async def collect_into(stream: Any, items: list[Any]) -> None:
     items.extend([item async for item in stream])
+
+
+async def test_waiting_for_no_open_requests_wakes_when_the_last_block_closes() -> None:
+    """requests_active counts open blocks; a wait on it wakes when the last one closes, even
+    while the left request's slot is still held (its agent has not confirmed the stop)."""
+    async with cluster(("a1", 1), hold=True, ignore_stop=True) as (balancer, (agent,)):
+        closed = anyio.Event()
+
+        async def wait_none_open() -> None:
+            statistics = await balancer.wait_statistics(lambda s: s.requests_active == 0)
+            assert statistics.requests_active == 0 and statistics.slots_busy == 1
+            closed.set()
+
+        async with anyio.create_task_group() as tg:
+            async with balancer.generate(PROMPT) as stream:
+                await until_dispatched(balancer, stream)
+                tg.start_soon(wait_none_open)
+                await anyio.wait_all_tasks_blocked()
+                assert not closed.is_set()
+            with anyio.fail_after(5):  # nothing else changes: the drain waits for the agent
+                await closed.wait()
+        agent.release()
+        with anyio.fail_after(5):
+            await balancer.wait_idle()
