@@ -24,6 +24,7 @@ from paddler.errors import (
     PaddlerError,
     StateNotSet,
 )
+from paddler.transports._frames import dumps_frame
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
@@ -31,7 +32,6 @@ from paddler.wire import (
     ErrorEnvelope,
     GenerateEmbeddingBatchParams,
     InferenceClientMessage,
-    converter,
 )
 from paddler_server._http import (
     BalancerDep,
@@ -123,7 +123,7 @@ def _error(request_id: str, code: int, description: str) -> ErrorEnvelope:
 
 
 def _line(item: Any) -> bytes:
-    return (converter.dumps(item, InferenceClientMessage) + "\n").encode()
+    return (dumps_frame(item, InferenceClientMessage) + "\n").encode()
 
 
 class InferenceController(Controller):
