@@ -19,6 +19,7 @@ from anyio.abc import ObjectStream
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.transports._frames import dumps_frame, loads_frame
+from paddler.wire import UpdateAgentStatus
 
 __all__ = ["MAX_MESSAGE_SIZE", "TextFrameStream", "WebSocketTransport", "agent_socket_url"]
 
@@ -61,6 +62,9 @@ class TextFrameStream(ObjectStream[Any]):
         self._label = label
         self._extensions = extensions
         self._closed = False
+        # An agent's status heartbeat repeats its last status byte for byte (the version
+        # moves only on a change): such a frame is decoded once, not once a second.
+        self._last_status: tuple[str, Any] | None = None
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -81,10 +85,17 @@ class TextFrameStream(ObjectStream[Any]):
                 raise anyio.EndOfStream
             if not isinstance(text, str):
                 continue  # binary frames are ignored
+            last = self._last_status
+            if last is not None and last[0] == text:
+                return last[1]  # frozen, so the same object serves again
             try:
-                return loads_frame(text, self._receive_type)
+                item = loads_frame(text, self._receive_type)
             except (WireError, ValueError) as exc:
                 logger.warning("malformed frame from %s skipped: %s", self._label, exc)
+                continue
+            if type(item) is UpdateAgentStatus:
+                self._last_status = (text, item)
+            return item
 
     async def send(self, item: Any) -> None:
         if self._closed:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from paddler.transports import TextFrameStream
 from paddler.transports._frames import dumps_frame, loads_frame
 from paddler.wire import (
     AgentResponse,
+    AgentStateApplicationStatus,
     AgentToBalancerMessage,
+    BalancerToAgentMessage,
     ContentToken,
     Done,
     ErrorBody,
@@ -17,9 +22,11 @@ from paddler.wire import (
     InferenceClientMessage,
     ReasoningToken,
     ResponseEnvelope,
+    SlotAggregatedStatusSnapshot,
     TokenUsage,
     ToolCallToken,
     UndeterminableToken,
+    UpdateAgentStatus,
     WireError,
     converter,
 )
@@ -90,3 +97,44 @@ def test_malformed_token_frames_are_rejected_like_the_converter(frame: str) -> N
     """A near-miss frame is not accepted by the fast path; the converter reports it."""
     with pytest.raises(WireError):
         loads_frame(frame, AgentToBalancerMessage)
+
+
+def _status(slots: int, version: int) -> UpdateAgentStatus:
+    return UpdateAgentStatus(
+        slot_aggregated_status_snapshot=SlotAggregatedStatusSnapshot(
+            desired_slots_total=slots,
+            slots_total=slots,
+            slots_processing=0,
+            download_current=0,
+            download_total=0,
+            download_indeterminate=False,
+            issues=(),
+            state_application_status=AgentStateApplicationStatus.APPLIED,
+            uses_chat_template_override=False,
+            version=version,
+        )
+    )
+
+
+@pytest.mark.anyio
+async def test_repeated_status_heartbeats_read_as_the_status_they_repeat() -> None:
+    """A balancer reading an agent's heartbeats sees each status as sent, repeated or not
+    (a repeat is decoded once), and a changed status as the change."""
+    first, changed = _status(4, 1), _status(3, 2)
+    frames = [converter.dumps(m, AgentToBalancerMessage) for m in (first, first, changed, first)]
+    pending = iter([*frames, None])
+
+    async def receive_text() -> str | None:
+        return next(pending)
+
+    async def ignore(*_: Any) -> None:
+        return None
+
+    stream = TextFrameStream(
+        send_text=ignore,
+        receive_text=receive_text,
+        close=ignore,
+        receive_type=AgentToBalancerMessage,
+        send_type=BalancerToAgentMessage,
+    )
+    assert [await stream.receive() for _ in frames] == [first, first, changed, first]
