@@ -166,10 +166,14 @@ def test_demo_prints_a_curl_command_that_works(tmp_path: Path) -> None:
         printed = []
         for line in process.stdout:
             printed.append(line)
-            if line.startswith("  paddler agent"):
-                break
+            if line.startswith("  paddler agent --management-addr HOST"):
+                break  # the last line: how to turn keys on
         text = "".join(printed)
         assert f"http://127.0.0.1:{ports['panel']}" in text
+        # Open on loopback with no keys, and it says how to turn them on.
+        assert "asks for no keys" in text and "--management-api-key" in text
+        agents = httpx.get(f"http://127.0.0.1:{ports['management']}/api/v1/agents", timeout=10)
+        assert agents.status_code == 200
         command = text[text.index("curl") :].split("\n\n")[0].replace("\\\n", " ")
         words = shlex.split(command)
         url = next(word for word in words if word.startswith("http://"))
