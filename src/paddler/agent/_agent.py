@@ -102,6 +102,10 @@ class Agent:
         self._drain_ack: anyio.Event | None = None
         self._in_flight = 0
         self._streams: dict[str, AnyResultStream] = {}
+        #: Requests received but not streaming yet, and those of them already told to stop: a
+        #: StopRespondingTo can overtake the start of its request and must not be lost.
+        self._starting: set[str] = set()
+        self._stopped_early: set[str] = set()
         self._prefixes = SlotPrefixes(config.slots)
         self.connected = False
 
@@ -383,11 +387,14 @@ class Agent:
             assert self._protocol is not None
             self._in_flight += 1
             self.status.update(slots_processing=self._in_flight)
+            self._starting.add(event.request_id)
             tg.start_soon(self._serve_request, self._protocol, event)
         elif isinstance(event, StopRequested):
             stream = self._streams.get(event.request_id)
             if stream is not None:
                 tg.start_soon(stream.cancel)
+            elif event.request_id in self._starting:
+                self._stopped_early.add(event.request_id)
         elif isinstance(event, DrainAcknowledged) and self._drain_ack is not None:
             self._drain_ack.set()
 
@@ -406,6 +413,8 @@ class Agent:
             )
         finally:
             self._streams.pop(request_id, None)
+            self._starting.discard(request_id)
+            self._stopped_early.discard(request_id)
             self._in_flight -= 1
             self.status.update(slots_processing=self._in_flight)
             self._idle_changed.notify()
@@ -449,6 +458,9 @@ class Agent:
         else:
             stream = engine.generate(payload, overrides=request.overrides)
         self._streams[request_id] = stream
+        self._starting.discard(request_id)
+        if request_id in self._stopped_early:
+            await stream.cancel()
         held = self._prefixes.take(payload, owner=engine)
         if held is not None:
             self.status.update(cached_prefixes=self._prefixes.hashes())

@@ -61,6 +61,7 @@ class FakeStream:
         return ContentToken(f"{self._engine.label}{token}")
 
     async def cancel(self) -> None:
+        self._engine.cancelled += 1
         self._cancelled.set()
 
     async def aclose(self) -> None:
@@ -80,6 +81,7 @@ class FakeEngine:
         self.metadata = {"general.architecture": "fake"}
         self.closed = False
         self.active = 0
+        self.cancelled = 0  # how many of its streams were told to stop
         self.overrides: list[Any] = []  # what each generate() got (None: no overrides)
         self.extra_buffer_types_fault: str | None = None
         self.crashed: str | None = None

@@ -117,6 +117,28 @@ async def test_stop_ends_with_done(model_file: Path) -> None:
         assert balancer.statistics().slots_busy == 0
 
 
+async def test_a_stop_that_overtakes_its_request_is_not_lost(model_file: Path) -> None:
+    """Stop sent right behind the request can reach the agent before the request streams."""
+    async with cluster(model_file, inference_item_timeout=600) as (balancer, agent, loader):
+        engine = loader.engines[0]
+        engine.gate = anyio.Event()  # nothing ends by itself: only the stop can end it
+        for _ in range(20):
+            with anyio.fail_after(10):  # a lost stop leaves the agent busy for good
+                items: list[Any] = []
+                async with balancer.generate(PROMPT) as stream, anyio.create_task_group() as tg:
+
+                    async def read(stream: Any = stream, items: list[Any] = items) -> None:
+                        items.extend([item async for item in stream])
+
+                    tg.start_soon(read)
+                    await balancer.wait_slots_busy(1)  # sent to the agent, maybe not started
+                    await stream.cancel()
+                await agent.wait_idle()
+            assert isinstance(items[-1].response, Done)
+            assert engine.cancelled == len(engine.overrides)  # every stream it began, stopped
+        assert engine.overrides, "no request reached the engine: the race was not exercised"
+
+
 async def test_swap_under_load_loses_nothing(model_file: Path) -> None:
     async with cluster(model_file, slots=2, buffered_request_timeout=10) as (
         balancer,
