@@ -7,7 +7,7 @@ called directly in-process.
 
     python benchmarks/balancer.py                   # every table
     python benchmarks/balancer.py --quick           # fewer requests, one round
-    python benchmarks/balancer.py --only agents     # one section: relay, agents or openai
+    python benchmarks/balancer.py --only agents     # one section: relay, agents, openai, keyed
 
 The balancer is the real CLI (``python -m paddler_server.cli balancer``) in its own process;
 the agents run in a second process started from this file (``agents`` sub-command); the load
@@ -772,6 +772,10 @@ async def benchmark(
         await agents_section(rounds, scale, tokens)
     if only in (None, "openai"):
         await openai_section(rounds, scale, tokens, litellm_venv)
+    if only in (None, "keyed"):
+        import keyed  # the keyed row: what API keys and their limits add (benchmarks/keyed.py)
+
+        await keyed.benchmark(quick, tokens, rounds, local_only=False)
 
 
 def _backend_options() -> dict[str, Any]:
@@ -795,7 +799,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of the requests")
     parser.add_argument("--tokens", type=int, default=16, help="tokens per request")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per table (medians)")
-    parser.add_argument("--only", choices=("relay", "agents", "openai"), help="one section")
+    parser.add_argument(
+        "--only", choices=("relay", "agents", "openai", "keyed"), help="one section"
+    )
     parser.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV)
     args = parser.parse_args()
     options = _backend_options()
