@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from paddler.hookspecs import hookimpl
 from paddler.policies import AgentCandidate, BalancingPolicy, RequestInfo, least_busy
 from paddler.prefixes import request_chain, shared_depth
+from paddler.wire import AgentSocketExtension
 
 __all__ = ["DEFAULT_MAX_EXTRA_BUSY", "CacheAware", "paddler_balancing_policies"]
 
@@ -102,5 +103,6 @@ def paddler_balancing_policies() -> Sequence[BalancingPolicy]:
             CacheAware().select,
             "the agent holding the longest cached prefix of the prompt, unless it is"
             f" more than {DEFAULT_MAX_EXTRA_BUSY} requests busier than the least busy one",
+            agent_reports=frozenset({AgentSocketExtension.CACHED_PREFIXES}),
         ),
     )

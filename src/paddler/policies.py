@@ -39,6 +39,7 @@ __all__ = [
     "RequestParams",
     "UnknownPolicy",
     "candidate_by_id",
+    "chosen_agent_reports",
     "known_policies",
     "least_busy",
     "paddler_balancing_policies",
@@ -170,6 +171,10 @@ class BalancingPolicy:
     name: str
     select: SelectAgent
     description: str = ""
+    #: Agent-socket extensions whose reports the policy reads (``cached_prefixes`` for
+    #: ``cache_aware``). Agents report them only while such a policy is chosen: reports cost
+    #: every request a status frame.
+    agent_reports: frozenset[str] = frozenset()
 
 
 class UnknownPolicy(PaddlerError, ValueError):
@@ -204,6 +209,13 @@ class _ChosenPolicy:
 
 
 _CHOSEN = "paddler.policies.chosen"
+
+
+def chosen_agent_reports(plugin_manager: pluggy.PluginManager) -> frozenset[str]:
+    """The agent reports (extension names) the policy ``use_policy`` chose reads; none for
+    least busy."""
+    chosen = plugin_manager.get_plugin(_CHOSEN)
+    return chosen.policy.agent_reports if isinstance(chosen, _ChosenPolicy) else frozenset()
 
 
 def use_policy(plugin_manager: pluggy.PluginManager, name: str) -> BalancingPolicy:

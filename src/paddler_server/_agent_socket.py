@@ -18,7 +18,6 @@ from paddler.balancer import Balancer
 from paddler.transports import TextFrameStream
 from paddler.wire import (
     EXTENSIONS_HEADER,
-    SUPPORTED_EXTENSIONS,
     AgentToBalancerMessage,
     BalancerToAgentMessage,
     format_extensions,
@@ -77,7 +76,7 @@ async def serve_agent_socket(
     speaks; the ``101`` answer lists those we speak too, and only they are used. A Paddler
     4.1 agent sends no header and gets none (its client ignores unknown headers anyway).
     """
-    agreed = parse_extensions(socket.headers.get(EXTENSIONS_HEADER)) & SUPPORTED_EXTENSIONS
+    agreed = parse_extensions(socket.headers.get(EXTENSIONS_HEADER)) & balancer.agent_extensions
     headers = {EXTENSIONS_HEADER: format_extensions(agreed)} if agreed else None
     await socket.accept(headers=headers)
     stream = agent_frame_stream(socket, agent_id, shutdown=shutdown)

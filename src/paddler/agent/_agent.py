@@ -31,6 +31,7 @@ from paddler.errors import ConnectError, ShuttingDown
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.wire import (
     AgentDesiredState,
+    AgentSocketExtension,
     AgentStateApplicationStatus,
     AgentToBalancerMessage,
     ChatTemplateOverrideResponse,
@@ -461,7 +462,9 @@ class Agent:
         self._starting.discard(request_id)
         if request_id in self._stopped_early:
             await stream.cancel()
-        held = self._prefixes.take(payload, owner=engine)
+        # Slot prefixes are tracked and reported only to a balancer whose policy reads them.
+        reports_prefixes = AgentSocketExtension.CACHED_PREFIXES in protocol.extensions
+        held = self._prefixes.take(payload, owner=engine) if reports_prefixes else None
         if held is not None:
             self.status.update(cached_prefixes=self._prefixes.hashes())
         try:

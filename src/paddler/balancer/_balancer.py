@@ -33,6 +33,7 @@ from paddler.balancer._slots import SlotDispatcher
 from paddler.balancer._stream import InferenceStream, new_request_info
 from paddler.errors import ShuttingDown
 from paddler.wire import (
+    POLICY_REPORT_EXTENSIONS,
     SUPPORTED_EXTENSIONS,
     AgentControllerPoolSnapshot,
     AgentDesiredState,
@@ -184,6 +185,16 @@ class Balancer:
         self._task_group.start_soon(
             functools.partial(self.serve_agent, agent_id, stream, extensions=extensions)
         )
+
+    @property
+    def agent_extensions(self) -> frozenset[str]:
+        """The agent-socket extensions to agree to now: all of ours, except policy reports
+        (``cached_prefixes``) that the chosen balancing policy does not read, since each costs
+        every request a status frame."""
+        from paddler.policies import chosen_agent_reports
+
+        reports = chosen_agent_reports(self.plugin_manager) & POLICY_REPORT_EXTENSIONS
+        return (SUPPORTED_EXTENSIONS - POLICY_REPORT_EXTENSIONS) | reports
 
     async def serve_agent(
         self, agent_id: str, stream: AgentStream, *, extensions: Collection[str] = ()

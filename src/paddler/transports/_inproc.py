@@ -17,21 +17,25 @@ __all__ = ["InProcTransport", "register_inproc", "unregister_inproc"]
 
 
 class _AcceptsAgents(Protocol):
+    @property
+    def agent_extensions(self) -> frozenset[str]: ...
+
     def accept_agent(
         self, agent_id: str, stream: ObjectStream[Any], *, extensions: frozenset[str]
     ) -> None: ...
 
 
 class _InProcSocket(StapledObjectStream[Any]):
-    """The agent's end; both ends are this package, so every extension is on."""
+    """The agent's end; both ends are this package, so the extensions are those the
+    balancer agrees to (``Balancer.agent_extensions``)."""
+
+    extensions: frozenset[str] = frozenset()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        from paddler.wire import SUPPORTED_EXTENSIONS
-
         return {
             **super().extra_attributes,
-            AgentSocketAttribute.extensions: lambda: SUPPORTED_EXTENSIONS,
+            AgentSocketAttribute.extensions: lambda: self.extensions,
         }
 
 
@@ -76,14 +80,17 @@ class InProcTransport(AgentTransport):
         to_agent_send, to_agent_receive = anyio.create_memory_object_stream[Any](self._buffer_size)
         from paddler.wire import SUPPORTED_EXTENSIONS
 
+        agreed = SUPPORTED_EXTENSIONS & balancer.agent_extensions
         try:
             balancer.accept_agent(
                 agent_id,
                 StapledObjectStream(to_agent_send, to_balancer_receive),
-                extensions=SUPPORTED_EXTENSIONS,
+                extensions=agreed,
             )
         except Exception as exc:
             for stream in (to_balancer_send, to_balancer_receive, to_agent_send, to_agent_receive):
                 stream.close()
             raise ConnectError(f"inproc://{name} refused the connection: {exc}") from exc
-        return _InProcSocket(to_balancer_send, to_agent_receive)
+        socket = _InProcSocket(to_balancer_send, to_agent_receive)
+        socket.extensions = agreed
+        return socket

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._agent_socket import (
     EXTENSIONS_HEADER,
+    POLICY_REPORT_EXTENSIONS,
     SUPPORTED_EXTENSIONS,
     AgentNotification,
     AgentRequest,
@@ -180,6 +181,7 @@ __all__ = [
     "F32",
     "L2",
     "MAX_SCHEMA_BYTES",
+    "POLICY_REPORT_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
     "AgentControllerPoolSnapshot",
     "AgentControllerSnapshot",

@@ -21,6 +21,7 @@ from ._state import AgentDesiredState, ChatTemplate
 
 __all__ = [
     "EXTENSIONS_HEADER",
+    "POLICY_REPORT_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
     "AgentNotification",
     "AgentRequest",
@@ -79,6 +80,9 @@ class AgentSocketExtension(enum.StrEnum):
 EXTENSIONS_HEADER = "Paddler-Extensions"
 #: Every extension this package speaks, as either end.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(AgentSocketExtension)
+#: Extensions that only add reports for a balancing policy: a balancer agrees to them only
+#: while its chosen policy reads them (``BalancingPolicy.agent_reports``).
+POLICY_REPORT_EXTENSIONS: frozenset[str] = frozenset({AgentSocketExtension.CACHED_PREFIXES})
 
 
 def parse_extensions(value: str | None) -> frozenset[str]:

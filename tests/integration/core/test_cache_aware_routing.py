@@ -69,6 +69,7 @@ async def two_turns(
 
 async def test_second_turns_return_to_their_agent_and_reuse_its_cache(model_path: Path) -> None:
     pm = get_plugin_manager(entry_points=False)
+    use_policy(pm, "cache_aware")
     name = unique_name()
     async with Balancer(BalancerConfig(inproc_name=name), plugin_manager=pm) as balancer:
         await balancer.set_desired_state(desired_state(model_path))
@@ -76,6 +77,16 @@ async def test_second_turns_return_to_their_agent_and_reuse_its_cache(model_path
             with anyio.fail_after(120):
                 await balancer.wait_agents(3)
 
+            # cache_aware (chosen before the agents joined: they report what their slots hold
+            # only to a balancer whose policy reads it)
+            aware = await two_turns(balancer, ["ships", "maps", "bread"])
+            assert len({first_agent for (first_agent, _), _ in aware}) == 3  # spread first
+            for (first_agent, first), (second_agent, second) in aware:
+                assert second_agent == first_agent
+                # the whole first prompt (and the reply after it) was already in the slot
+                assert second.usage.cached_prompt_tokens >= first.usage.prompt_tokens
+
+            use_policy(pm, "least_busy")
             # least busy: every request finds all agents idle and goes to the first one, whose
             # one slot the other conversations have overwritten by the time a second turn
             # comes: it evaluates its whole prompt again.
@@ -86,11 +97,3 @@ async def test_second_turns_return_to_their_agent_and_reuse_its_cache(model_path
                 if b.usage.cached_prompt_tokens < a.usage.prompt_tokens
             ]
             assert missed, f"least_busy reused every conversation's cache: {blind}"
-
-            use_policy(pm, "cache_aware")
-            aware = await two_turns(balancer, ["ships", "maps", "bread"])
-            assert len({first_agent for (first_agent, _), _ in aware}) == 3  # spread first
-            for (first_agent, first), (second_agent, second) in aware:
-                assert second_agent == first_agent
-                # the whole first prompt (and the reply after it) was already in the slot
-                assert second.usage.cached_prompt_tokens >= first.usage.prompt_tokens

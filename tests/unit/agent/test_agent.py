@@ -14,6 +14,8 @@ from agent_fakes import FakeLoader
 
 from paddler.agent import Agent, AgentConfig
 from paddler.balancer import Balancer, BalancerConfig
+from paddler.plugins import get_plugin_manager
+from paddler.policies import use_policy
 from paddler.transports import MockTransport
 from paddler.wire import (
     AgentStateApplicationStatus,
@@ -343,3 +345,27 @@ async def test_sampling_overrides_reach_the_engine(model_file: Path) -> None:
         SamplingOverrides(top_p=0.5),
         None,  # empty overrides are not sent
     ]
+
+
+@pytest.mark.parametrize("policy", ["least_busy", "cache_aware"])
+async def test_slot_prefixes_are_reported_only_to_a_policy_that_reads_them(
+    model_file: Path, policy: str
+) -> None:
+    """Each prefix report is one more status frame per request: least busy does without."""
+    pm = get_plugin_manager(entry_points=False)
+    use_policy(pm, policy)
+    name = f"agent-test-{next(_names)}"
+    config = AgentConfig(management_url=f"inproc://{name}", slots=1, name="ag")
+    async with (
+        Balancer(BalancerConfig(inproc_name=name), plugin_manager=pm) as balancer,
+        Agent(config, engine_loader=FakeLoader()) as agent,
+    ):
+        await balancer.set_desired_state(state_for(model_file))
+        with anyio.fail_after(5):
+            await balancer.wait_agents(1, with_slots=True)
+        long_prompt = ContinueFromRawPromptParams(raw_prompt="a long prompt " * 40, max_tokens=8)
+        async with balancer.generate(long_prompt) as stream:
+            items = [item async for item in stream]
+    assert isinstance(items[-1].response, Done)
+    reported = agent.status.snapshot().cached_prefixes  # hashes of its full 256-char blocks
+    assert (reported is not None) == (policy == "cache_aware"), reported

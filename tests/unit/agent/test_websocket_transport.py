@@ -15,7 +15,6 @@ from paddler.agent import Agent, AgentConfig
 from paddler.balancer import Balancer, BalancerConfig
 from paddler.metrics import BalancerMetrics
 from paddler.wire import (
-    SUPPORTED_EXTENSIONS,
     AgentToBalancerMessage,
     BalancerDesiredState,
     ContinueFromRawPromptParams,
@@ -85,9 +84,9 @@ async def test_sampling_overrides_cross_the_websocket(tmp_path: Path) -> None:
         async with Agent(config, engine_loader=loader) as agent:
             with anyio.fail_after(5):
                 await balancer.wait_agents(1)
-            assert [entry.extensions for entry in balancer.pool] == [SUPPORTED_EXTENSIONS]
+            assert [entry.extensions for entry in balancer.pool] == [balancer.agent_extensions]
             assert agent._protocol is not None  # the agent read the 101 answer's header
-            assert agent._protocol.extensions == SUPPORTED_EXTENSIONS
+            assert agent._protocol.extensions == balancer.agent_extensions
             params = ContinueFromRawPromptParams(raw_prompt="x", max_tokens=3)
             for overrides in (SamplingOverrides(temperature=0.5, seed=3, stop=("z",)), None):
                 async with balancer.generate(params, overrides=overrides) as stream:
