@@ -119,9 +119,14 @@ def balancer_security_settings(
         raise click.BadParameter(str(exc), param_hint="--allowed-hosts") from exc
     if management_api_key is not None and not management_api_key.strip():
         raise click.BadParameter("must not be empty", param_hint="--management-api-key")
+    tokens = split_tokens(agent_tokens)
+    if agent_tokens and not tokens:  # an empty value must not leave the agent socket open
+        raise click.BadParameter(
+            "must not be empty", param_hint="--agent-token / PADDLER_AGENT_TOKENS"
+        )
     return {
         "management_api_key": management_api_key.strip() if management_api_key else None,
-        "agent_tokens": split_tokens(agent_tokens),
+        "agent_tokens": tokens,
         "tls": tls,
         "allowed_hosts": hosts,
     }

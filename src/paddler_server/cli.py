@@ -349,7 +349,9 @@ def agent(
         ssl_context = client_ssl_context(tls_ca) if management_url.startswith("wss:") else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tls-ca") from exc
-    transport = WebSocketTransport(token=token or None, ssl_context=ssl_context)
+    if token is not None and not token.strip():
+        raise click.BadParameter("must not be empty", param_hint="--token / PADDLER_AGENT_TOKEN")
+    transport = WebSocketTransport(token=token.strip() if token else None, ssl_context=ssl_context)
     config = AgentConfig(
         management_url=management_url,
         slots=slots,

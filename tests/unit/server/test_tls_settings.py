@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import pytest
 import trustme
+from click.testing import CliRunner
 
 from paddler_server._security_options import (
     balancer_security_settings,
@@ -14,6 +15,7 @@ from paddler_server._security_options import (
     split_tokens,
 )
 from paddler_server._tls import TlsFiles, agent_management_url, client_ssl_context
+from paddler_server.cli import cli
 
 
 @pytest.mark.parametrize(
@@ -110,3 +112,18 @@ def test_an_open_management_service_on_the_network_is_warned_about() -> None:
     closed = BalancerSettings(management_addr=exposed, management_api_key="k", agent_tokens=("t",))
     assert warn_open_services(closed) == []
     assert warn_open_services(BalancerSettings()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["balancer", "--agent-token", " "], "--agent-token"),
+        (["balancer", "--agent-token", ","], "--agent-token"),
+        (["agent", "--management-addr", "127.0.0.1:1", "--slots", "1", "--token", ""], "--token"),
+    ],
+)
+def test_an_empty_join_token_is_a_usage_error(args: list[str], flag: str) -> None:
+    """An empty token (a blank PADDLER_AGENT_TOKENS, say) must not leave the socket open."""
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and "must not be empty" in result.output
