@@ -228,6 +228,30 @@ def desired_state(model_file: Path) -> dict[str, Any]:
     }
 
 
+def wait_health(management: str, seconds: float = 60) -> None:
+    """Until the balancer at ``management`` answers ``/health`` (a benchmark's setup step)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{management}/health").text == "OK":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("balancer did not start")
+
+
+def wait_slots(management: str, total: int, seconds: float = 300) -> None:
+    """Until the agents of the balancer at ``management`` report ``total`` slots."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        agents = httpx.get(f"http://{management}/api/v1/agents").json()["agents"]
+        if sum(a["slots_total"] for a in agents) >= total:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("agents did not report their slots")
+
+
 class Cluster:
     def __init__(self, agents: int, slots: int, *, extra_args: Sequence[str] = ()) -> None:
         self.inference = f"127.0.0.1:{free_port()}"
@@ -280,23 +304,10 @@ class Cluster:
         self._wait_slots(agents * slots)
 
     def _wait_health(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://{self.management}/health").text == "OK":
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("balancer did not start")
+        wait_health(self.management)
 
     def _wait_slots(self, total: int) -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            agents = httpx.get(f"http://{self.management}/api/v1/agents").json()["agents"]
-            if sum(a["slots_total"] for a in agents) >= total:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("agents did not report their slots")
+        wait_slots(self.management, total)
 
     def stop(self) -> None:
         for process in (self.agents, self.balancer):

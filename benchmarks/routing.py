@@ -49,6 +49,9 @@ import anyio
 import attrs
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from balancer import wait_health, wait_slots  # the relay benchmark's setup waits
 from paddler.client import InferenceClient
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
@@ -140,7 +143,7 @@ class Cluster:
                 env=quiet,
             )
         ]
-        self._wait_health()
+        wait_health(self.management)
         parameters = attrs.evolve(InferenceParameters.deterministic(), context_size=context)
         state = {
             "chat_template_override": None,
@@ -172,27 +175,7 @@ class Cluster:
                     stderr=subprocess.DEVNULL,
                 )
             )
-        self._wait_slots(agents * slots)
-
-    def _wait_health(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://{self.management}/health").text == "OK":
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("balancer did not start")
-
-    def _wait_slots(self, total: int) -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            agents = httpx.get(f"http://{self.management}/api/v1/agents").json()["agents"]
-            if sum(a["slots_total"] for a in agents) >= total:
-                return
-            time.sleep(0.2)
-        raise RuntimeError("agents did not report their slots")
+        wait_slots(self.management, agents * slots)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
