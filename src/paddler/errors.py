@@ -6,6 +6,7 @@ maps to a status (and that goes into ``ErrorEnvelope`` bodies once streaming has
     PaddlerError (Exception)                   code 500
     ├── InvalidRequest (ValueError)            400   names the offending field
     ├── UnknownAgent (LookupError)             404
+    ├── UnknownPool (LookupError)              404   no such model pool
     ├── GenerationDisabled                     501   cluster is in embeddings mode
     ├── EmbeddingsNotEnabled                   501   embeddings are off in the parameters
     ├── AgentGone                              502   agent connection closed mid-request
@@ -49,6 +50,7 @@ __all__ = [
     "StateNotSet",
     "TransportError",
     "UnknownAgent",
+    "UnknownPool",
 ]
 
 
@@ -75,6 +77,13 @@ class InvalidRequest(PaddlerError, ValueError):
 
 class UnknownAgent(PaddlerError, LookupError):
     """No agent with that id is registered."""
+
+    code = 404
+
+
+class UnknownPool(PaddlerError, LookupError):
+    """No model pool has that name: it is not ``default``, no agent joined it, and no desired
+    state was set or stored for it."""
 
     code = 404
 

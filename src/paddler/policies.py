@@ -23,6 +23,7 @@ from paddler._tenancy import Tenant
 from paddler.errors import PaddlerError
 from paddler.hookspecs import hookimpl
 from paddler.wire import (
+    DEFAULT_POOL,
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
     GenerateEmbeddingBatchParams,
@@ -77,6 +78,9 @@ class RequestInfo:
     client_request_id: str | None = None
     #: Who sent it (an API key's name and priority); None when the service has no keys.
     tenant: Tenant | None = None
+    #: The model pool it was sent to (``paddler.wire.DEFAULT_POOL`` unless one was chosen); the
+    #: candidates a policy sees are that pool's agents only.
+    pool: str = DEFAULT_POOL
 
     @property
     def priority(self) -> int:

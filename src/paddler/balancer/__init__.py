@@ -10,6 +10,7 @@ from paddler.balancer._balancer import PADDLER_PROTOCOL_VERSION, Balancer, Balan
 from paddler.balancer._config import BalancerConfig, BalancerStatistics
 from paddler.balancer._desired_state import to_agent_desired_state, validate_desired_state
 from paddler.balancer._embeddings import EmbeddingStream
+from paddler.balancer._model_pool import PoolSnapshot
 from paddler.balancer._outcomes import failure_status, outcome_of
 from paddler.balancer._request_metrics import BalancerMetricsLike
 from paddler.balancer._state_store import (
@@ -32,6 +33,7 @@ __all__ = [
     "FileStateStore",
     "InferenceStream",
     "MemoryStateStore",
+    "PoolSnapshot",
     "StateStore",
     "StateStoreError",
     "StreamState",

@@ -1,8 +1,9 @@
 """AgentSessions: the balancer's side of every agent socket (handshake, registration, status,
 drain acknowledgement, management RPCs).
 
-Each registered agent gets an ``AgentConnection`` (its outbox and routes) and an entry in the
-pool; what the agent reports goes to the pool, and every change runs the dispatch step.
+Each registered agent gets an ``AgentConnection`` (its outbox and routes) and an entry in its
+model pool's agent pool; what the agent reports goes there, and every change runs that pool's
+dispatch step. Agent ids are unique across the pools.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from collections.abc import Collection
 
 import anyio
 
-from paddler.balancer._cluster_state import ClusterState
 from paddler.balancer._config import BalancerConfig
 from paddler.balancer._connection import AgentConnection, AgentStream
+from paddler.balancer._model_pool import ModelPool
 from paddler.balancer._pool import AgentEntry
-from paddler.balancer._slots import SlotDispatcher
 from paddler.errors import AgentGone, UnknownAgent
 from paddler.wire import (
     SUPPORTED_EXTENSIONS,
@@ -47,27 +47,30 @@ REGISTER_TIMEOUT = 10.0
 
 
 class AgentSessions:
-    """Serves agent sockets into the dispatcher's pool and answers for their RPCs."""
+    """Serves agent sockets into their model pools and answers for their RPCs."""
 
-    def __init__(
-        self, config: BalancerConfig, slots: SlotDispatcher, cluster: ClusterState
-    ) -> None:
+    def __init__(self, config: BalancerConfig) -> None:
         self._config = config
-        self._slots = slots
-        self._pool = slots.pool
-        self._cluster = cluster
+        #: Every registered agent's model pool, by agent id.
+        self._pools: dict[str, ModelPool] = {}
 
-    async def serve(self, agent_id: str, stream: AgentStream, extensions: Collection[str]) -> None:
-        """Handshake, register, then pump messages both ways until the socket ends.
+    def pool_of(self, agent_id: str) -> ModelPool | None:
+        return self._pools.get(agent_id)
+
+    async def serve(
+        self, agent_id: str, stream: AgentStream, extensions: Collection[str], pool: ModelPool
+    ) -> None:
+        """Handshake, register in ``pool``, then pump messages both ways until the socket ends.
 
         Nothing beyond Paddler's wire is sent without the extensions both ends announced.
         """
         first = await _handshake(agent_id, stream)
         if first is None:
             return
-        if agent_id in self._pool:
+        if agent_id in self._pools:
             logger.warning("agent %s is already registered; closing the new socket", agent_id)
             return
+        agents, slots = pool.slots.pool, pool.slots
         status = first.slot_aggregated_status_snapshot
         connection = AgentConnection(agent_id)
         entry = AgentEntry(
@@ -78,32 +81,38 @@ class AgentSessions:
             inherited=max(0, status.slots_processing),
             extensions=frozenset(extensions) & SUPPORTED_EXTENSIONS,
         )
-        self._pool.add(entry)
+        agents.add(entry)
+        self._pools[agent_id] = pool
         logger.info(
-            "agent registered id=%s name=%s extensions=%s",
+            "agent registered id=%s name=%s pool=%s extensions=%s",
             agent_id,
             entry.name,
+            pool.name,
             ",".join(sorted(entry.extensions)) or "none (a Paddler 4.1 agent)",
         )
-        self._cluster.registered(
-            entry, spawn=self._slots.spawn, ask_template=self.get_chat_template_override
+        pool.cluster.registered(
+            entry, spawn=slots.spawn, ask_template=self.get_chat_template_override
         )
-        self._slots.pool_changed()
+        slots.pool_changed()
         try:
-            await connection.run(stream, functools.partial(self._on_message, entry))
+            await connection.run(stream, functools.partial(self._on_message, pool, entry))
         finally:
-            self._pool.remove(agent_id)
-            logger.info("agent gone id=%s name=%s", agent_id, entry.name)
-            self._slots.pool_changed()
+            agents.remove(agent_id)
+            del self._pools[agent_id]
+            logger.info("agent gone id=%s name=%s pool=%s", agent_id, entry.name, pool.name)
+            slots.pool_changed()
 
     def _on_message(
-        self, entry: AgentEntry, message: AgentToBalancerMessage | BalancerToAgentMessage
+        self,
+        pool: ModelPool,
+        entry: AgentEntry,
+        message: AgentToBalancerMessage | BalancerToAgentMessage,
     ) -> bool:
         """Apply one message that is not a response (sync, no I/O); False ends the socket."""
         if isinstance(message, UpdateAgentStatus):
             before = entry.slots_total
             status = message.slot_aggregated_status_snapshot
-            changed = self._pool.apply_status(entry.id, status)
+            changed = pool.slots.pool.apply_status(entry.id, status)
             if (
                 before > 0
                 and entry.slots_total == 0
@@ -115,7 +124,7 @@ class AgentSessions:
                 # every request dispatched before this point has already reached it.
                 entry.connection.send_nowait(Version(version=PADDLER_PROTOCOL_VERSION))
             if changed:
-                self._slots.pool_changed()
+                pool.slots.pool_changed()
             return True
         if isinstance(message, DeregisterAgent):
             logger.info("agent deregistered id=%s", entry.id)
@@ -139,7 +148,8 @@ class AgentSessions:
 
     async def call(self, agent_id: str, payload: AgentRequestPayload) -> ResponsePayload:
         """One management request to ``agent_id``, bounded by ``agent_rpc_timeout``."""
-        entry = self._pool.get(agent_id)
+        pool = self._pools.get(agent_id)
+        entry = pool.slots.pool.get(agent_id) if pool is not None else None
         if entry is None or entry.connection is None:
             raise UnknownAgent(f"Agent {agent_id!r} is not registered")
         return await entry.connection.call(payload, answer_within=self._config.agent_rpc_timeout)

@@ -24,6 +24,7 @@ from paddler.balancer._desired_state import to_agent_desired_state, validate_des
 from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.errors import PaddlerError
 from paddler.wire import (
+    DEFAULT_POOL,
     AgentDesiredState,
     BalancerDesiredState,
     ChatTemplate,
@@ -53,9 +54,13 @@ class ClusterState:
         state_store: StateStore | None = None,
         *,
         parent: Changes | None = None,
+        pool_name: str = DEFAULT_POOL,
     ) -> None:
         self._pool = pool
         self._store = state_store
+        #: How the store is told which pool: nothing for ``default``, so a store that keeps
+        #: one state (written before pools) keeps working.
+        self._store_pool: dict[str, str] = {} if pool_name == DEFAULT_POOL else {"pool": pool_name}
         self.changed = Changes(parent)
         self._desired: BalancerDesiredState | None = None
         self._applicable: AgentDesiredState | None = None
@@ -78,23 +83,30 @@ class ClusterState:
     async def load(self) -> None:
         """Take the stored state (the default when nothing is stored, which starts adoption)."""
         if self._store is not None:
-            desired = await self._store.load()
+            desired = await self._store.load(**self._store_pool)
         else:
             desired = BalancerDesiredState.default()
+        self._take(desired)
+
+    def load_default(self) -> None:
+        """Start from the default state, as when nothing is stored (a pool made at run time)."""
+        self._take(BalancerDesiredState.default())
+
+    def _take(self, desired: BalancerDesiredState) -> None:
         self._desired = desired
         self._apply(desired)
         self._adopting = desired == BalancerDesiredState.default()
 
     async def get_desired(self) -> BalancerDesiredState:
         if self._store is not None:
-            return await self._store.load()
+            return await self._store.load(**self._store_pool)
         return self._desired or BalancerDesiredState.default()
 
     async def set_desired(self, state: BalancerDesiredState) -> None:
         """Validate (``InvalidRequest`` names the field), store, then push to every agent."""
         validate_desired_state(state)
         if self._store is not None:
-            await self._store.store(state)
+            await self._store.store(state, **self._store_pool)
         self._adopting, self._adopted, self._adoption_pending = False, None, None
         self._desired = state
         self._apply(state)
@@ -183,7 +195,7 @@ class ClusterState:
         )
         if self._store is not None:
             try:
-                await self._store.store(state)
+                await self._store.store(state, **self._store_pool)
             except Exception:  # the adoption still holds for this run
                 logger.exception("cannot store the adopted state")
         self._desired = state

@@ -34,8 +34,12 @@ class RequestMetrics:
     too.
     """
 
-    def __init__(self, backend: BalancerMetricsLike | None = None) -> None:
+    def __init__(
+        self, backend: BalancerMetricsLike | None = None, *, pool: str = "default"
+    ) -> None:
         self.backend = backend
+        #: The model pool whose requests these are (the ``pool`` label).
+        self.pool = pool
         self.completed = 0
         self.failed = 0
         self.cancelled = 0

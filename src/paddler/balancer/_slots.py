@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import attrs
 import pluggy
 
 from paddler._changes import Changes
@@ -27,6 +28,7 @@ from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.balancer._request_metrics import RequestMetrics
 from paddler.errors import AgentGone, BufferTimeout, GenerationDisabled, ShuttingDown
 from paddler.policies import AgentCandidate, RequestInfo, RequestKind, least_busy
+from paddler.wire import DEFAULT_POOL
 
 __all__ = ["LeaseState", "SlotDispatcher", "SlotLease"]
 
@@ -119,7 +121,10 @@ class SlotDispatcher:
         *,
         generation_enabled: Callable[[], bool],
         parent: Changes | None = None,
+        name: str = DEFAULT_POOL,
     ) -> None:
+        #: The model pool whose agents these are (each pool has its own dispatcher).
+        self.name = name
         self.config = config
         self.plugin_manager = plugin_manager
         self.metrics = metrics
@@ -155,6 +160,8 @@ class SlotDispatcher:
         return self._closing
 
     def lease(self, request: RequestInfo) -> SlotLease:
+        if request.pool != self.name:
+            request = attrs.evolve(request, pool=self.name)
         return SlotLease(self, request)
 
     def check_accepting(self, kind: RequestKind) -> None:

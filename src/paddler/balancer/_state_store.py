@@ -1,29 +1,40 @@
 """Where the balancer keeps its desired state (spec §5.2): ``memory://`` or ``file:///abs/path``.
 
-A store is two async methods, so a plugin can add one (for example a database) through the
+A store keeps one desired state per model pool (``load(pool)``, ``store(state, pool)``,
+``stored_pools()``), so a plugin can add one (for example a database) through the
 ``paddler_state_store_for_url`` hook. :func:`open_state_store` is the one place a URL becomes a
 store: it asks that hook, where the two built-in schemes answer last (:func:`builtin_state_store`,
 registered by ``paddler._default_stores``).
+A store written before pools (``load()`` and ``store(state)`` only) keeps the ``default``
+pool's state; the balancer keeps the other pools' states in memory then (``keeps_pools``).
 The file store writes atomically: a temporary file in the same directory, fsync, rename, fsync
 of the directory. A crash at any point leaves either the old file or the new one, never a mix.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import anyio
-from attrs import frozen
 
 from paddler.balancer._desired_state import validate_desired_state
 from paddler.errors import InvalidRequest, PaddlerError
-from paddler.wire import BalancerDesiredState, WireError, converter, parse_json
+from paddler.wire import (
+    DEFAULT_POOL,
+    BalancerDesiredState,
+    WireError,
+    converter,
+    parse_json,
+    validate_pool_name,
+)
 
 __all__ = [
     "FileStateStore",
@@ -31,6 +42,7 @@ __all__ = [
     "StateStore",
     "StateStoreError",
     "builtin_state_store",
+    "keeps_pools",
     "open_state_store",
 ]
 
@@ -49,48 +61,65 @@ class StateStoreError(PaddlerError):
 
 
 class StateStore:
-    """Keeps one :class:`~paddler.wire.BalancerDesiredState`. Subclass it to add a store."""
+    """Keeps one :class:`~paddler.wire.BalancerDesiredState` per model pool. Subclass it to
+    add a store."""
 
-    async def load(self) -> BalancerDesiredState:
-        """The stored state (the default state when nothing was stored yet)."""
+    async def load(self, pool: str = DEFAULT_POOL) -> BalancerDesiredState:
+        """``pool``'s stored state (the default state when nothing was stored for it yet)."""
         raise NotImplementedError
 
-    async def store(self, state: BalancerDesiredState) -> None:
-        """Replace the stored state; when this returns, the state survives a restart."""
+    async def store(self, state: BalancerDesiredState, pool: str = DEFAULT_POOL) -> None:
+        """Replace ``pool``'s stored state; when this returns, it survives a restart."""
         raise NotImplementedError
+
+    async def stored_pools(self) -> tuple[str, ...]:
+        """The pools that have a stored state, ``default`` first (always), then by name."""
+        return (DEFAULT_POOL,)
 
     async def aclose(self) -> None:
         """Release what the store holds (nothing for the built-in stores)."""
+
+
+def keeps_pools(store: StateStore) -> bool:
+    """Whether ``store`` keeps a state per pool (False: a store written before pools, whose
+    ``load`` takes no ``pool``; it keeps only the ``default`` pool's)."""
+    try:
+        return "pool" in inspect.signature(store.load).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _pool_order(pools: Iterable[str]) -> tuple[str, ...]:
+    return (DEFAULT_POOL, *sorted(set(pools) - {DEFAULT_POOL}))
 
 
 class MemoryStateStore(StateStore):
     """``memory://``: starts from the default state and is lost on restart."""
 
     def __init__(self, state: BalancerDesiredState | None = None) -> None:
-        self._state = state if state is not None else BalancerDesiredState.default()
+        self._states: dict[str, BalancerDesiredState] = {}
+        if state is not None:
+            self._states[DEFAULT_POOL] = state
 
     def __repr__(self) -> str:
         return "<MemoryStateStore>"
 
-    async def load(self) -> BalancerDesiredState:
-        return self._state
+    async def load(self, pool: str = DEFAULT_POOL) -> BalancerDesiredState:
+        return self._states.get(pool) or BalancerDesiredState.default()
 
-    async def store(self, state: BalancerDesiredState) -> None:
-        self._state = state
+    async def store(self, state: BalancerDesiredState, pool: str = DEFAULT_POOL) -> None:
+        self._states[validate_pool_name(pool)] = state
 
-
-@frozen
-class _FileDocument:
-    """The file's JSON document: ``{"balancer_desired_state": {...}, "version": "1"}``."""
-
-    balancer_desired_state: BalancerDesiredState
-    version: str = FILE_FORMAT_VERSION
+    async def stored_pools(self) -> tuple[str, ...]:
+        return _pool_order(self._states)
 
 
 class FileStateStore(StateStore):
     """``file:///abs/path``: pretty JSON, rewritten whole and atomically on every store.
 
-    A missing or empty file is created with the default state on first :meth:`load`.
+    The document is ``{"balancer_desired_state": {...}, "version": "1"}``, the ``default``
+    pool's state as before pools, plus ``"pools": {"<name>": {...}}`` once another pool has a
+    state. A missing or empty file is created with the default state on first :meth:`load`.
     """
 
     def __init__(self, path: Path) -> None:
@@ -102,19 +131,31 @@ class FileStateStore(StateStore):
     def __repr__(self) -> str:
         return f"<FileStateStore {self.path}>"
 
-    async def load(self) -> BalancerDesiredState:
+    async def load(self, pool: str = DEFAULT_POOL) -> BalancerDesiredState:
         async with self._lock:
-            text = await anyio.to_thread.run_sync(self._read)
-            if text is None or not text.strip():
-                state = BalancerDesiredState.default()
-                logger.info("state file %s is missing or empty; creating it", self.path)
-                await anyio.to_thread.run_sync(self._write, state)
-                return state
-            return self._parse(text)
+            states = await self._load_all()
+        return states.get(pool) or BalancerDesiredState.default()
 
-    async def store(self, state: BalancerDesiredState) -> None:
+    async def store(self, state: BalancerDesiredState, pool: str = DEFAULT_POOL) -> None:
+        validate_pool_name(pool)
         async with self._lock:
-            await anyio.to_thread.run_sync(self._write, state)
+            states = await self._load_all()
+            states[pool] = state
+            await anyio.to_thread.run_sync(self._write, states)
+
+    async def stored_pools(self) -> tuple[str, ...]:
+        async with self._lock:
+            return _pool_order(await self._load_all())
+
+    async def _load_all(self) -> dict[str, BalancerDesiredState]:
+        """Every pool's state; a missing or empty file is created (the caller holds the lock)."""
+        text = await anyio.to_thread.run_sync(self._read)
+        if text is None or not text.strip():
+            states = {DEFAULT_POOL: BalancerDesiredState.default()}
+            logger.info("state file %s is missing or empty; creating it", self.path)
+            await anyio.to_thread.run_sync(self._write, states)
+            return states
+        return self._parse(text)
 
     def check(self) -> None:
         """Fail now, at startup, if the file cannot be used (it is read, not created).
@@ -137,14 +178,14 @@ class FileStateStore(StateStore):
         except (OSError, UnicodeDecodeError) as exc:
             raise StateStoreError(f"cannot read state file {self.path}: {exc}") from exc
 
-    def _parse(self, text: str) -> BalancerDesiredState:
+    def _parse(self, text: str) -> dict[str, BalancerDesiredState]:
         try:
             document: Any = parse_json(text)
         except WireError as exc:  # bad JSON, NaN or infinity, or nested too deeply
             raise self._invalid(f"not JSON that can be read ({exc})") from exc
         if not isinstance(document, dict):
             raise self._invalid("expected a JSON object")
-        extra = sorted(set(document) - {"balancer_desired_state", "version"})
+        extra = sorted(set(document) - {"balancer_desired_state", "pools", "version"})
         if extra:
             raise self._invalid(f"unknown keys {', '.join(extra)}")
         version = document.get("version", FILE_FORMAT_VERSION)
@@ -152,13 +193,26 @@ class FileStateStore(StateStore):
             raise self._invalid(f"version must be a string, got {json.dumps(version)}")
         if "balancer_desired_state" not in document:
             raise self._invalid("the key balancer_desired_state is missing")
+        states = {DEFAULT_POOL: self._parse_state(document["balancer_desired_state"], None)}
+        pools = document.get("pools", {})
+        if not isinstance(pools, dict):
+            raise self._invalid("pools must be an object of pool name to desired state")
+        for name, state in pools.items():
+            try:
+                validate_pool_name(name)
+            except InvalidRequest as exc:
+                raise self._invalid(f"pools: {exc}") from exc
+            if name != DEFAULT_POOL:
+                states[name] = self._parse_state(state, name)
+        return states
+
+    def _parse_state(self, value: Any, pool: str | None) -> BalancerDesiredState:
+        where = "balancer_desired_state" if pool is None else f"pools.{pool}"
         try:
-            state = converter.loads(
-                json.dumps(document["balancer_desired_state"]), BalancerDesiredState
-            )
+            state = converter.loads(json.dumps(value), BalancerDesiredState)
             validate_desired_state(state)
         except (WireError, InvalidRequest) as exc:
-            raise self._invalid(f"balancer_desired_state: {exc}") from exc
+            raise self._invalid(f"{where}: {exc}") from exc
         return state
 
     def _invalid(self, problem: str) -> StateStoreError:
@@ -167,11 +221,15 @@ class FileStateStore(StateStore):
             "fix or remove it (a missing file is created with the default state)"
         )
 
-    def _write(self, state: BalancerDesiredState) -> None:
-        document = {
-            "balancer_desired_state": converter.unstructure(state),
-            "version": FILE_FORMAT_VERSION,
-        }
+    def _write(self, states: dict[str, BalancerDesiredState]) -> None:
+        default = states.get(DEFAULT_POOL) or BalancerDesiredState.default()
+        document: dict[str, Any] = {"balancer_desired_state": converter.unstructure(default)}
+        others = {name: states[name] for name in _pool_order(states)[1:]}
+        if others:
+            document["pools"] = {
+                name: converter.unstructure(state) for name, state in others.items()
+            }
+        document["version"] = FILE_FORMAT_VERSION
         text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
         data = (text + "\n").encode("utf-8")
         directory = self.path.parent

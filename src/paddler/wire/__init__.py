@@ -136,6 +136,7 @@ from ._issues import (
 )
 from ._json import fits_f32, parse_json
 from ._markers import F32
+from ._pools import DEFAULT_POOL, POOL_HEADER, POOL_NAME_RULE, validate_pool_name
 from ._requests import (
     ContentPart,
     ContinueFromConversationHistoryParams,
@@ -177,11 +178,14 @@ converter: WireConverter = make_converter()
 """The shared converter; use ``make_converter()`` for one of your own."""
 
 __all__ = [
+    "DEFAULT_POOL",
     "EXTENSIONS_HEADER",
     "F32",
     "L2",
     "MAX_SCHEMA_BYTES",
     "POLICY_REPORT_EXTENSIONS",
+    "POOL_HEADER",
+    "POOL_NAME_RULE",
     "SUPPORTED_EXTENSIONS",
     "AgentControllerPoolSnapshot",
     "AgentControllerSnapshot",
@@ -327,4 +331,5 @@ __all__ = [
     "parse_extensions",
     "parse_json",
     "tool_schema_problems",
+    "validate_pool_name",
 ]
