@@ -12,11 +12,13 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import httpx
 
 from paddler.wire import (
+    DEFAULT_POOL,
     BalancerDesiredState,
     ChatTemplate,
     InferenceParameters,
@@ -96,6 +98,7 @@ def set_state(
     wait: float | None = None,
     api_key: str | None = None,
     verify: ssl.SSLContext | bool = True,
+    pool: str = DEFAULT_POOL,
 ) -> BalancerDesiredState:
     """GET the desired state, apply ``change(state) -> state``, PUT it back; the new state.
 
@@ -103,9 +106,12 @@ def set_state(
     stream is opened before the PUT, so the swap (``slots_total`` dropping to 0, then back) is
     seen in order, however fast it is. ``api_key`` is the balancer's management key;
     ``verify`` checks an https balancer's certificate (an ``ssl`` context for a private CA).
+    ``pool`` names the model pool to change (only its agents are waited for); the ``default``
+    pool uses Paddler's routes. A pool the balancer does not know yet starts from the default
+    document, and the PUT creates it.
     """
     base = management_url.rstrip("/")
-    url = f"{base}/api/v1/balancer_desired_state"
+    url, agents_url = _urls(base, pool)
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     with httpx.Client(timeout=30.0, headers=headers, verify=verify) as http:
         try:
@@ -115,15 +121,19 @@ def set_state(
                     f"{base} needs its management API key (--management-api-key, or "
                     f"PADDLER_MANAGEMENT_API_KEY): {_description(current)}"
                 )
-            current.raise_for_status()
-            old = converter.loads(current.content, BalancerDesiredState)
+            new_pool = current.status_code == 404 and pool != DEFAULT_POOL
+            if new_pool:  # the PUT creates it; no agent has joined it to wait for
+                old = BalancerDesiredState.default()
+            else:
+                if current.status_code == 400:
+                    raise SetStateError(f"the balancer refused: {_description(current)}")
+                current.raise_for_status()
+                old = converter.loads(current.content, BalancerDesiredState)
             state = change(old)
-            if wait is None or state == old:
+            if wait is None or state == old or new_pool:
                 _put(http, url, state)
                 return state
-            with http.stream(
-                "GET", f"{base}/api/v1/agents/stream", timeout=httpx.Timeout(30.0, read=wait)
-            ) as events:
+            with http.stream("GET", agents_url, timeout=httpx.Timeout(30.0, read=wait)) as events:
                 snapshots = _agent_lists(events.iter_lines())
                 first = next(snapshots)
                 _put(http, url, state)
@@ -132,6 +142,14 @@ def set_state(
         except httpx.HTTPError as exc:
             raise SetStateError(f"cannot talk to {base}: {exc}") from exc
     return state
+
+
+def _urls(base: str, pool: str) -> tuple[str, str]:
+    """The desired-state and agents-stream URLs of ``pool``."""
+    if pool == DEFAULT_POOL:
+        return f"{base}/api/v1/balancer_desired_state", f"{base}/api/v1/agents/stream"
+    prefix = f"{base}/api/v1/pools/{quote(pool, safe='')}"
+    return f"{prefix}/desired_state", f"{prefix}/agents/stream"
 
 
 def _description(response: httpx.Response) -> str:

@@ -1,4 +1,5 @@
-"""The management service (spec §2.4): agents, buffer, desired state, metrics, agent socket.
+"""The management service (spec §2.4): agents, buffer, desired state, metrics, agent socket;
+and the model pools' routes (``_pools_api``).
 
 Handlers stay thin: convert the input, call one ``Balancer`` method, convert the output.
 Errors from the balancer (unknown agent, agent gone, RPC timeout) map to HTTP through the
@@ -42,6 +43,7 @@ from paddler_server._http import (
 )
 from paddler_server._limits import LimitsDep
 from paddler_server._management_key import management_access
+from paddler_server._pools_api import PoolsController
 from paddler_server._settings import BalancerSettings
 from paddler_server._sse import snapshot_stream
 from paddler_server._streaming import write_deadline
@@ -182,6 +184,7 @@ def create_management_app(
             AgentsController,
             BufferedRequestsController,
             DesiredStateController,
+            PoolsController,
             agent_socket,
         ],
         dependencies=deps,

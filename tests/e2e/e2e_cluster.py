@@ -176,7 +176,8 @@ class Cluster:
                 urls.append(f"http://{self.balancer_flags[flag]}")
         return urls
 
-    def start_agent(self, name: str, slots: int = 1) -> Process:
+    def start_agent(self, name: str, slots: int = 1, *, pool: str | None = None) -> Process:
+        """An agent subprocess; ``pool``: the model pool it joins (``--pool``)."""
         args = [
             "agent",
             "--management-addr",
@@ -190,6 +191,8 @@ class Cluster:
             "--threads",
             "1",
         ]
+        if pool is not None:
+            args += ["--pool", pool]
         process = Process(args, self.tmp / f"agent-{name}.log")
         self.agents[name] = process
         return process

@@ -1,10 +1,16 @@
-"""``ManagementClient``: the management API (agents, buffer, desired state, metrics)."""
+"""``ManagementClient``: the management API (agents, buffer, desired state, metrics, pools).
+
+A ``pool`` argument names a model pool (``/api/v1/pools/{pool}/...``, our extension). Without
+one, or with ``"default"`` for the desired state, the client uses Paddler's own routes, so it
+keeps working against a Paddler balancer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -17,12 +23,14 @@ from paddler.client._http import (
 )
 from paddler.client.errors import ResponseDecodeError
 from paddler.wire import (
+    DEFAULT_POOL,
     AgentControllerPoolSnapshot,
     AgentDesiredState,
     BalancerDesiredState,
     BufferedRequestsSnapshot,
     ChatTemplate,
     ModelMetadata,
+    PoolListSnapshot,
     WireError,
     converter,
 )
@@ -39,6 +47,19 @@ def _decode(text: str, cls: Any) -> Any:
         return converter.loads(text, cls)
     except WireError as exc:
         raise ResponseDecodeError(str(exc), text) from exc
+
+
+def _in_pool(pool: str | None, path: str) -> str:
+    """``/api/v1/{path}`` (every pool), or the same resource of one pool."""
+    if pool is None:
+        return f"/api/v1/{path}"
+    return f"/api/v1/pools/{quote(pool, safe='')}/{path}"
+
+
+def _state_path(pool: str) -> str:
+    if pool == DEFAULT_POOL:
+        return "/api/v1/balancer_desired_state"
+    return _in_pool(pool, "desired_state")
 
 
 class ManagementClient(HttpClientBase):
@@ -102,24 +123,48 @@ class ManagementClient(HttpClientBase):
     async def health(self) -> str:
         return (await self._request("GET", "/health")).text
 
-    async def agents(self) -> AgentControllerPoolSnapshot:
+    async def agents(self, pool: str | None = None) -> AgentControllerPoolSnapshot:
+        """Every agent, or those of ``pool``."""
         result: AgentControllerPoolSnapshot = await self._get(
-            "/api/v1/agents", AgentControllerPoolSnapshot
+            _in_pool(pool, "agents"), AgentControllerPoolSnapshot
         )
         return result
 
-    def agents_stream(self) -> AsyncIterator[AgentControllerPoolSnapshot]:
+    def agents_stream(self, pool: str | None = None) -> AsyncIterator[AgentControllerPoolSnapshot]:
         """The current snapshot, then one after every change (server-sent events)."""
-        return self._stream("/api/v1/agents/stream", AgentControllerPoolSnapshot)
+        return self._stream(_in_pool(pool, "agents/stream"), AgentControllerPoolSnapshot)
 
-    async def buffered_requests(self) -> BufferedRequestsSnapshot:
+    async def buffered_requests(self, pool: str | None = None) -> BufferedRequestsSnapshot:
+        """The requests waiting for a slot: in every pool, or in ``pool``."""
         result: BufferedRequestsSnapshot = await self._get(
-            "/api/v1/buffered_requests", BufferedRequestsSnapshot
+            _in_pool(pool, "buffered_requests"), BufferedRequestsSnapshot
         )
         return result
 
-    def buffered_requests_stream(self) -> AsyncIterator[BufferedRequestsSnapshot]:
-        return self._stream("/api/v1/buffered_requests/stream", BufferedRequestsSnapshot)
+    def buffered_requests_stream(
+        self, pool: str | None = None
+    ) -> AsyncIterator[BufferedRequestsSnapshot]:
+        return self._stream(_in_pool(pool, "buffered_requests/stream"), BufferedRequestsSnapshot)
+
+    async def pools(self) -> PoolListSnapshot:
+        """Every model pool the balancer knows, ``default`` first."""
+        result: PoolListSnapshot = await self._get("/api/v1/pools", PoolListSnapshot)
+        return result
+
+    def pools_stream(self) -> AsyncIterator[PoolListSnapshot]:
+        """The pools now, then after every change (server-sent events)."""
+        return self._stream("/api/v1/pools/stream", PoolListSnapshot)
+
+    async def get_desired_state(self, pool: str = DEFAULT_POOL) -> BalancerDesiredState:
+        """``pool``'s desired state; an unknown pool is an ``HTTPStatusError`` 404."""
+        result: BalancerDesiredState = await self._get(_state_path(pool), BalancerDesiredState)
+        return result
+
+    async def set_desired_state(
+        self, state: BalancerDesiredState, pool: str = DEFAULT_POOL
+    ) -> None:
+        """Set ``pool``'s desired state (a new name creates the pool); its agents load it."""
+        await self._request("PUT", _state_path(pool), content=converter.dumps(state))
 
     async def balancer_desired_state(self) -> BalancerDesiredState:
         result: BalancerDesiredState = await self._get(

@@ -136,6 +136,7 @@ from ._issues import (
 )
 from ._json import fits_f32, parse_json
 from ._markers import F32
+from ._pool_snapshots import PoolListSnapshot, PoolSummary
 from ._pools import DEFAULT_POOL, POOL_HEADER, POOL_NAME_RULE, validate_pool_name
 from ._requests import (
     ContentPart,
@@ -280,6 +281,8 @@ __all__ = [
     "NoModel",
     "NoNormalization",
     "ParsedToolCall",
+    "PoolListSnapshot",
+    "PoolSummary",
     "PoolingType",
     "ReasoningToken",
     "RegisterAgent",
