@@ -20,6 +20,7 @@ from paddler.client._inference import DEFAULT_INFERENCE_URL, InferenceClient
 from paddler.client._management import DEFAULT_MANAGEMENT_URL, ManagementClient
 from paddler.client._stream import ResponseStream
 from paddler.wire import (
+    DEFAULT_POOL,
     AgentControllerPoolSnapshot,
     AgentDesiredState,
     BalancerDesiredState,
@@ -29,6 +30,7 @@ from paddler.wire import (
     ContinueFromRawPromptParams,
     GenerateEmbeddingBatchParams,
     ModelMetadata,
+    PoolListSnapshot,
     ResponseEnvelope,
     TokenUsage,
 )
@@ -205,17 +207,31 @@ class SyncManagementClient(_PortalOwner):
     def health(self) -> str:
         return self._call(self._client.health)
 
-    def agents(self) -> AgentControllerPoolSnapshot:
-        return self._call(self._client.agents)
+    def agents(self, pool: str | None = None) -> AgentControllerPoolSnapshot:
+        return self._call(self._client.agents, pool)
 
-    def agents_stream(self) -> Iterator[AgentControllerPoolSnapshot]:
-        return self._iterate(self._client.agents_stream())
+    def agents_stream(self, pool: str | None = None) -> Iterator[AgentControllerPoolSnapshot]:
+        return self._iterate(self._client.agents_stream(pool))
 
-    def buffered_requests(self) -> BufferedRequestsSnapshot:
-        return self._call(self._client.buffered_requests)
+    def buffered_requests(self, pool: str | None = None) -> BufferedRequestsSnapshot:
+        return self._call(self._client.buffered_requests, pool)
 
-    def buffered_requests_stream(self) -> Iterator[BufferedRequestsSnapshot]:
-        return self._iterate(self._client.buffered_requests_stream())
+    def buffered_requests_stream(
+        self, pool: str | None = None
+    ) -> Iterator[BufferedRequestsSnapshot]:
+        return self._iterate(self._client.buffered_requests_stream(pool))
+
+    def pools(self) -> PoolListSnapshot:
+        return self._call(self._client.pools)
+
+    def pools_stream(self) -> Iterator[PoolListSnapshot]:
+        return self._iterate(self._client.pools_stream())
+
+    def get_desired_state(self, pool: str = DEFAULT_POOL) -> BalancerDesiredState:
+        return self._call(self._client.get_desired_state, pool)
+
+    def set_desired_state(self, state: BalancerDesiredState, pool: str = DEFAULT_POOL) -> None:
+        self._call(self._client.set_desired_state, state, pool)
 
     def balancer_desired_state(self) -> BalancerDesiredState:
         return self._call(self._client.balancer_desired_state)
