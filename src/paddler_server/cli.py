@@ -465,6 +465,13 @@ def demo(
     show_default=True,
     help="Seconds --wait waits for the agents.",
 )
+@click.option(
+    "--pool",
+    default="default",
+    show_default=True,
+    metavar="NAME",
+    help="The model pool to change; a new name creates the pool.",
+)
 @click.argument("parameters", nargs=-1, metavar="[NAME=VALUE]...")
 def set_state_command(
     management_addr: str,
@@ -477,9 +484,11 @@ def set_state_command(
     no_multimodal_projection: bool,
     wait: bool,
     timeout: float,
+    pool: str,
     parameters: tuple[str, ...],
 ) -> None:
-    """Change the cluster's desired state: GET it, change the given fields, PUT it back.
+    """Change the cluster's (or a pool's) desired state: GET it, change the given fields, PUT
+    it back.
 
     NAME=VALUE sets an inference parameter, e.g. `paddler set-state enable_embeddings=true
     pooling_type=Mean`. Every agent reloads with the new state; by default this waits until
@@ -510,6 +519,7 @@ def set_state_command(
             wait=timeout if wait else None,
             api_key=management_api_key,
             verify=client_ssl_context(tls_ca) if tls_ca is not None else True,
+            pool=pool,
         )
     except SetStateError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -26,7 +26,7 @@ from paddler_server.openai._completions import answer_completion, read_completio
 from paddler_server.openai._embeddings import answer_embeddings, read_embedding_request
 from paddler_server.openai._errors import OpenAIError
 from paddler_server.openai._fields import Object, load_object
-from paddler_server.openai._models import ModelNames
+from paddler_server.openai._models import ModelNames, model_not_found
 from paddler_server.openai._respond import ProducerResponse, Responder
 from paddler_server.openai._responses import answer_responses
 from paddler_server.openai._responses_request import read_responses_request
@@ -75,7 +75,8 @@ def _counted_if_refused(balancer: Balancer) -> Iterator[None]:
 async def _chat(balancer: Balancer, body: Object, names: ModelNames, responder: Responder) -> None:
     with _counted_if_refused(balancer):
         chat = read_chat_request(body)  # pure and linear: no schema is converted here
-    await answer_chat(balancer, chat, await names.echo(chat.model), responder)
+        pool, model = await names.route(chat.model)
+    await answer_chat(balancer, chat, model, responder, pool=pool)
 
 
 async def _completion(
@@ -83,7 +84,8 @@ async def _completion(
 ) -> None:
     with _counted_if_refused(balancer):
         completion = read_completion_request(body)
-    await answer_completion(balancer, completion, await names.echo(completion.model), responder)
+        pool, model = await names.route(completion.model)
+    await answer_completion(balancer, completion, model, responder, pool=pool)
 
 
 async def _responses(
@@ -91,7 +93,8 @@ async def _responses(
 ) -> None:
     with _counted_if_refused(balancer):
         parsed = read_responses_request(body)
-    await answer_responses(balancer, parsed, await names.echo(parsed.model), responder)
+        pool, model = await names.route(parsed.model)
+    await answer_responses(balancer, parsed, model, responder, pool=pool)
 
 
 async def _embeddings(
@@ -99,7 +102,8 @@ async def _embeddings(
 ) -> None:
     with _counted_if_refused(balancer):
         parsed = read_embedding_request(body)
-    await responder.json(await answer_embeddings(balancer, parsed, await names.echo(parsed.model)))
+        pool, model = await names.route(parsed.model)
+    await responder.json(await answer_embeddings(balancer, parsed, model, pool=pool))
 
 
 chat_completions = _openai_post("/v1/chat/completions", _chat)
@@ -118,13 +122,9 @@ async def retrieve_model(
     model_id: FromPath[str], names: NamedDependency[ModelNames]
 ) -> Response[Any]:
     wanted = model_id.lstrip("/")
-    name = await names.current()
-    if name is None or wanted != name:
-        error = OpenAIError(
-            404, f"The model {wanted!r} does not exist", param="model", code="model_not_found"
-        )
-        return Response(error.body(), status_code=404)
-    return Response(names.model_object(name))
+    if wanted not in await names.ids():
+        return Response(model_not_found(wanted).body(), status_code=404)
+    return Response(names.model_object(wanted))
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -149,7 +149,7 @@ def create_openai_app(
         not given.
     """
     settings = settings or BalancerSettings()
-    names = ModelNames(balancer, settings.served_model_name)
+    names = ModelNames(balancer, settings.served_model_name, dict(settings.model_aliases))
     limits = settings.limits
     return Litestar(
         route_handlers=[
