@@ -160,7 +160,9 @@ class FixedTokenEngine:
         await anyio.sleep_forever()  # it never crashes; the agent cancels this wait
         return None
 
-    def generate(self, params: Any, *, overrides: Any = None) -> FixedTokenStream:
+    def generate(
+        self, params: Any, *, overrides: Any = None, continuation: str | None = None
+    ) -> FixedTokenStream:
         return FixedTokenStream(self, max(0, int(params.max_tokens)))
 
     def embed(self, params: Any) -> _EmbeddingDoneStream:

@@ -84,6 +84,12 @@ class RequestInfo:
 
     @property
     def priority(self) -> int:
+    #: Agents it must not go to: it failed there (a retry or a resumed stream; see
+    #: ``docs/failover.md``). The balancer removes them before a policy sees the candidates.
+    excluded_agents: frozenset[str] = frozenset()
+    #: Agent-socket extensions its agent must speak (``continuation`` for a resumed stream);
+    #: agents without them are removed from the candidates too.
+    required_extensions: frozenset[str] = frozenset()
         """The tenant's priority (0 without one): higher leaves the buffer first."""
         return 0 if self.tenant is None else self.tenant.priority
 
@@ -199,6 +205,14 @@ def known_policies(plugin_manager: pluggy.PluginManager) -> dict[str, BalancingP
     return known
 
 
+    #: While requests wait, who gets a slot that frees: ``None`` (least busy's choice) serves
+    #: the line in order. A pick may serve a later waiter first, within the balancer's bound
+    #: (``ReorderBound`` in ``paddler.balancer._dispatch``: one of the first few waiters, and
+    #: never past a waiter that was passed too often).
+    pick_waiter: PickWaiter | None = None
+    #: Keep a finished request's slot briefly for its continuation (``FollowUp``), within the
+    #: same bound; ``None`` frees it at once.
+    follow_up: FollowUp | None = None
 class _ChosenPolicy:
     """The plugin ``use_policy`` registers: the named policy, just ahead of least busy."""
 

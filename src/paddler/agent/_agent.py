@@ -457,7 +457,9 @@ class Agent:
         if isinstance(payload, GenerateEmbeddingBatchParams):
             stream = engine.embed(payload)
         else:
-            stream = engine.generate(payload, overrides=request.overrides)
+            stream = engine.generate(
+                payload, overrides=request.overrides, continuation=request.continuation
+            )
         self._streams[request_id] = stream
         self._starting.discard(request_id)
         if request_id in self._stopped_early:

@@ -50,8 +50,13 @@ class Engine(Protocol):
         """Why llama.cpp's optional CPU kernels were turned off while loading (or None)."""
 
     def generate(
-        self, params: InferenceRequestPayload, *, overrides: SamplingOverrides | None = None
-    ) -> EngineStream[GeneratedTokenResult]: ...
+        self,
+        params: InferenceRequestPayload,
+        *,
+        overrides: SamplingOverrides | None = None,
+        continuation: str | None = None,
+    ) -> EngineStream[GeneratedTokenResult]:
+        """``continuation``: answer text already streamed elsewhere, to resume after."""
 
     def embed(self, params: GenerateEmbeddingBatchParams) -> EngineStream[EmbeddingResult]: ...
 

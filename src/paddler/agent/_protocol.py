@@ -66,6 +66,8 @@ class RequestReceived:
     request_id: str
     payload: AgentRequestPayload
     overrides: SamplingOverrides | None = None
+    #: The answer text another agent already streamed (extension ``continuation``).
+    continuation: str | None = None
 
 
 @attrs.frozen
@@ -184,7 +186,9 @@ class AgentProtocol:
                 return
             self.in_flight.add(message.id)
             self._events.append(
-                RequestReceived(message.id, message.request, message.sampling_overrides)
+                RequestReceived(
+                    message.id, message.request, message.sampling_overrides, message.continuation
+                )
             )
         elif isinstance(message, StopRespondingTo):
             if message.request_id in self.in_flight and message.request_id not in self._stopped:

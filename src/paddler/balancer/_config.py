@@ -22,6 +22,10 @@ class BalancerConfig:
     inproc_name: str | None = None
     #: A client that reads nothing for this long is cut off, and its request stopped.
     client_write_timeout: float = 30.0
+    #: Re-dispatch a request whose agent is lost or fails before its first token, and resume
+    #: a plain answer on another agent after it (``docs/failover.md``). False keeps the old
+    #: behaviour: the client gets the error (``paddler balancer --no-stream-recovery``).
+    stream_recovery: bool = True
 
 
 @attrs.frozen

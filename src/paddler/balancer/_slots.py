@@ -91,6 +91,21 @@ class SlotLease:
         return True
 
     def release_after(self, cleanup: Callable[[], Awaitable[None]]) -> bool:
+    def can_be_served(self, request: RequestInfo) -> bool:
+        """Whether an agent of this pool could take ``request`` (free now or not)."""
+        return self._dispatcher.can_be_served(request)
+
+    def renew(self, request: RequestInfo) -> SlotLease:
+        """A fresh lease for ``request`` (the same request, re-dispatched: a retry or a resumed
+        stream) from the same dispatcher, so in the same pool; this one is released, and the
+        open block now counts the new one."""
+        self.release()
+        renewed = self._dispatcher.lease(request)
+        if self in self._dispatcher.active:
+            self._dispatcher.active.discard(self)
+            self._dispatcher.active.add(renewed)
+        return renewed
+
         """Keep the slot until ``cleanup()`` ends (in the balancer's task group), then release.
 
         When the balancer is closing there is no task group left: the slot is released now,
@@ -191,7 +206,15 @@ class SlotDispatcher:
     def select(
         self, request: RequestInfo, candidates: Sequence[AgentCandidate]
     ) -> AgentCandidate | None:
-        """Ask the policy plugins; a failing policy falls back to least busy."""
+        """Ask the policy plugins; a failing policy falls back to least busy.
+
+        A retried request's excluded agents (and agents lacking an extension it needs) are
+        taken out of the candidates first, so no policy can send it back there.
+        """
+        if request.excluded_agents or request.required_extensions:
+            candidates = self._allowed(request, candidates)
+            if not candidates:
+                return None
         try:
             chosen = self.plugin_manager.hook.paddler_select_agent(
                 request=request, candidates=candidates
@@ -243,7 +266,35 @@ class SlotDispatcher:
         self._observe_wait(started, request)
         return self._entry(waiter.agent_id)
 
-    def release(self, agent_id: str) -> None:
+    def can_be_served(self, request: RequestInfo) -> bool:
+        """Some connected agent with slots is allowed for ``request`` (busy or not)."""
+        return any(
+            entry.slots_total > 0
+            and entry.connection is not None
+            and not entry.connection.closed
+            and entry.id not in request.excluded_agents
+            and request.required_extensions <= entry.extensions
+            for entry in self.pool
+        )
+
+    def _allowed(
+        self, request: RequestInfo, candidates: Sequence[AgentCandidate]
+    ) -> list[AgentCandidate]:
+        allowed = []
+        for candidate in candidates:
+            if candidate.id in request.excluded_agents:
+                continue
+            entry = self.pool.get(candidate.id)
+            if entry is None or not request.required_extensions <= entry.extensions:
+                continue
+            allowed.append(candidate)
+        return allowed
+
+    def release(self, agent_id: str, request: RequestInfo | None = None) -> None:
+        """Free one slot, unless the policy keeps it for ``request``'s next turn (``holds``)."""
+        policy = chosen_policy(self.plugin_manager) if request is not None else None
+        if policy and request and self.holds.keep(agent_id, request, policy.follow_up):
+            return
         if self.pool.release(agent_id):
             self.pool_changed()
 

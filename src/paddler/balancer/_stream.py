@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 import anyio
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from paddler._ids import new_id
@@ -26,6 +27,12 @@ from paddler.balancer._config import BalancerConfig
 from paddler.balancer._connection import ROUTE_LIMIT, AgentConnection, RouteEnd, RouteItem
 from paddler.balancer._outcomes import outcome_of
 from paddler.balancer._pool import AgentEntry
+from paddler.balancer._recovery import (
+    MAX_RECOVERIES,
+    agent_failed,
+    opted_out,
+    resumable_request,
+)
 from paddler.balancer._request_metrics import RequestMetrics
 from paddler.balancer._slots import SlotLease
 from paddler.balancer._trace import Trace
@@ -42,6 +49,7 @@ from paddler.wire import (
     ReasoningToken,
     ResponseEnvelope,
     ResponsePayload,
+    SamplerError,
     SamplingOverrides,
     TokenUsage,
     ToolCallToken,
@@ -129,6 +137,17 @@ class InferenceStream:
         self._last_item_at: float | None = None
         self._unrecorded_tokens = 0
         self._tokens_recorded_at = self._created_at
+        # Recovery (``_recovery.py``): re-dispatch on a lost agent, resume a plain answer.
+        self._recovering = (
+            config.stream_recovery and request.kind == "generate" and not opted_out(request.headers)
+        )
+        self._resumable = self._recovering and resumable_request(payload, overrides)
+        #: Items the client was given (any: a retry is possible only before the first).
+        self._relayed = 0
+        #: The content streamed so far, for a resume (kept only while one is possible).
+        self._streamed: list[str] = []
+        #: Re-dispatches so far (at most ``MAX_RECOVERIES``).
+        self.recoveries = 0
 
     def __repr__(self) -> str:
         state = self._state.name.lower()
@@ -200,6 +219,8 @@ class InferenceStream:
         if state is StreamState.OPEN:
             try:
                 placed = await self._dispatch()
+            except AgentGone as exc:  # the chosen agent went before the request reached it
+                return await self._recover_or_fail(exc, outcome="502")
             except PaddlerError as exc:
                 return self._fail(exc, outcome=str(exc.code))
             if not placed:  # cancelled while buffered
@@ -235,6 +256,7 @@ class InferenceStream:
             id=self.agent_request_id,
             request=self._payload,
             sampling_overrides=_overrides_for(entry, self._overrides),
+            continuation="".join(self._streamed) if self._relayed else None,
         )
         if not connection.send_nowait(message):
             self._free()
@@ -261,8 +283,9 @@ class InferenceStream:
                 with anyio.move_on_after(timeout):
                     item = await self._receive.receive()
         except anyio.EndOfStream:
-            self._free()
-            return self._fail(AgentGone("Agent controller connection closed"), outcome="502")
+            return await self._recover_or_fail(
+                AgentGone("Agent controller connection closed"), outcome="502"
+            )
         if item is None:
             self._stop()
             self._state = StreamState.FINISHED
@@ -289,6 +312,15 @@ class InferenceStream:
             )
         assert not isinstance(item, RouteEnd)
         payload = item.response
+        if self._recovering:
+            if (
+                agent_failed(payload)
+                and self._may_recover()
+                and self._lease.can_be_served(self._renewed_request())
+            ):
+                assert isinstance(payload, SamplerError)
+                return await self._recover_or_fail(AgentGone(payload.message), outcome="502")
+            self._note(payload)
         if self._metrics.observing:
             self._observe(payload)
         if is_terminal_payload(payload):
@@ -300,6 +332,99 @@ class InferenceStream:
         return ResponseEnvelope(
             generated_by=self._agent_name, request_id=self.request_id, response=payload
         )
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def _note(self, payload: ResponsePayload) -> None:
+        """Keep what a resume needs: the content streamed so far (any other item, such as
+        reasoning or a tool call, makes the answer one that does not resume)."""
+        if is_terminal_payload(payload):
+            return
+        self._relayed += 1
+        if not self._resumable:
+            return
+        if isinstance(payload, ContentToken):
+            self._streamed.append(payload.text)
+        else:
+            self._resumable = False
+            self._streamed.clear()
+
+    def _may_recover(self) -> bool:
+        return (
+            self._recovering
+            and not self._cancelled
+            and self.recoveries < MAX_RECOVERIES
+            and (not self._relayed or self._resumable)
+        )
+
+    async def _recover_or_fail(
+        self, exc: PaddlerError, *, outcome: str
+    ) -> ResponseEnvelope | ErrorEnvelope:
+        """The agent is lost (or failed as an agent): dispatch the request again elsewhere,
+        with the streamed text as its continuation once tokens went out; else the error."""
+        while True:
+            self._free()
+            if not (self._may_recover() and self._renew()):
+                return self._fail(self._unrecovered(exc), outcome=outcome)
+            try:
+                placed = await self._dispatch()
+            except AgentGone as again:
+                exc = again
+                continue
+            except PaddlerError as other:
+                return self._fail(other, outcome=str(other.code))
+            if not placed:  # cancelled while it waited for another agent
+                self._state = StreamState.FINISHED
+                self._count("cancelled")
+                return self._cancelled_terminal()
+            return await self._next_item()
+
+    def _renew(self) -> bool:
+        """A new lease for the same request, away from the agents it failed on; False when
+        no agent of the pool could take it (then the client gets the error at once)."""
+        renewed = self._renewed_request()
+        if not self._lease.can_be_served(renewed):
+            return False
+        self._lease = self._lease.renew(renewed)
+        self.recoveries += 1
+        self._metrics.count_recovery("resumed" if self._relayed else "retried")
+        logger.info(
+            "request %s %s after agent %s was lost or failed (%d of %d)",
+            self.agent_request_id,
+            "resumed" if self._relayed else "retried",
+            self.agent_id,
+            self.recoveries,
+            MAX_RECOVERIES,
+        )
+        self.agent_id = self._agent_name = None
+        self._connection = None
+        self._receive = None
+        self._state = StreamState.OPEN
+        return True
+
+    def _renewed_request(self) -> RequestInfo:
+        """The request, excluding the agent it is on; a resume also needs ``continuation``."""
+        request = self._lease.request
+        excluded = request.excluded_agents
+        if self.agent_id is not None:
+            excluded = excluded | {self.agent_id}
+        required = request.required_extensions
+        if self._relayed:
+            required = required | {AgentSocketExtension.CONTINUATION}
+        return attrs.evolve(request, excluded_agents=excluded, required_extensions=required)
+
+    def _unrecovered(self, exc: PaddlerError) -> PaddlerError:
+        """The error the client gets, saying why the request was not recovered."""
+        if not self._recovering or self._cancelled:
+            return exc
+        if self.recoveries >= MAX_RECOVERIES:
+            return AgentGone(f"{exc} (the request was dispatched {self.recoveries + 1} times)")
+        if self._relayed and not self._resumable:
+            return AgentGone(
+                f"{exc} after the answer began; an answer with reasoning, tool calls or a "
+                "grammar is not resumed on another agent"
+            )
+        return exc
 
     def _observe(self, payload: ResponsePayload) -> None:
         """Feed the metrics as items pass: a token item counts for its agent's tokens/s and is
@@ -337,6 +462,8 @@ class InferenceStream:
         self._tokens_recorded_at = now
 
     def _count(self, outcome: str) -> None:
+        if self.recoveries and outcome not in ("ok", "cancelled"):
+            self._metrics.count_recovery("failed_after_retry")
         self._metrics.count_request(outcome, self._lease.request.tenant)
 
     def _fail(self, exc: PaddlerError, *, outcome: str) -> ErrorEnvelope:

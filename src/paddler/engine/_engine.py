@@ -244,11 +244,19 @@ class LlamaEngine:
 
     # -- requests --------------------------------------------------------------------------
     def generate(
-        self, params: GenerationParams, *, overrides: SamplingOverrides | None = None
+        self,
+        params: GenerationParams,
+        *,
+        overrides: SamplingOverrides | None = None,
+        continuation: str | None = None,
     ) -> GenerationStream:
-        """Start a generation request; iterate the returned stream for its results."""
+        """Start a generation request; iterate the returned stream for its results.
+
+        ``continuation`` is the start of the answer, already streamed by another agent: it is
+        appended to the rendered prompt and counted as generated (see ``prepare``).
+        """
         request_id, receive = self._open(embedding=False)
-        self._send(Submit(request_id, params, overrides))
+        self._send(Submit(request_id, params, overrides, continuation))
         return ResultStream(request_id, receive, self._cancel)  # type: ignore[arg-type]
 
     def embed(self, params: GenerateEmbeddingBatchParams) -> EmbeddingResultStream:

@@ -131,13 +131,27 @@ def prepare(
     params: GenerationParams,
     overrides: SamplingOverrides | None,
     ctx: PrepareContext,
+    *,
+    continuation: str | None = None,
 ) -> ActiveRequest | GeneratedTokenResult:
-    """The request ready for a slot, or the terminal result that ends it at once."""
+    """The request ready for a slot, or the terminal result that ends it at once.
+
+    ``continuation`` resumes an answer another agent streamed part of: its text follows the
+    rendered prompt, its tokens count as generated content (usage, ``max_tokens``), and the
+    classifier and penalties see it as they saw it there. Only plain answers resume: a
+    grammar's or a tool parser's state after that text is not rebuilt, so such a request is
+    refused (the balancer never sends one).
+    """
     validators = None
     offers_tools = False
     constraint = grammar_of(params, overrides)
     if isinstance(constraint, GrammarSyntaxError):
         return constraint
+    if continuation and (
+        constraint is not None
+        or (isinstance(params, ContinueFromConversationHistoryParams) and params.tools)
+    ):
+        return SamplerError("An answer under a grammar or with tools cannot be continued")
     if isinstance(params, ContinueFromConversationHistoryParams):
         if constraint is not None and params.enable_thinking:
             return GrammarIncompatibleWithThinking(
@@ -188,6 +202,10 @@ def prepare(
         prompt, images = made.keys, made.images
     else:
         prompt = _tokenize_prompt(ctx.model, text)
+    continued: list[int] = []
+    if continuation:
+        continued = ctx.model.tokenize(continuation, add_special=False, parse_special=False)
+        prompt = prompt + continued
     if len(prompt) >= ctx.prompt_limit:
         return SamplerError(
             f"The prompt is {len(prompt)} tokens; this agent's context holds "
@@ -209,9 +227,11 @@ def prepare(
         max_tokens=params.max_tokens,
         sampler=sampler,
         # primed with the prompt: a template that opens `<think>` starts the answer in it
-        classifier=chat_format.parser(tools=offers_tools, prompt=text),
+        classifier=chat_format.parser(tools=offers_tools, prompt=text + (continuation or "")),
         stop_filter=StopStringFilter(overrides.stop if overrides else ()),
         tool_validators=validators,
         images=images,
         read_calls=chat_format.read_calls,
+        continued_tokens=len(continued),
+        content_tokens=len(continued),
     )

@@ -44,6 +44,9 @@ class ActiveRequest:
     #: The chat format's reader of a tool-call section's text.
     read_calls: CallReader = json_calls
     cached_prompt_tokens: int = 0
+    #: Tokens at the end of ``prompt`` that are a continuation (an answer's start that another
+    #: agent streamed): generated tokens, not prompt tokens (``content_tokens`` counts them).
+    continued_tokens: int = 0
     ingested: int = 0
     pending_token: int = -1
     finished: bool = False
@@ -66,7 +69,8 @@ class ActiveRequest:
     @property
     def prompt_tokens(self) -> int:
         """Text tokens plus image tokens (an image may take fewer positions than tokens)."""
-        return len(self.prompt) - sum(s.n_pos for s in self.images) + self.input_image_tokens
+        positions = len(self.prompt) - self.continued_tokens
+        return positions - sum(s.n_pos for s in self.images) + self.input_image_tokens
 
     def pending_image(self) -> ImageSpan | None:
         """The image that ingestion has reached and that is not evaluated yet."""
@@ -94,7 +98,7 @@ class ActiveRequest:
     def usage(self) -> TokenUsage:
         return TokenUsage(
             prompt_tokens=self.prompt_tokens,
-            cached_prompt_tokens=self.cached_prompt_tokens,
+            cached_prompt_tokens=min(self.cached_prompt_tokens, self.prompt_tokens),
             input_image_tokens=self.input_image_tokens,
             input_audio_tokens=0,
             content_tokens=self.content_tokens,

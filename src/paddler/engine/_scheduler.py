@@ -62,6 +62,8 @@ class Submit:
     request_id: int
     params: GenerationParams
     overrides: SamplingOverrides | None = None
+    #: The answer's start, streamed by an agent that was lost (see ``prepare``).
+    continuation: str | None = None
 
 
 @attrs.frozen
@@ -260,7 +262,11 @@ class Scheduler:
 
     def _accept(self, command: Submit) -> None:
         prepared = prepare(
-            command.request_id, command.params, command.overrides, self._prepare_context
+            command.request_id,
+            command.params,
+            command.overrides,
+            self._prepare_context,
+            continuation=command.continuation,
         )
         if not isinstance(prepared, ActiveRequest):
             self._outbox.append((command.request_id, [prepared], True))
@@ -272,7 +278,7 @@ class Scheduler:
             request.finish(SamplerError("The prompt is empty"))
             self._outbox.append((request.id, request.outputs, True))
             return
-        if request.max_tokens <= 0:
+        if request.budget_exhausted():  # max_tokens <= 0, or a continuation used it up
             request.finish()
             self._outbox.append((request.id, request.outputs, True))
             return

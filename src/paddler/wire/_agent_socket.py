@@ -74,6 +74,9 @@ class AgentSocketExtension(enum.StrEnum):
     #: agent → balancer: a status carries ``cached_prefixes`` (``paddler.prefixes`` hashes of
     #: what its idle slots hold), for the ``cache_aware`` policy.
     CACHED_PREFIXES = "cached_prefixes"
+    #: balancer → agent: a ``Request`` may carry ``continuation`` (the text a lost agent
+    #: already streamed), so the agent resumes that answer instead of starting it again.
+    CONTINUATION = "continuation"
 
 
 #: The handshake header; its value is a comma-separated list of extension names.
@@ -156,6 +159,11 @@ class AgentRequest:
     id: str
     request: AgentRequestPayload
     sampling_overrides: SamplingOverrides | None = None
+    #: Extension ``continuation`` (written only when set): the answer text another agent
+    #: streamed before it was lost. The engine renders the prompt as usual, appends this as
+    #: the answer's start, counts its tokens as generated (usage and ``max_tokens``) and
+    #: generates what follows.
+    continuation: str | None = None
 
 
 BalancerToAgentMessage = SetState | StopRespondingTo | Version | AgentRequest

@@ -71,6 +71,7 @@ _OMIT_IF_NONE: set[tuple[type, str]] = {
     (req.ValidatedParametersSchema, "additional_properties"),
     (req.Function, "parameters"),
     (agent.AgentRequest, "sampling_overrides"),
+    (agent.AgentRequest, "continuation"),
     (emb.Embedding, "document_tokens"),
     (snapshots.SlotAggregatedStatusSnapshot, "cached_prefixes"),
     *((sampling.SamplingOverrides, a.name) for a in attrs.fields(sampling.SamplingOverrides)),

@@ -87,7 +87,9 @@ class FakeEngine:
         self.crashed: str | None = None
         self._closed = anyio.Event()
 
-    def generate(self, params: Any, *, overrides: Any = None) -> FakeStream:
+    def generate(
+        self, params: Any, *, overrides: Any = None, continuation: str | None = None
+    ) -> FakeStream:
         if self.closed:
             raise RuntimeError("engine is closed")
         self.overrides.append(overrides)

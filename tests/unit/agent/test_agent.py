@@ -316,7 +316,7 @@ async def test_an_engine_failure_is_a_terminal_error_not_a_dropped_connection(
     async with cluster(model_file) as (balancer, agent, loader):
         engine = loader.engines[0]
 
-        def broken(params: Any, *, overrides: Any = None) -> Any:
+        def broken(params: Any, *, overrides: Any = None, continuation: Any = None) -> Any:
             raise RuntimeError("boom")
 
         engine.generate = broken  # type: ignore[method-assign]

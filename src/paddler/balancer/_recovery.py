@@ -1,0 +1,70 @@
+"""When a lost or failing agent's request goes to another agent (``docs/failover.md``).
+
+Before the request's first token nothing reached the client, so the request is simply
+dispatched again (a *retry*). After it, only a plain answer can go on elsewhere: the new agent
+gets the text streamed so far as a ``continuation`` (a *resume*). The stream keeps the state;
+these are the rules it asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from paddler.policies import RequestParams
+from paddler.wire import (
+    ContinueFromConversationHistoryParams,
+    ContinueFromRawPromptParams,
+    SamplerError,
+    SamplingOverrides,
+)
+
+__all__ = [
+    "MAX_RECOVERIES",
+    "OPT_OUT_HEADER",
+    "agent_failed",
+    "opted_out",
+    "resumable_request",
+]
+
+MAX_RECOVERIES = 2
+"""Re-dispatches (retries and resumes together) one request may use. Each excludes the agent
+it failed on, so a request that itself brings agents down (an input that crashes the engine)
+costs at most three agents, and the client's wait is bounded; two unrelated agent losses
+during one request are already rare."""
+
+OPT_OUT_HEADER = "paddler-stream-recovery"
+"""``Paddler-Stream-Recovery: off`` on a request (native or OpenAI API) keeps today's error
+for it. Paddler's own clients never send it, so their requests are recovered by default."""
+
+# What an agent answers, before any token, when the failure is the agent's and not the
+# request's: another agent may well serve the request.
+_AGENT_REFUSALS = (
+    "There are no available sequence slots",  # its slots are full (a race with the count)
+    "agent has no model loaded",  # it is swapping models
+    "The engine worker ",  # its engine worker died; the agent restarts it
+    "agent failed to serve the request",  # an unexpected error in the agent itself
+)
+
+
+def agent_failed(payload: object) -> bool:
+    """Whether ``payload`` is a terminal that says the agent, not the request, failed."""
+    return isinstance(payload, SamplerError) and payload.message.startswith(_AGENT_REFUSALS)
+
+
+def opted_out(headers: Mapping[str, str]) -> bool:
+    """The client asked for no recovery (``Paddler-Stream-Recovery: off``)."""
+    value = headers.get(OPT_OUT_HEADER)
+    return value is not None and value.strip().lower() in ("off", "false", "0", "no")
+
+
+def resumable_request(params: RequestParams | None, overrides: SamplingOverrides | None) -> bool:
+    """Whether the answer may resume on another agent: a plain generation, with no grammar
+    and no tools (their state after the streamed text is not rebuilt by the new agent)."""
+    if isinstance(params, ContinueFromConversationHistoryParams):
+        if params.tools:
+            return False
+    elif not isinstance(params, ContinueFromRawPromptParams):
+        return False
+    if params.grammar is not None:
+        return False
+    return overrides is None or not overrides.forced_tools
