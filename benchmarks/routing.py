@@ -1,7 +1,8 @@
 """Cache-aware routing against least busy: multi-turn conversations on real agents.
 
-    python benchmarks/routing.py            # 3 agents x 2 slots, both mixes, both policies
+    python benchmarks/routing.py            # 3 agents x 2 slots, every mix, both policies
     python benchmarks/routing.py --quick    # fewer conversations and turns
+    python benchmarks/routing.py --mix oversubscribed   # one mix (repeat --mix for more)
 
 For each policy (``least_busy``, then ``cache_aware``) this starts a fresh cluster of real
 processes: the balancer CLI with ``--balancing-policy``, and ``--agents`` agent CLIs with
@@ -19,10 +20,12 @@ prompt of the conversation's previous turn. Two mixes:
 * ``concurrent``: as many conversations as slots, all at once; each sends its next turn
   after a pause for the user (0 to 2 s, seeded). Least busy sends a turn to whichever agent is
   least busy at that moment, often not the one holding the conversation.
-* ``oversubscribed``: twice as many conversations as slots, no pauses: requests wait in the
-  balancer's buffer, and by the time a turn gets a slot, other conversations have taken its
-  cached one (the buffer serves in arrival order). No policy can reuse much here; it shows
-  the limit.
+* ``oversubscribed``: twice as many conversations as slots, no pauses (an agent loop, or a
+  client sending the next turn at once): requests wait in the balancer's buffer. Served in
+  arrival order, a turn finds its cached slot taken by another conversation every time.
+  ``cache_aware`` keeps a finished turn's slot briefly for the conversation's next turn, and
+  gives a freed slot to the waiter it holds, within the bound on reordering the line (see
+  ``docs/running-a-cluster.md``).
 
 The table gives, per mix and policy: the share of later turns that reused their cache, time
 to first token (mean, p50, p90, over later turns) and generated tokens per second (over the
@@ -63,6 +66,7 @@ from paddler.wire import (
 )
 
 POLICIES = ("least_busy", "cache_aware")
+MIXES = ("one at a time", "concurrent", "oversubscribed")
 SYSTEM = (
     "You are a careful assistant for a library. Answer in one short sentence, plainly, "
     "without lists. If a question is about the document the reader shared, quote it."
@@ -309,10 +313,17 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="2 turns per conversation")
+    parser.add_argument(
+        "--mix",
+        action="append",
+        choices=MIXES,
+        help="run only this mix (repeatable; default: every mix)",
+    )
     args = parser.parse_args()
     turns = 2 if args.quick else args.turns
     slots = args.agents * args.slots
-    mixes = {"one at a time": slots, "concurrent": slots, "oversubscribed": 2 * slots}
+    counts = {"one at a time": slots, "concurrent": slots, "oversubscribed": 2 * slots}
+    mixes = {mix: counts[mix] for mix in MIXES if not args.mix or mix in args.mix}
     context = 4096 * args.slots // 2 if args.slots > 1 else 2048
     results: dict[tuple[str, str], dict[str, Any]] = {}
     print(f"load average before: {load_average()}", flush=True)

@@ -54,7 +54,9 @@ def paddler_balancing_policies() -> Sequence[BalancingPolicy]:
     ``paddler_select_agent`` hook of a plugin took; the built-in ones are ``least_busy``
     (the default) and ``cache_aware``. Build the objects here without I/O.
 
-    :return: ``paddler.policies.BalancingPolicy`` records (name, select, description).
+    :return: ``paddler.policies.BalancingPolicy`` records (name, select, description; and
+        optionally ``pick_waiter`` and ``follow_up``, which decide who gets a slot while
+        requests wait, within the balancer's bound).
     """
     return ()
 

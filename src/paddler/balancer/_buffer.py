@@ -8,6 +8,9 @@ wait. So a request of priority 10 goes ahead of priority-0 requests that arrived
 before it, and behind any that have waited longer; with every priority 0 (no API keys) this is
 plain FIFO. Since the rank does not change while a request waits, the order is kept sorted at
 enqueue and never recomputed.
+
+A policy may serve a later waiter first (``BalancingPolicy.pick_waiter``, for a cache hit);
+``Waiter.passed`` counts how often that happened to a waiter, which the dispatch step bounds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import anyio
 import attrs
@@ -40,6 +43,8 @@ class Waiter:
     enqueued_at: float = attrs.field(factory=time.monotonic)
     #: Place in the buffer: (arrival moved earlier by the priority, arrival sequence).
     rank: tuple[float, int] = attrs.field(default=(0.0, 0), init=False)
+    #: How many requests behind this one in line were served before it (see ``_dispatch``).
+    passed: int = attrs.field(default=0, init=False)
 
     def wake(self) -> None:
         if self.event is not None:
@@ -64,13 +69,43 @@ class RequestBuffer:
     def __iter__(self) -> Iterator[Waiter]:
         return iter(list(self._waiters))
 
+    def front(
+        self, limit: int, *, skip: Collection[Waiter] = (), stop_at_passed: int | None = None
+    ) -> list[Waiter]:
+        """The first ``limit`` waiters in serving order, leaving out ``skip``. With
+        ``stop_at_passed``, the front ends at (and includes) the first waiter passed that often:
+        nobody behind it may be served before it."""
+        front: list[Waiter] = []
+        for waiter in self._waiters:
+            if waiter in skip:
+                continue
+            front.append(waiter)
+            if len(front) >= limit or (
+                stop_at_passed is not None and waiter.passed >= stop_at_passed
+            ):
+                break
+        return front
+
+    def rank_of(self, request: RequestInfo, arrived: float) -> float:
+        """Where a request arriving at ``arrived`` (``time.monotonic()``) goes in line."""
+        return arrived - self.aging * request.priority
+
+    def all_passable(self, max_passes: int) -> bool:
+        """Whether every waiter was passed fewer than ``max_passes`` times (so once more is
+        within the bound)."""
+        return all(waiter.passed < max_passes for waiter in self._waiters)
+
+    def pass_ahead_of(self, rank: float) -> None:
+        """Count one pass for every waiter ranked before ``rank`` (a request served first)."""
+        for waiter in self._waiters:
+            if waiter.rank[0] > rank:
+                break
+            waiter.passed += 1
+
     def enqueue_nowait(self, waiter: Waiter) -> Waiter:
         if len(self._waiters) >= self.max_buffered:
             raise BufferFull("Buffered requests overflow")
-        waiter.rank = (
-            waiter.enqueued_at - self.aging * waiter.request.priority,
-            next(self._arrivals),
-        )
+        waiter.rank = (self.rank_of(waiter.request, waiter.enqueued_at), next(self._arrivals))
         bisect.insort(self._waiters, waiter, key=_rank)
         return waiter
 
