@@ -50,7 +50,8 @@ _SHA256_HEX = re.compile(r"\A[0-9a-fA-F]{64}\Z")
 
 @attrs.frozen(kw_only=True)
 class ApiKey:
-    """One accepted key. ``models`` is stored for model pools; it is not enforced yet."""
+    """One accepted key. ``models``: the pools (or model aliases) it may use; ``None``: all
+    (enforced in ``_pool_routing``)."""
 
     name: str
     digest: bytes = attrs.field(repr=False)

@@ -47,7 +47,8 @@ ShutdownDep = NamedDependency[anyio.Event | None]
 
 #: CORS of every service (spec §2.1).
 CORS_METHODS = ["DELETE", "GET", "POST", "PUT", "OPTIONS"]
-CORS_HEADERS = ["Accept", "Authorization", "Content-Type"]
+#: ``Paddler-Pool`` (``paddler.wire.POOL_HEADER``): a browser may choose a pool too.
+CORS_HEADERS = ["Accept", "Authorization", "Content-Type", "Paddler-Pool"]
 
 
 def cors_config(origins: Sequence[str]) -> CORSConfig | None:

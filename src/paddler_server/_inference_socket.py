@@ -23,6 +23,7 @@ from paddler.balancer import Balancer, InferenceStream
 from paddler.errors import GenerationDisabled, InvalidRequest, PaddlerError
 from paddler.transports._frames import dumps_frame
 from paddler.wire import (
+    DEFAULT_POOL,
     ErrorBody,
     ErrorEnvelope,
     InferenceClientMessage,
@@ -88,9 +89,13 @@ class InferenceSocketSession:
         *,
         shutdown: anyio.Event | None,
         limits: ServerLimits | None = None,
+        pool: str = DEFAULT_POOL,
     ) -> None:
+        """:param pool: where every request of this socket goes (the upgrade's
+        ``Paddler-Pool``)."""
         self._socket = socket
         self._balancer = balancer
+        self._pool = pool
         self._shutdown = shutdown
         self._limits = limits or ServerLimits()
         self._headers = {key.lower(): value for key, value in socket.headers.items()}
@@ -213,7 +218,7 @@ class InferenceSocketSession:
     async def _stream_request(self, request_id: str, params: Any, in_flight: _InFlight) -> None:
         try:  # the balancer refuses generation in embeddings mode (and counts the refusal)
             async with self._balancer.generate(
-                params, client_request_id=request_id, headers=self._headers
+                params, pool=self._pool, client_request_id=request_id, headers=self._headers
             ) as stream:
                 in_flight.stream = stream
                 if in_flight.stop_requested:
@@ -267,7 +272,7 @@ class InferenceSocketSession:
     async def _watch_generation_mode(self) -> None:
         """Send TokenGenerationDisabled at connect if in embeddings mode, then on each flip."""
         first = True
-        async for enabled in self._balancer.subscribe_generation_enabled():
+        async for enabled in self._balancer.subscribe_generation_enabled(self._pool):
             if not (first and enabled):
                 await self._send(_mode_notification(disabled=not enabled))
             first = False

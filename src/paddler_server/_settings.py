@@ -42,6 +42,8 @@ class BalancerSettings:
     web_admin_panel_addr: Address | None = None
     #: The model id ``/v1/models`` lists (``None``: the GGUF file's stem).
     served_model_name: str | None = None
+    #: ``--model-alias ALIAS=POOL``: more OpenAI ``model`` names for a pool, in flag order.
+    model_aliases: tuple[tuple[str, str], ...] = ()
     #: Buffering and timeouts, the library's record (seconds).
     balancer: BalancerConfig = attrs.field(factory=BalancerConfig)
     inference_cors: tuple[str, ...] = ()

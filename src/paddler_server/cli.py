@@ -47,6 +47,17 @@ def address_option(flag: str, default: str | None, help: str) -> Decorator:
     )
 
 
+def _model_aliases(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    from paddler_server._pool_routing import parse_model_aliases
+
+    try:
+        return tuple(parse_model_aliases(values).items())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
 INFERENCE_ADDR = address_option(
     "--inference-addr",
     "127.0.0.1:8061",
@@ -96,8 +107,18 @@ def cli() -> None:
     "--served-model-name",
     default=None,
     metavar="NAME",
-    help="The model id the OpenAI API lists at /v1/models. Default: the model file's name "
-    "without .gguf. Requests may name any model either way.",
+    help="The model id the OpenAI API lists at /v1/models for the default pool. Default: the "
+    "model file's name without .gguf. While default is the only pool, requests may name any "
+    "model.",
+)
+@click.option(
+    "--model-alias",
+    "model_aliases",
+    multiple=True,
+    metavar="ALIAS=POOL",
+    callback=_model_aliases,
+    help="Another OpenAI model name for a pool, e.g. gpt-4o-mini=chat: requests naming ALIAS "
+    "go to POOL, and /v1/models lists it. Repeatable.",
 )
 @address_option(
     "--web-admin-panel-addr",
@@ -202,6 +223,7 @@ def balancer(
     management_addr: Address,
     compat_openai_addr: Address | None,
     served_model_name: str | None,
+    model_aliases: tuple[tuple[str, str], ...],
     web_admin_panel_addr: Address | None,
     buffered_request_timeout: int,
     inference_item_timeout: int,
@@ -245,6 +267,7 @@ def balancer(
         compat_openai_addr=compat_openai_addr,
         web_admin_panel_addr=web_admin_panel_addr,
         served_model_name=served_model_name,
+        model_aliases=model_aliases,
         balancer=BalancerConfig(
             buffered_request_timeout=buffered_request_timeout / 1000,
             inference_item_timeout=inference_item_timeout / 1000,

@@ -26,6 +26,7 @@ from paddler.errors import (
 )
 from paddler.transports._frames import dumps_frame
 from paddler.wire import (
+    DEFAULT_POOL,
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
     ErrorBody,
@@ -41,10 +42,13 @@ from paddler_server._http import (
     exception_handlers,
     health,
     read_wire,
+    status_of,
 )
 from paddler_server._inference_socket import InferenceSocketSession, check_request
 from paddler_server._limits import LimitsDep
-from paddler_server._settings import BalancerSettings
+from paddler_server._pool_routing import native_pool
+from paddler_server._refusal import refuse
+from paddler_server._settings import BalancerSettings, SettingsDep
 from paddler_server._streaming import WRITE_TIMEOUT, Emit, ProducerStream, write_deadline
 
 __all__ = ["create_inference_app", "ndjson_stream", "refuse_if_generation_disabled"]
@@ -56,18 +60,24 @@ SHUTDOWN_DESCRIPTION = "Balancer is shutting down"
 INTERNAL = "Failed to generate response"
 
 
-def refuse_if_generation_disabled(balancer: Balancer) -> None:
-    """Raise ``GenerationDisabled`` (a 501) in embeddings mode, before the stream starts.
+def refuse_if_generation_disabled(balancer: Balancer, pool: str = DEFAULT_POOL) -> None:
+    """Raise ``GenerationDisabled`` (a 501) when ``pool`` is in embeddings mode, before the
+    stream starts.
 
     The balancer refuses such a request too, but only once its stream is entered, after the
     200 headers; this answers with the status instead.
     """
-    if not balancer.generation_enabled:
+    if not balancer.generation_enabled_in(pool):
         raise GenerationDisabled()
 
 
 def _headers(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {key.lower(): value for key, value in request.headers.items()}
+
+
+def _pool(headers: dict[str, str], balancer: Balancer, settings: BalancerSettings) -> str:
+    """The ``Paddler-Pool`` the request names (``default`` without one); 400/403/404 here."""
+    return native_pool(headers, balancer, dict(settings.model_aliases))
 
 
 def ndjson_stream(
@@ -138,6 +148,7 @@ class InferenceController(Controller):
         balancer: BalancerDep,
         shutdown: ShutdownDep,
         limits: LimitsDep,
+        settings: SettingsDep,
     ) -> ASGIResponse:
         params = read_wire(
             await request.body(),
@@ -145,9 +156,11 @@ class InferenceController(Controller):
             max_depth=limits.max_json_depth,
         )
         check_request(params)
-        refuse_if_generation_disabled(balancer)
+        headers = _headers(request)
+        pool = _pool(headers, balancer, settings)
+        refuse_if_generation_disabled(balancer, pool)
         return ndjson_stream(
-            balancer.generate(params, headers=_headers(request)),
+            balancer.generate(params, pool=pool, headers=headers),
             shutdown=shutdown,
             **write_deadline(balancer),
         )
@@ -159,14 +172,17 @@ class InferenceController(Controller):
         balancer: BalancerDep,
         shutdown: ShutdownDep,
         limits: LimitsDep,
+        settings: SettingsDep,
     ) -> ASGIResponse:
         params = read_wire(
             await request.body(), ContinueFromRawPromptParams, max_depth=limits.max_json_depth
         )
         check_request(params)
-        refuse_if_generation_disabled(balancer)
+        headers = _headers(request)
+        pool = _pool(headers, balancer, settings)
+        refuse_if_generation_disabled(balancer, pool)
         return ndjson_stream(
-            balancer.generate(params, headers=_headers(request)),
+            balancer.generate(params, pool=pool, headers=headers),
             shutdown=shutdown,
             **write_deadline(balancer),
         )
@@ -178,19 +194,22 @@ class InferenceController(Controller):
         balancer: BalancerDep,
         shutdown: ShutdownDep,
         limits: LimitsDep,
+        settings: SettingsDep,
     ) -> ASGIResponse:
         params = read_wire(
             await request.body(), GenerateEmbeddingBatchParams, max_depth=limits.max_json_depth
         )
-        state = balancer.applicable_state
+        headers = _headers(request)
+        pool = _pool(headers, balancer, settings)
+        state = balancer.applicable_state_of(pool)
         if state is None:
             raise StateNotSet("Balancer applicable state is not yet set")
         if not state.inference_parameters.enable_embeddings:
             raise EmbeddingsNotEnabled()
-        if not balancer.agents_snapshot().agents:
+        if not balancer.agents_snapshot(pool).agents:
             raise NoAgents("No agents are currently connected")
         return ndjson_stream(
-            balancer.embed(params, headers=_headers(request)),
+            balancer.embed(params, pool=pool, headers=headers),
             shutdown=shutdown,
             **write_deadline(balancer),
         )
@@ -202,10 +221,22 @@ async def inference_socket(
     balancer: BalancerDep,
     shutdown: ShutdownDep,
     limits: LimitsDep,
+    settings: SettingsDep,
 ) -> None:
-    """Multiplexed generation over one WebSocket (spec §2.2); see ``InferenceSocketSession``."""
+    """Multiplexed generation over one WebSocket (spec §2.2); see ``InferenceSocketSession``.
+
+    ``Paddler-Pool`` on the upgrade request chooses the pool of every request on the socket;
+    a bad or unknown one refuses the handshake with its status and reason.
+    """
+    headers = {key.lower(): value for key, value in socket.headers.items()}
+    try:
+        pool = _pool(headers, balancer, settings)
+    except PaddlerError as exc:
+        await refuse(socket.scope, socket.receive, socket.send, status_of(exc), str(exc))
+        return
     await socket.accept()
-    await InferenceSocketSession(socket, balancer, shutdown=shutdown, limits=limits).run()
+    session = InferenceSocketSession(socket, balancer, shutdown=shutdown, limits=limits, pool=pool)
+    await session.run()
 
 
 def create_inference_app(

@@ -20,6 +20,7 @@ from paddler.client._stream import ResponseStream, Routed, is_final, new_route
 from paddler.client._urls import inference_socket_url
 from paddler.client.errors import ClientError, ResponseDecodeError
 from paddler.wire import (
+    POOL_HEADER,
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
     ErrorEnvelope,
@@ -29,6 +30,7 @@ from paddler.wire import (
     ResponseEnvelope,
     WireError,
     converter,
+    validate_pool_name,
 )
 
 __all__ = ["DEFAULT_INFERENCE_URL", "InferenceClient"]
@@ -72,11 +74,17 @@ class InferenceClient(HttpClientBase):
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 300.0,
         api_key: str | None = None,
+        pool: str | None = None,
     ) -> None:
         """:param api_key: one of the balancer's ``--api-key``s, sent as ``Authorization:
-        Bearer`` on every request and on the WebSocket handshake."""
+        Bearer`` on every request and on the WebSocket handshake.
+        :param pool: the model pool every request of this client goes to, sent as the
+            ``Paddler-Pool`` header (``None``: no header, the ``default`` pool). A name off
+            the pool-name rule raises ``paddler.errors.InvalidRequest`` here."""
         super().__init__(base_url, http_client, timeout)
-        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        if pool is not None:
+            self._headers[POOL_HEADER] = validate_pool_name(pool)
         self._tg: TaskGroup | None = None
         self._socket: InferenceSocket | None = None
 
@@ -132,7 +140,7 @@ class InferenceClient(HttpClientBase):
     def socket(self) -> InferenceSocket:
         if self._socket is None:
             self._socket = InferenceSocket(
-                inference_socket_url(self.base_url), self._task_group(), headers=self._auth
+                inference_socket_url(self.base_url), self._task_group(), headers=self._headers
             )
         return self._socket
 
@@ -203,7 +211,7 @@ class InferenceClient(HttpClientBase):
             "POST",
             f"{self.base_url}/api/v1/{path}",
             content=converter.dumps(params),
-            headers={**self._auth, **json_headers()},
+            headers={**self._headers, **json_headers()},
         )
         with map_httpx_errors():
             response = await self._http.send(request, stream=True)

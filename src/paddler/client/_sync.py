@@ -137,10 +137,11 @@ class SyncInferenceClient(_PortalOwner):
         *,
         timeout: float = 300.0,
         api_key: str | None = None,
+        pool: str | None = None,
     ) -> None:
         super().__init__()
         started: tuple[InferenceClient, anyio.Event] = self._portal.start_task(
-            self._host, base_url, timeout, api_key
+            self._host, base_url, timeout, api_key, pool
         )[1]
         self._client, self._stop_event = started
 
@@ -149,11 +150,14 @@ class SyncInferenceClient(_PortalOwner):
         base_url: str,
         http_timeout: float,
         api_key: str | None,
+        pool: str | None,
         *,
         task_status: TaskStatus[tuple[InferenceClient, anyio.Event]] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         stop = anyio.Event()
-        async with InferenceClient(base_url, timeout=http_timeout, api_key=api_key) as client:
+        async with InferenceClient(
+            base_url, timeout=http_timeout, api_key=api_key, pool=pool
+        ) as client:
             task_status.started((client, stop))
             await stop.wait()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from paddler._ids import openai_id
+from paddler.wire import DEFAULT_POOL
 from paddler_server.openai._chat_request import ChatRequest
 from paddler_server.openai._generation import generate, sse_results
 from paddler_server.openai._respond import Responder, sse_event
@@ -34,12 +35,17 @@ def _message(turn: Turn) -> dict[str, Any]:
 
 
 async def answer_chat(
-    balancer: Balancer, request: ChatRequest, model: str, responder: Responder
+    balancer: Balancer,
+    request: ChatRequest,
+    model: str,
+    responder: Responder,
+    *,
+    pool: str = DEFAULT_POOL,
 ) -> None:
     completion_id = openai_id("chatcmpl-")
     created = now()
     turn = Turn(max_tokens=request.params.max_tokens)
-    async with generate(balancer, request.params, request.overrides) as results:
+    async with generate(balancer, request.params, request.overrides, pool=pool) as results:
         if not request.stream:
             async for result in results:
                 turn.feed(result)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from paddler._ids import openai_id
-from paddler.wire import ContinueFromRawPromptParams, SamplingOverrides
+from paddler.wire import DEFAULT_POOL, ContinueFromRawPromptParams, SamplingOverrides
 from paddler_server.openai._chat_request import read_grammar_extension
 from paddler_server.openai._errors import invalid
 from paddler_server.openai._fields import Object, opt_bool, opt_int, opt_object, opt_str
@@ -89,7 +89,12 @@ def _usage(turn: Turn) -> dict[str, Any]:
 
 
 async def answer_completion(
-    balancer: Balancer, request: CompletionRequest, model: str, responder: Responder
+    balancer: Balancer,
+    request: CompletionRequest,
+    model: str,
+    responder: Responder,
+    *,
+    pool: str = DEFAULT_POOL,
 ) -> None:
     completion_id = openai_id("cmpl-")
     created = now()
@@ -109,7 +114,7 @@ async def answer_completion(
             **extra,
         }
 
-    async with generate(balancer, request.params, request.overrides) as results:
+    async with generate(balancer, request.params, request.overrides, pool=pool) as results:
         if not request.stream:
             async for result in results:
                 turn.feed(result)

@@ -10,6 +10,7 @@ import numpy as np
 
 from paddler.errors import PaddlerError
 from paddler.wire import (
+    DEFAULT_POOL,
     L2,
     DocumentExceedsBatchSize,
     Embedding,
@@ -98,11 +99,11 @@ def _fail(result: object) -> OpenAIError:
 
 
 async def _collect(
-    balancer: Balancer, params: GenerateEmbeddingBatchParams
+    balancer: Balancer, params: GenerateEmbeddingBatchParams, pool: str
 ) -> tuple[dict[int, Embedding], int]:
     """The vectors by input index, and the inputs' token count (what the agents reported)."""
     vectors: dict[int, Embedding] = {}
-    async with balancer.embed(params) as stream:
+    async with balancer.embed(params, pool=pool) as stream:
         async for message in stream:
             result = unwrap_envelope(message)
             if isinstance(result, Embedding):
@@ -117,10 +118,10 @@ async def _collect(
 
 
 async def answer_embeddings(
-    balancer: Balancer, request: EmbeddingRequest, model: str
+    balancer: Balancer, request: EmbeddingRequest, model: str, *, pool: str = DEFAULT_POOL
 ) -> dict[str, Any]:
     try:
-        vectors, tokens = await _collect(balancer, request.params)
+        vectors, tokens = await _collect(balancer, request.params, pool)
     except PaddlerError as exc:
         if exc.code == 501:
             raise OpenAIError(501, DISABLED, code="embeddings_disabled") from exc

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 from paddler.balancer import Balancer
 from paddler.errors import PaddlerError
 from paddler.wire import (
+    DEFAULT_POOL,
     ContinueFromConversationHistoryParams,
     ContinueFromRawPromptParams,
     Done,
@@ -42,12 +43,16 @@ Params = ContinueFromConversationHistoryParams | ContinueFromRawPromptParams
 
 @contextlib.asynccontextmanager
 async def generate(
-    balancer: Balancer, params: Params, overrides: SamplingOverrides | None
+    balancer: Balancer,
+    params: Params,
+    overrides: SamplingOverrides | None,
+    *,
+    pool: str = DEFAULT_POOL,
 ) -> AsyncIterator[AsyncIterator[GeneratedTokenResult]]:
     """``async with generate(...) as results: async for result in results``; leaving early
     (or being cancelled) cancels the request on its agent."""
     try:
-        async with balancer.generate(params, overrides=overrides) as stream:
+        async with balancer.generate(params, overrides=overrides, pool=pool) as stream:
             yield _results(stream)
     except PaddlerError as exc:
         raise error_from_paddler(exc) from exc

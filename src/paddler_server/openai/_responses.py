@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from paddler._ids import openai_id
-from paddler.wire import ParsedToolCall
+from paddler.wire import DEFAULT_POOL, ParsedToolCall
 from paddler_server.openai._errors import OpenAIError
 from paddler_server.openai._generation import generate, prepend
 from paddler_server.openai._respond import Responder, sse_event
@@ -217,11 +217,16 @@ class _EventStream:
 
 
 async def answer_responses(
-    balancer: Balancer, request: ResponsesRequest, model: str, responder: Responder
+    balancer: Balancer,
+    request: ResponsesRequest,
+    model: str,
+    responder: Responder,
+    *,
+    pool: str = DEFAULT_POOL,
 ) -> None:
     response = _Response(request, model)
     turn = Turn(max_tokens=request.params.max_tokens)
-    async with generate(balancer, request.params, request.overrides) as results:
+    async with generate(balancer, request.params, request.overrides, pool=pool) as results:
         if not request.stream:
             async for result in results:
                 turn.feed(result)

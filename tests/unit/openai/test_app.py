@@ -80,11 +80,14 @@ class ScriptedBalancer:
         self.script: list[Any] = []
         self.calls: list[tuple[Any, Any]] = []
 
-    def generate(self, params: Any, *, overrides: Any = None) -> Replay:
+    def pool_names(self) -> tuple[str, ...]:
+        return ("default",)  # one pool: any model goes there
+
+    def generate(self, params: Any, *, overrides: Any = None, pool: str = "default") -> Replay:
         self.calls.append((params, overrides))
         return Replay(self.script)
 
-    def agents_snapshot(self) -> AgentControllerPoolSnapshot:
+    def agents_snapshot(self, pool: str | None = None) -> AgentControllerPoolSnapshot:
         return AgentControllerPoolSnapshot(agents=())
 
     def count_rejected(self, status: int) -> None:

@@ -65,11 +65,14 @@ class CountingBalancer:
     def __init__(self) -> None:
         self.calls: list[Any] = []
 
-    def generate(self, params: Any, *, overrides: Any = None) -> _Answer:
+    def pool_names(self) -> tuple[str, ...]:
+        return ("default",)  # one pool: any model goes there
+
+    def generate(self, params: Any, *, overrides: Any = None, pool: str = "default") -> _Answer:
         self.calls.append(params)
         return _Answer()
 
-    def agents_snapshot(self) -> AgentControllerPoolSnapshot:
+    def agents_snapshot(self, pool: str | None = None) -> AgentControllerPoolSnapshot:
         return AgentControllerPoolSnapshot(agents=())
 
     def count_rejected(self, status: int) -> None:
