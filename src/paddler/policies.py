@@ -35,12 +35,15 @@ __all__ = [
     "AgentCandidate",
     "BalancingPolicy",
     "Candidates",
+    "FollowUp",
+    "PickWaiter",
     "RequestInfo",
     "RequestKind",
     "RequestParams",
     "UnknownPolicy",
     "candidate_by_id",
     "chosen_agent_reports",
+    "chosen_policy",
     "known_policies",
     "least_busy",
     "paddler_balancing_policies",
@@ -81,15 +84,15 @@ class RequestInfo:
     #: The model pool it was sent to (``paddler.wire.DEFAULT_POOL`` unless one was chosen); the
     #: candidates a policy sees are that pool's agents only.
     pool: str = DEFAULT_POOL
-
-    @property
-    def priority(self) -> int:
     #: Agents it must not go to: it failed there (a retry or a resumed stream; see
     #: ``docs/failover.md``). The balancer removes them before a policy sees the candidates.
     excluded_agents: frozenset[str] = frozenset()
     #: Agent-socket extensions its agent must speak (``continuation`` for a resumed stream);
     #: agents without them are removed from the candidates too.
     required_extensions: frozenset[str] = frozenset()
+
+    @property
+    def priority(self) -> int:
         """The tenant's priority (0 without one): higher leaves the buffer first."""
         return 0 if self.tenant is None else self.tenant.priority
 
@@ -169,6 +172,23 @@ def paddler_select_agent(
 
 SelectAgent = Callable[[RequestInfo, Sequence[AgentCandidate]], AgentCandidate | None]
 
+PickWaiter = Callable[[AgentCandidate, Sequence[RequestInfo]], int | None]
+"""``pick(agent, waiters)``: which of the waiters (the front of the line, in serving order)
+should get the free slot on ``agent``, as an index into ``waiters``; ``None`` keeps the order."""
+
+
+@attrs.frozen
+class FollowUp:
+    """Keep a slot that just finished a request, while others wait, for the request that
+    continues it (a conversation's next turn), which the slot's cache serves best.
+
+    ``continues(previous, request)`` says whether ``request`` continues ``previous``; the
+    slot is kept at most ``seconds`` (then it goes to the line). Synchronous, no I/O.
+    """
+
+    continues: Callable[[RequestInfo, RequestInfo], bool]
+    seconds: float = 0.1
+
 
 @attrs.frozen
 class BalancingPolicy:
@@ -185,6 +205,14 @@ class BalancingPolicy:
     #: ``cache_aware``). Agents report them only while such a policy is chosen: reports cost
     #: every request a status frame.
     agent_reports: frozenset[str] = frozenset()
+    #: While requests wait, who gets a slot that frees: ``None`` (least busy's choice) serves
+    #: the line in order. A pick may serve a later waiter first, within the balancer's bound
+    #: (``ReorderBound`` in ``paddler.balancer._dispatch``: one of the first few waiters, and
+    #: never past a waiter that was passed too often).
+    pick_waiter: PickWaiter | None = None
+    #: Keep a finished request's slot briefly for its continuation (``FollowUp``), within the
+    #: same bound; ``None`` frees it at once.
+    follow_up: FollowUp | None = None
 
 
 class UnknownPolicy(PaddlerError, ValueError):
@@ -205,14 +233,6 @@ def known_policies(plugin_manager: pluggy.PluginManager) -> dict[str, BalancingP
     return known
 
 
-    #: While requests wait, who gets a slot that frees: ``None`` (least busy's choice) serves
-    #: the line in order. A pick may serve a later waiter first, within the balancer's bound
-    #: (``ReorderBound`` in ``paddler.balancer._dispatch``: one of the first few waiters, and
-    #: never past a waiter that was passed too often).
-    pick_waiter: PickWaiter | None = None
-    #: Keep a finished request's slot briefly for its continuation (``FollowUp``), within the
-    #: same bound; ``None`` frees it at once.
-    follow_up: FollowUp | None = None
 class _ChosenPolicy:
     """The plugin ``use_policy`` registers: the named policy, just ahead of least busy."""
 
@@ -234,6 +254,12 @@ def chosen_agent_reports(plugin_manager: pluggy.PluginManager) -> frozenset[str]
     least busy."""
     chosen = plugin_manager.get_plugin(_CHOSEN)
     return chosen.policy.agent_reports if isinstance(chosen, _ChosenPolicy) else frozenset()
+
+
+def chosen_policy(plugin_manager: pluggy.PluginManager) -> BalancingPolicy | None:
+    """The policy ``use_policy`` chose (None: least busy, never chosen explicitly)."""
+    chosen = plugin_manager.get_plugin(_CHOSEN)
+    return chosen.policy if isinstance(chosen, _ChosenPolicy) else None
 
 
 def use_policy(plugin_manager: pluggy.PluginManager, name: str) -> BalancingPolicy:

@@ -24,10 +24,11 @@ from paddler._changes import Changes
 from paddler.balancer._buffer import RequestBuffer, Waiter
 from paddler.balancer._config import BalancerConfig
 from paddler.balancer._dispatch import _assign_waiters_to_slots
+from paddler.balancer._holds import FollowUpHolds
 from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.balancer._request_metrics import RequestMetrics
 from paddler.errors import AgentGone, BufferTimeout, GenerationDisabled, ShuttingDown
-from paddler.policies import AgentCandidate, RequestInfo, RequestKind, least_busy
+from paddler.policies import AgentCandidate, RequestInfo, RequestKind, chosen_policy, least_busy
 from paddler.wire import DEFAULT_POOL
 
 __all__ = ["LeaseState", "SlotDispatcher", "SlotLease"]
@@ -87,10 +88,9 @@ class SlotLease:
         self.state = LeaseState.RELEASED
         if state is not LeaseState.GRANTED or entry is None:
             return False
-        self._dispatcher.release(entry.id)
+        self._dispatcher.release(entry.id, self.request)
         return True
 
-    def release_after(self, cleanup: Callable[[], Awaitable[None]]) -> bool:
     def can_be_served(self, request: RequestInfo) -> bool:
         """Whether an agent of this pool could take ``request`` (free now or not)."""
         return self._dispatcher.can_be_served(request)
@@ -106,6 +106,7 @@ class SlotLease:
             self._dispatcher.active.add(renewed)
         return renewed
 
+    def release_after(self, cleanup: Callable[[], Awaitable[None]]) -> bool:
         """Keep the slot until ``cleanup()`` ends (in the balancer's task group), then release.
 
         When the balancer is closing there is no task group left: the slot is released now,
@@ -153,6 +154,7 @@ class SlotDispatcher:
         self._generation_enabled = generation_enabled
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self.holds = FollowUpHolds(self.pool, self.buffer, spawn=self.spawn, release=self.release)
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
@@ -199,9 +201,14 @@ class SlotDispatcher:
 
     def pool_changed(self) -> None:
         """Run the dispatch step after any change to the agents, then tell subscribers."""
-        if _assign_waiters_to_slots(self.buffer, self.pool, self.select):
+        if self._assign():
             self.buffer_changed.notify()
         self.agents_changed.notify()
+
+    def _assign(self) -> list[Waiter]:
+        policy = chosen_policy(self.plugin_manager)
+        pick = policy.pick_waiter if policy is not None else None
+        return _assign_waiters_to_slots(self.buffer, self.pool, self.select, pick, self.holds.bound)
 
     def select(
         self, request: RequestInfo, candidates: Sequence[AgentCandidate]
@@ -232,6 +239,11 @@ class SlotDispatcher:
         if self._closing:
             raise ShuttingDown("balancer is shutting down")
         started = time.monotonic()
+        policy = chosen_policy(self.plugin_manager)
+        held = self.holds.take(request, policy.follow_up if policy is not None else None)
+        if held is not None:  # the slot its previous turn just finished, kept for it
+            self._observe_wait(started, request)
+            return held
         if not len(self.buffer):
             candidates = self.pool.candidates()
             if candidates:
@@ -243,7 +255,7 @@ class SlotDispatcher:
         waiter = self.buffer.enqueue_nowait(Waiter(request, event=anyio.Event()))
         self.buffer_changed.notify()
         # A slot may be free that the policy declined for earlier waiters but takes for us.
-        if _assign_waiters_to_slots(self.buffer, self.pool, self.select):
+        if self._assign():
             self.buffer_changed.notify()
             self.agents_changed.notify()
         assert waiter.event is not None
