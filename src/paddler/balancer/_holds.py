@@ -94,7 +94,9 @@ class FollowUpHolds:
             if self._pool.get(hold.entry.id) is not hold.entry:  # the agent left meanwhile
                 self._end(hold)
                 continue
-            if not _continues(follow_up, hold.previous, request):
+            if not _allowed(hold.entry, request) or not _continues(
+                follow_up, hold.previous, request
+            ):
                 continue
             self._end(hold)
             if not self._buffer.all_passable(self.bound.max_passes):
@@ -115,6 +117,14 @@ class FollowUpHolds:
             self.holds.remove(hold)
             if self._pool.get(hold.entry.id) is hold.entry:
                 self._release(hold.entry.id)
+
+
+def _allowed(entry: AgentEntry, request: RequestInfo) -> bool:
+    """A retried or resumed request never goes back to an agent it excludes (see
+    ``SlotDispatcher.select``), nor to one lacking an extension it needs."""
+    return (
+        entry.id not in request.excluded_agents and request.required_extensions <= entry.extensions
+    )
 
 
 def _continues(follow_up: FollowUp, previous: RequestInfo, request: RequestInfo) -> bool:

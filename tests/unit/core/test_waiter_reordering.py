@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
+import attrs
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -323,4 +324,28 @@ async def test_an_agent_that_leaves_drops_the_slots_kept_there() -> None:
         assert slots.holds.take(turn(0, 1), policy.follow_up) is None  # nothing stale is kept
         assert not slots.holds.holds
         assert slots.pool.slots_busy == 1 and other.entry is not None
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_retry_never_takes_a_slot_kept_on_the_agent_it_excludes() -> None:
+    """A request that failed on agent a and is retried elsewhere continues the request that
+    released a's slot (it is the same prompt), but a kept slot there is not for it."""
+    slots = dispatcher()
+    async with anyio.create_task_group() as tg:
+        slots.start(tg)
+        slots.pool.add(AgentEntry(id="a", name=None, status=holding(1)))
+        failed = slots.lease(turn(0))
+        await failed.acquire()
+        other = slots.lease(turn(1))
+        tg.start_soon(acquired, other, anyio.Event())
+        with anyio.fail_after(5):
+            while not len(slots.buffer):
+                await slots.buffer_changed.wait_beyond(slots.buffer_changed.version)
+        failed.release()
+        assert slots.holds.holds
+        retry = attrs.evolve(turn(0), excluded_agents=frozenset({"a"}))
+        follow_up = CacheAware().policy().follow_up
+        assert slots.holds.take(retry, follow_up) is None
+        assert slots.holds.take(turn(0, 1), follow_up) is not None  # the next turn may
         tg.cancel_scope.cancel()
