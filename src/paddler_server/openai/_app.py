@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from paddler_server.openai._completions import answer_completion, read_completio
 from paddler_server.openai._embeddings import answer_embeddings, read_embedding_request
 from paddler_server.openai._errors import OpenAIError
 from paddler_server.openai._fields import Object, load_object
+from paddler_server.openai._hot import OpenAIApp
 from paddler_server.openai._models import ModelNames, model_not_found
 from paddler_server.openai._respond import ProducerResponse, Responder
 from paddler_server.openai._responses import answer_responses
@@ -50,15 +52,30 @@ def _openai_post(path: str, answer: Answer) -> HTTPRouteHandler:
         # The body is read here, before the response starts watching the connection for a
         # disconnect, so the two never compete for the same ASGI messages.
         raw = await request.body()
+        return _answer_body(answer, raw, balancer, names, limits, shutdown)
 
-        async def producer(responder: Responder) -> None:
-            with _counted_if_refused(balancer):
-                body = load_object(raw, max_depth=limits.max_json_depth)
-            await answer(balancer, body, names, responder)
-
-        return ProducerResponse(producer, shutdown=shutdown, **write_deadline(balancer))
-
+    _POSTS[path] = answer
     return post(path, name=path)(handler)
+
+
+#: Every POST route's answer by path, for the routes ``OpenAIApp`` answers without Litestar.
+_POSTS: dict[str, Answer] = {}
+
+
+def _answer_body(
+    answer: Answer,
+    raw: bytes,
+    balancer: Balancer,
+    names: ModelNames,
+    limits: ServerLimits,
+    shutdown: anyio.Event | None,
+) -> ProducerResponse:
+    async def producer(responder: Responder) -> None:
+        with _counted_if_refused(balancer):
+            body = load_object(raw, max_depth=limits.max_json_depth)
+        await answer(balancer, body, names, responder)
+
+    return ProducerResponse(producer, shutdown=shutdown, **write_deadline(balancer))
 
 
 @contextlib.contextmanager
@@ -151,7 +168,8 @@ def create_openai_app(
     settings = settings or BalancerSettings()
     names = ModelNames(balancer, settings.served_model_name, dict(settings.model_aliases))
     limits = settings.limits
-    return Litestar(
+    cors = cors_config(settings.inference_origins)
+    app = OpenAIApp(
         route_handlers=[
             health,
             chat_completions,
@@ -170,6 +188,22 @@ def create_openai_app(
         },
         request_max_body_size=limits.max_body_bytes,
         exception_handlers={HTTPException: _http_error},
-        cors_config=cors_config(settings.inference_origins),
+        cors_config=cors,
         openapi_config=None,
     )
+    app.serve_hot(
+        {
+            path: functools.partial(
+                _answer_body,
+                answer,
+                balancer=balancer,
+                names=names,
+                limits=limits,
+                shutdown=shutdown,
+            )
+            for path, answer in _POSTS.items()
+        },
+        max_body=limits.max_body_bytes,
+        cors=cors is not None,
+    )
+    return app

@@ -35,6 +35,8 @@ class Responder:
         self._write_timeout = write_timeout
         self.started = False
         self.sse = False
+        #: The last body message is sent (``json`` sends it; a stream's is sent at the end).
+        self.finished = False
 
     async def start(self, status: int, headers: dict[str, str], media_type: str) -> None:
         if self.started:
@@ -52,13 +54,18 @@ class Responder:
     async def send(self, chunk: bytes, *, more: bool = True) -> None:
         """Write a body chunk; ``SlowClient`` when the client reads nothing for the deadline."""
         message = {"type": "http.response.body", "body": chunk, "more_body": more}
+        self.finished = not more
         await send_within(self._send, message, self._write_timeout)
 
     async def json(
         self, body: Any, *, status: int = 200, headers: dict[str, str] | None = None
     ) -> None:
-        await self.start(status, headers or {}, "application/json")
-        await self.send(json.dumps(body, ensure_ascii=False).encode())
+        """The whole answer: with a ``Content-Length`` and in one body message, the server
+        writes it in two sends (head, body), not three (head, chunk, last chunk)."""
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        length = {"content-length": str(len(raw))}
+        await self.start(status, {**headers, **length} if headers else length, "application/json")
+        await self.send(raw, more=False)
 
     async def error(self, exc: OpenAIError) -> None:
         await self.json(exc.body(), status=exc.status, headers=exc.headers)
@@ -138,5 +145,6 @@ class ProducerResponse(ASGIResponse):
                     await responder.error(exc)
             if not responder.started:
                 await responder.error(OpenAIError(500, "The request produced no response"))
-            await responder.send(b"", more=False)
+            if not responder.finished:
+                await responder.send(b"", more=False)
             tg.cancel_scope.cancel()
