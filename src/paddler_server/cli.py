@@ -150,6 +150,13 @@ def cli() -> None:
     "off and its request stopped, so a stalled reader cannot hold a slot.",
 )
 @click.option(
+    "--no-stream-recovery",
+    is_flag=True,
+    help="Answer a request whose agent is lost with an error (502), as Paddler does, instead "
+    "of dispatching it again before its first token or resuming its stream on another agent "
+    "after it (docs/failover.md).",
+)
+@click.option(
     "--max-buffered-requests",
     type=click.IntRange(min=0),
     default=30,
@@ -170,13 +177,6 @@ def cli() -> None:
     multiple=True,
     metavar="ORIGIN",
     help="Browser origin allowed to call the management API. Repeatable.",
-@click.option(
-    "--no-stream-recovery",
-    is_flag=True,
-    help="Answer a request whose agent is lost with an error (502), as Paddler does, instead "
-    "of dispatching it again before its first token or resuming its stream on another agent "
-    "after it (docs/failover.md).",
-)
 )
 @click.option(
     "--balancing-policy",
@@ -228,6 +228,7 @@ def balancer(
     buffered_request_timeout: int,
     inference_item_timeout: int,
     client_write_timeout: int,
+    no_stream_recovery: bool,
     max_buffered_requests: int,
     inference_cors: tuple[str, ...],
     management_cors: tuple[str, ...],
@@ -250,7 +251,6 @@ def balancer(
     from paddler.balancer import BalancerConfig
     from paddler_server._limits import ServerLimits
     from paddler_server._run import run_balancer, run_until_signal
-    no_stream_recovery: bool,
     from paddler_server._settings import BalancerSettings
 
     security = balancer_security_settings(
@@ -273,6 +273,7 @@ def balancer(
             inference_item_timeout=inference_item_timeout / 1000,
             client_write_timeout=client_write_timeout / 1000,
             max_buffered_requests=max_buffered_requests,
+            stream_recovery=not no_stream_recovery,
         ),
         inference_cors=inference_cors,
         management_cors=management_cors,
@@ -296,7 +297,6 @@ def balancer(
     type=AGENT_MANAGEMENT_URL,
     required=True,
     help="The balancer's management address, host:port (ws://) or wss://host:port "
-            stream_recovery=not no_stream_recovery,
     "(https:// means the same) for a balancer with --tls-cert; the agent dials "
     "<addr>/api/v1/agent_socket/<agent id> and redials every second when it drops.",
 )

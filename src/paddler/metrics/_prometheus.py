@@ -40,7 +40,6 @@ TIME_TO_FIRST_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 
 INTER_TOKEN_LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5,
 )  # fmt: skip
-#: Values of the ``outcome`` label of ``<prefix>requests_total`` (the HTTP status or "ok").
 #: The stream-recovery counters (``docs/failover.md``), one series each.
 RECOVERY_SERIES = {
     "retried": "Requests dispatched again after their agent was lost or failed before "
@@ -49,6 +48,7 @@ RECOVERY_SERIES = {
     "(one per resume)",
     "failed_after_retry": "Requests that ended in an error although they were retried or resumed",
 }
+#: Values of the ``outcome`` label of ``<prefix>requests_total`` (the HTTP status or "ok").
 REQUEST_OUTCOMES = ("ok", "cancelled", "400", "500", "501", "502", "503", "504")
 #: Window over which per-agent tokens/s is measured, in seconds.
 TOKENS_PER_SECOND_WINDOW = 10.0
@@ -135,50 +135,17 @@ class BalancerMetrics:
             self._slow_clients,
         ):
             self._counted.register(collector)
+        #: Stream recovery (``docs/failover.md``): one counter per kind.
+        self._recoveries = {
+            kind: Counter(f"{prefix}requests_{kind}", documentation, registry=self.registry)
+            for kind, documentation in RECOVERY_SERIES.items()
+        }
+        for counter in self._recoveries.values():
+            self._counted.register(counter)
         #: Per-API-key series (``key_name`` label), fed by the server's key check.
         self.keys = KeyMetrics(
             prefix=prefix,
             registries=(self.registry, self._counted),
-        self._pool_buffer_wait = Histogram(
-            f"{prefix}pool_buffer_wait_seconds",
-            "Time requests waited in their model pool's buffer for a free slot",
-            ["pool"],
-            buckets=BUFFER_WAIT_BUCKETS,
-            registry=self.registry,
-        )
-        self._pool_ttft = Histogram(
-            f"{prefix}pool_time_to_first_token_seconds",
-            "Time from a request's arrival to its first generated token, by model pool",
-            ["pool"],
-            buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
-            registry=self.registry,
-        )
-        self._pool_prompt = Counter(
-            f"{prefix}pool_prompt_tokens",
-            "Prompt tokens of finished requests, by model pool",
-            ["pool"],
-            registry=self.registry,
-        )
-        self._pool_cached = Counter(
-            f"{prefix}pool_cached_prompt_tokens",
-            "Prompt tokens served from a slot's KV cache, by model pool",
-            ["pool"],
-            registry=self.registry,
-        )
-        self._pool_generated = Counter(
-            f"{prefix}pool_generated_tokens",
-            "Tokens generated, by model pool",
-            ["pool"],
-            registry=self.registry,
-        )
-        self._pool_requests = Counter(
-            f"{prefix}pool_requests",
-            "Finished inference requests by model pool and outcome",
-            ["pool", "outcome"],
-            registry=self.registry,
-        )
-        for outcome in REQUEST_OUTCOMES:
-            self._pool_requests.labels(DEFAULT_POOL, outcome)
             buffer_wait_buckets=BUFFER_WAIT_BUCKETS,
         )
 
@@ -196,17 +163,8 @@ class BalancerMetrics:
     def observe_inter_token_latency(self, seconds: float) -> None:
         """One more token arrived ``seconds`` after the previous token of the same request."""
         self._itl.observe(seconds)
-        #: Stream recovery (``docs/failover.md``): one counter per kind.
-        self._recoveries = {
-            kind: Counter(f"{prefix}requests_{kind}", documentation, registry=self.registry)
-            for kind, documentation in RECOVERY_SERIES.items()
-        }
-        for counter in self._recoveries.values():
-            self._counted.register(counter)
 
-    def count_tokens(
-        self, *, prompt: int, cached_prompt: int, generated: int, pool: str = DEFAULT_POOL
-    ) -> None:
+    def count_tokens(self, *, prompt: int, cached_prompt: int, generated: int) -> None:
         """Add a finished request's ``usage`` (the ``Done`` token counts)."""
         self._prompt.inc(max(prompt, 0))
         self._cached.inc(max(cached_prompt, 0))
@@ -215,6 +173,12 @@ class BalancerMetrics:
     def count_request(self, outcome: str) -> None:
         """A request finished: ``"ok"``, ``"cancelled"`` or the HTTP status as text."""
         self._requests.labels(outcome).inc()
+
+    def count_recovery(self, kind: str) -> None:
+        """A request was ``"retried"``, ``"resumed"``, or ``"failed_after_retry"``."""
+        counter = self._recoveries.get(kind)
+        if counter is not None:
+            counter.inc()
 
     def count_slow_client(self) -> None:
         """A response was cut off: its client stopped reading (``--client-write-timeout``)."""
@@ -242,13 +206,6 @@ class _SnapshotCollector(Collector):
         self._prefix = prefix
         self._lock = threading.RLock()
         self._statistics: ClusterStatistics | None = None
-        self._pool_requests.labels(pool, outcome).inc()
-
-    def count_recovery(self, kind: str) -> None:
-        """A request was ``"retried"``, ``"resumed"``, or ``"failed_after_retry"``."""
-        counter = self._recoveries.get(kind)
-        if counter is not None:
-            counter.inc()
         self._agents: AgentControllerPoolSnapshot | None = None
         self._tokens: dict[str, deque[tuple[float, int]]] = {}
 
@@ -267,10 +224,7 @@ class _SnapshotCollector(Collector):
 
     @contextmanager
     def showing(
-        self,
-        statistics: ClusterStatistics,
-        agents: AgentControllerPoolSnapshot | None,
-        pools: Sequence[PoolStatistics] = (),
+        self, statistics: ClusterStatistics, agents: AgentControllerPoolSnapshot | None
     ) -> Iterator[None]:
         """Hold these values while the registry is rendered."""
         with self._lock:
