@@ -70,8 +70,9 @@ def test_the_panel_asks_for_the_key_and_sends_it(
 
     streams = [r for r in management_requests if r.url.endswith("/stream")]
     assert {r.url.rsplit("/api/v1/", 1)[1] for r in streams} >= {
-        "agents/stream",
-        "buffered_requests/stream",
+        "pools/stream",
+        "pools/default/agents/stream",
+        "pools/default/buffered_requests/stream",
     }
     for request in management_requests:
         assert request.headers.get("authorization") == f"Bearer {KEY}", request.url

@@ -1,4 +1,5 @@
-// Dashboard: configuration, live agents and buffer, throughput chart, "add agent" box.
+// Dashboard: configuration, live agents and buffer, throughput chart, "add agent" box; the
+// agents, buffer and model are the chosen pool's (pools.js).
 
 import { renderAgents } from "./agents.js";
 import { browserAddr, config, getJson, getText, LiveStream } from "./api.js";
@@ -6,6 +7,7 @@ import { LiveChart } from "./chart.js";
 import { copyButton, h, replace } from "./dom.js";
 import { describeModel } from "./desired_state.js";
 import { agentTokensPerSecond, bufferedRequests, generatedTokens, parsePrometheus } from "./metrics.js";
+import { currentPool, DEFAULT_POOL, desiredStatePath, onPools, poolLabel, poolPath, withPool } from "./pools.js";
 
 const METRICS_PERIOD_MS = 2000;
 const COUNTER_WINDOW_MS = 10_000;
@@ -42,14 +44,17 @@ function addAgentSection() {
     const nameArg = name.value.trim() ? ` --name ${name.value.trim()}` : "";
     const scheme = config.tls ? "wss://" : "";
     const token = config.agentToken ? " --token $PADDLER_AGENT_TOKEN" : "";
-    command.textContent = `paddler agent --management-addr ${scheme}${browserAddr(config.managementAddr)}${nameArg}${token} --slots ${slots.value || 4}`;
+    const pool = currentPool === DEFAULT_POOL ? "" : ` --pool ${currentPool}`;
+    command.textContent = `paddler agent --management-addr ${scheme}${browserAddr(config.managementAddr)}${nameArg}${pool}${token} --slots ${slots.value || 4}`;
   };
   name.addEventListener("input", update);
   slots.addEventListener("input", update);
   update();
   return h("section", { class: "card" },
     h("h2", {}, "Add an agent"),
-    h("p", { class: "muted" }, "Run this on any machine that can reach the management address. The agent loads the cluster's model and its slots appear here."),
+    h("p", { class: "muted" }, currentPool === DEFAULT_POOL
+      ? "Run this on any machine that can reach the management address. The agent loads the cluster's model and its slots appear here."
+      : `Run this on any machine that can reach the management address. The agent joins pool ${currentPool}, loads its model, and its slots appear here.`),
     h("div", { class: "inline-fields" }, h("label", {}, "Name ", name), h("label", {}, "Slots ", slots)),
     h("div", { class: "command-box" }, command, copyButton(() => command.textContent)));
 }
@@ -57,7 +62,7 @@ function addAgentSection() {
 function modelSummary(container) {
   const refresh = async () => {
     try {
-      const state = await getJson("/api/v1/balancer_desired_state");
+      const state = await getJson(desiredStatePath());
       const p = state.inference_parameters;
       replace(container,
         h("dl", { class: "config" },
@@ -65,7 +70,7 @@ function modelSummary(container) {
           h("dt", {}, "Context size"), h("dd", { dataset: { role: "desired-context-size" } }, String(p.context_size)),
           h("dt", {}, "Mode"), h("dd", {}, p.enable_embeddings ? "embeddings (generation off)" : "token generation"),
           h("dt", {}, "Chat template"), h("dd", {}, state.use_chat_template_override ? "override" : "model's own")),
-        h("a", { href: "/model", class: "button secondary" }, "Change model…"));
+        h("a", { href: withPool("/model"), class: "button secondary" }, "Change model…"));
     } catch (error) {
       replace(container, h("p", { class: "error" }, `Cannot read the desired state: ${error.message}`));
     }
@@ -102,7 +107,7 @@ export function mountDashboard(view) {
           h("h2", {}, "Throughput and queue"),
           chart.element, chartNote)),
       h("aside", { class: "side-column" },
-        h("section", { class: "card" }, h("h2", {}, "Cluster model"), summary),
+        h("section", { class: "card" }, h("h2", { dataset: { role: "model-title" } }, currentPool === DEFAULT_POOL ? "Cluster model" : `Model of pool ${currentPool}`), summary),
         addAgentSection(),
         configSection())));
 
@@ -113,6 +118,13 @@ export function mountDashboard(view) {
   setInterval(refreshSummary, 10_000); // the state may change with no agent connected
 
   let agentRates = new Map();
+  let poolAgents = new Set();
+  let onlyPool = currentPool === DEFAULT_POOL;
+  onPools((pools) => {
+    onlyPool = pools.length <= 1 && currentPool === DEFAULT_POOL;
+    view.querySelector("[data-role=tokens-per-second]").nextElementSibling.textContent = onlyPool
+      ? "whole cluster, from /metrics" : `${poolLabel(pools)}, from /metrics`;
+  });
   const showAgentRates = (rates) => {
     agentRates = rates;
     for (const card of agentsList.querySelectorAll("article.agent")) {
@@ -123,8 +135,9 @@ export function mountDashboard(view) {
   };
 
   const stateText = (state) => ({ live: "", connecting: "connecting…", disconnected: "disconnected — retrying" }[state]);
-  new LiveStream("/api/v1/agents/stream", (snapshot) => {
+  new LiveStream(poolPath("agents/stream"), (snapshot) => {
     const agents = snapshot.agents ?? [];
+    poolAgents = new Set(agents.map((a) => a.id));
     agentsList.removeAttribute("aria-busy");
     renderAgents(agentsList, agents);
     showAgentRates(agentRates);
@@ -139,7 +152,7 @@ export function mountDashboard(view) {
     agentsState.dataset.state = state;
     agentsList.classList.toggle("stale", state === "disconnected");
   });
-  new LiveStream("/api/v1/buffered_requests/stream", (snapshot) => {
+  new LiveStream(poolPath("buffered_requests/stream"), (snapshot) => {
     buffered = snapshot.buffered_requests_current;
     set("buffered", String(buffered));
   });
@@ -149,8 +162,9 @@ export function mountDashboard(view) {
     let tps = null;
     try {
       const samples = parsePrometheus(await getText("/metrics"));
-      const total = generatedTokens(samples, config.statsdPrefix);
-      const perAgent = agentTokensPerSecond(samples, config.statsdPrefix);
+      const total = generatedTokens(samples, config.statsdPrefix, onlyPool ? null : currentPool);
+      const perAgent = new Map([...agentTokensPerSecond(samples, config.statsdPrefix)]
+        .filter(([id]) => onlyPool || poolAgents.has(id)));
       const now = performance.now();
       showAgentRates(perAgent);
       const live = [...perAgent.values()].reduce((a, b) => a + b, 0);
@@ -171,7 +185,7 @@ export function mountDashboard(view) {
           ? (total - oldest.total) / ((now - oldest.now) / 1000) : null;
         tps = live > 0 ? live : counted ?? (perAgent.size > 0 ? 0 : null);
       }
-      if (buffered === null) buffered = bufferedRequests(samples, config.statsdPrefix);
+      if (buffered === null) buffered = bufferedRequests(samples, config.statsdPrefix, onlyPool ? null : currentPool);
     } catch (error) {
       chartNote.textContent = `Cannot read /metrics: ${error.message}`;
     }

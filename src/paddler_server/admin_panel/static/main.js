@@ -5,6 +5,7 @@ import { mountLogOut } from "./auth.js";
 import { mountDashboard } from "./dashboard.js";
 import { h } from "./dom.js";
 import { mountModel } from "./model.js";
+import { mountPoolSwitcher } from "./pools.js";
 import { mountPrompt } from "./prompt.js";
 
 /** Any other path (the server answers every one with the shell, as Paddler does). */
@@ -19,6 +20,7 @@ function mountNotFound(view) {
 const views = { dashboard: mountDashboard, model: mountModel, prompt: mountPrompt, "not-found": mountNotFound };
 const view = document.getElementById("view");
 reportConnection("page", null);
+mountPoolSwitcher();
 (views[config.page] ?? mountDashboard)(view);
 mountLogOut();
 document.documentElement.dataset.ready = "true";

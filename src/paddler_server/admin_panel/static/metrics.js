@@ -21,23 +21,29 @@ function isGeneratedCounter(sample) {
   return /tokens(_total)?$/.test(sample.name) && ["generated", "completion"].includes(sample.labels.kind ?? sample.labels.type);
 }
 
+/** The samples of one pool (their `pool` label), or all of them when `pool` is null. */
+function inPool(samples, pool) {
+  return pool === null ? samples : samples.filter((s) => s.labels.pool === pool);
+}
+
 /**
  * Total generated tokens so far, or null when the balancer exports no such counter.
- * An unlabelled sample wins; otherwise labelled samples (per agent) are summed.
+ * An unlabelled sample wins; otherwise labelled samples (per agent or pool) are summed.
+ * With `pool`, only the samples labelled with that pool count.
  */
-export function generatedTokens(samples, prefix) {
-  const own = samples.filter((s) => s.name.startsWith(prefix) && isGeneratedCounter(s));
+export function generatedTokens(samples, prefix, pool = null) {
+  const own = inPool(samples, pool).filter((s) => s.name.startsWith(prefix) && isGeneratedCounter(s));
   if (own.length === 0) return null;
   const names = [...new Set(own.map((s) => s.name))].sort((a, b) => a.length - b.length);
   const series = own.filter((s) => s.name === names[0]);
-  const plain = series.find((s) => Object.keys(s.labels).length === 0 || Object.keys(s.labels).every((k) => k === "kind" || k === "type"));
+  const plain = series.find((s) => Object.keys(s.labels).length === 0 || Object.keys(s.labels).every((k) => ["kind", "type", "pool"].includes(k)));
   return plain ? plain.value : series.reduce((sum, s) => sum + s.value, 0);
 }
 
-/** The buffered-requests gauge, or null. */
-export function bufferedRequests(samples, prefix) {
-  const sample = samples.find((s) => s.name === `${prefix}requests_buffered`);
-  return sample ? sample.value : null;
+/** The buffered-requests gauge (summed over pools, or one `pool`'s), or null. */
+export function bufferedRequests(samples, prefix, pool = null) {
+  const series = inPool(samples, pool).filter((s) => s.name === `${prefix}requests_buffered`);
+  return series.length ? series.reduce((sum, s) => sum + s.value, 0) : null;
 }
 
 /** Per-agent generated tokens/s (the balancer's 10 s window), as Map(agent_id → value). */

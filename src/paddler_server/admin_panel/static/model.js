@@ -1,11 +1,14 @@
-// Model page: edit the cluster's desired state, PUT it, then watch the agents swap.
+// Model page: edit the chosen pool's desired state (pools.js), PUT it, then watch the pool's
+// agents swap.
 
 import { renderAgents } from "./agents.js";
 import { getJson, HttpError, LiveStream, putJson } from "./api.js";
 import { h, openDialog, replace } from "./dom.js";
+import { currentPool, DEFAULT_POOL, desiredStatePath, poolPath } from "./pools.js";
 import { defaultParameters, describeModel, modelToUri, PARAMETERS, parseModelUri, parseParameter } from "./desired_state.js";
 
-const STATE_PATH = "/api/v1/balancer_desired_state";
+const STATE_PATH = desiredStatePath();
+const TARGET = currentPool === DEFAULT_POOL ? "cluster" : `pool ${currentPool}`;
 
 function fieldId(key) { return `field-${key.replaceAll("_", "-")}`; }
 
@@ -80,7 +83,7 @@ export function mountModel(view) {
   const agentSelect = h("select", { "aria-label": "Agent to ask", id: "preview-agent" });
   const formError = h("div", { class: "form-error", role: "alert", hidden: true, dataset: { role: "form-error" } });
   const submitStatus = h("span", { class: "muted", dataset: { role: "submit-status" } });
-  const submit = h("button", { type: "submit", class: "primary" }, "Apply to cluster");
+  const submit = h("button", { type: "submit", class: "primary" }, `Apply to ${TARGET}`);
   const progress = h("section", { class: "card", hidden: true, id: "swap-progress" },
     h("h2", {}, "Swap progress"),
     h("p", { class: "muted", dataset: { role: "swap-summary" } }),
@@ -128,7 +131,7 @@ export function mountModel(view) {
       h("button", { type: "button", class: "secondary", onclick: () => fill({ ...current, inference_parameters: defaultParameters() }) }, "Reset parameters to defaults"),
       submitStatus, formError));
 
-  replace(view, h("h1", {}, "Model and parameters"), form, progress);
+  replace(view, h("h1", {}, "Model and parameters", currentPool === DEFAULT_POOL ? null : h("span", { class: "muted", dataset: { role: "pool-name" } }, ` · pool ${currentPool}`)), form, progress);
 
   let current = null;
   const livePreview = (input, preview, key) => () => {
@@ -241,7 +244,7 @@ export function mountModel(view) {
     swap = { since: performance.now(), reloading: new Set() };
     if (swapStream) { updateSwap(); return; }
     const list = progress.querySelector(".agents");
-    swapStream = new LiveStream("/api/v1/agents/stream", (snapshot) => {
+    swapStream = new LiveStream(poolPath("agents/stream"), (snapshot) => {
       swapAgents = snapshot.agents ?? [];
       renderAgents(list, swapAgents);
       updateSwap();
@@ -252,7 +255,7 @@ export function mountModel(view) {
   // ---- previews from an agent ---------------------------------------------------------
   async function refreshAgents() {
     try {
-      const { agents } = await getJson("/api/v1/agents");
+      const { agents } = await getJson(poolPath("agents"));
       const options = agents.map((a) => h("option", { value: a.id }, `${a.name ?? a.id}${a.model_path ? "" : " (no model)"}`));
       replace(agentSelect, options.length ? options : h("option", { value: "" }, "no agents"));
       const loaded = agents.find((a) => a.model_path);
@@ -296,8 +299,12 @@ export function mountModel(view) {
 
   refreshAgents();
   getJson(STATE_PATH).then(fill, (error) => {
-    formError.hidden = false;
-    formError.textContent = `Cannot load the current desired state: ${error.message}`;
+    if (error instanceof HttpError && error.status === 404 && currentPool !== DEFAULT_POOL) {
+      submitStatus.textContent = `There is no pool ${currentPool} yet: applying a state creates it.`;
+    } else {
+      formError.hidden = false;
+      formError.textContent = `Cannot load the current desired state: ${error.message}`;
+    }
     fill({ model: "None", multimodal_projection: "None", chat_template_override: null, use_chat_template_override: false, inference_parameters: defaultParameters() });
   });
 }

@@ -3,6 +3,7 @@
 import { inferenceBase, inferenceSocketUrl, reportConnection } from "./api.js";
 import { apiKey, setApiKey } from "./auth.js";
 import { formatBytes, h, replace } from "./dom.js";
+import { currentPool, DEFAULT_POOL } from "./pools.js";
 
 const STREAMING = new Set(["ContentToken", "ReasoningToken", "UndeterminableToken", "ToolCallToken",
   "ToolCallParsed", "ToolCallParseFailed", "ToolCallValidationFailed", "UnrecognizedToolCallFormat"]);
@@ -124,7 +125,8 @@ export function mountPrompt(view) {
 
   replace(view,
     h("h1", {}, "Prompt ", socketState),
-    h("p", { class: "muted" }, "Chat with the cluster through ", h("code", {}, inferenceSocketUrl), "."),
+    h("p", { class: "muted" }, "Chat with the cluster through ", h("code", {}, inferenceSocketUrl), ".",
+      currentPool === DEFAULT_POOL ? null : h("span", { dataset: { role: "prompt-pool" } }, ` The chat goes to the default pool, not pool ${currentPool}: a browser cannot send the Paddler-Pool header on a WebSocket.`)),
     keyForm,
     notice,
     h("details", { class: "card system" }, h("summary", {}, "System prompt"), system),
