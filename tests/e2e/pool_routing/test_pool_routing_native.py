@@ -15,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from paddler.client import InferenceClient
 from paddler.client.errors import HTTPStatusError
+from paddler.errors import InvalidRequest
 from paddler.wire import ContinueFromConversationHistoryParams, ConversationMessage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -168,3 +169,9 @@ async def test_the_python_client_sends_its_pool(pools_cluster: OpenAICluster) ->
         with pytest.raises(HTTPStatusError) as refused:
             await client.post_continue_from_conversation_history(params)
     assert refused.value.status_code == 501
+    async with InferenceClient(pools_cluster.inference_url, api_key=ALL_KEY, pool="nope") as client:
+        with pytest.raises(HTTPStatusError) as unknown:
+            await client.continue_from_conversation_history(params)
+    assert unknown.value.status_code == 404 and "'nope'" in unknown.value.body
+    with pytest.raises(InvalidRequest, match="no pool"):
+        InferenceClient(pools_cluster.inference_url, pool="no pool")
