@@ -39,6 +39,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Itera
         "/api/v1/buffered_requests",
         "/api/v1/balancer_desired_state",
         "/api/v1/balancer_applicable_state",
+        "/api/v1/pools",
+        "/api/v1/pools/stream",
+        "/api/v1/pools/default/desired_state",
+        "/api/v1/pools/default/agents/stream",
+        "/api/v1/pools/default/buffered_requests",
         "/metrics",
     ],
 )
