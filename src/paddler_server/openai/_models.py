@@ -40,10 +40,10 @@ def _name_of_desired(model: object) -> str | None:
 
 def model_not_found(model: str) -> OpenAIError:
     """OpenAI's 404 for a model that is not served here, or that the caller's key may not use
-    (OpenAI words both the same way, so a key learns nothing about pools it cannot use)."""
+    (worded the same, so a key learns nothing about pools it cannot use)."""
     return OpenAIError(
         404,
-        f"The model {model!r} does not exist or you do not have access to it",
+        f"The model {model!r} does not exist",
         param="model",
         code="model_not_found",
     )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 
 import openai
@@ -54,6 +56,32 @@ def test_the_model_field_selects_the_pool(client: OpenAI) -> None:
     assert no_embeddings.value.status_code == 501
 
 
+def pool_requests(cluster: OpenAICluster) -> dict[str, float]:
+    """``paddler_pool_requests_total{outcome="ok"}`` by pool, from ``/metrics``."""
+    text = cluster.http.get(f"{cluster.management_url}/metrics").text
+    found = re.findall(r"^paddler_pool_requests_total\{(.*)\} (\S+)$", text, re.MULTILINE)
+    counts: dict[str, float] = {}
+    for labels, value in found:
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if parsed.get("outcome") == "ok":
+            counts[parsed["pool"]] = float(value)
+    return counts
+
+
+def test_the_request_is_counted_in_its_pool(client: OpenAI, pools_cluster: OpenAICluster) -> None:
+    """The balancer's own per-pool count: a chat naming ``fast`` finished in pool ``chat``."""
+    before = pool_requests(pools_cluster)
+    client.chat.completions.create(model="fast", messages=HELLO, max_tokens=4)
+    # The balancer counts a request as its stream closes, just after the answer went out.
+    after = pool_requests(pools_cluster)
+    deadline = time.monotonic() + 10.0  # a safety net, not a timing assertion
+    while after.get("chat", 0) == before.get("chat", 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = pool_requests(pools_cluster)
+    assert after.get("chat", 0) == before.get("chat", 0) + 1
+    assert after.get("embed", 0) == before.get("embed", 0)
+
+
 def test_an_alias_reaches_its_pool_and_is_echoed(client: OpenAI) -> None:
     completion = client.completions.create(model="fast", prompt="Once upon a time", max_tokens=8)
     assert completion.choices[0].text and completion.model == "fast"
@@ -80,13 +108,18 @@ def test_an_unknown_model_is_not_found(client: OpenAI, endpoint: str) -> None:
 
 def test_a_key_with_models_sees_and_uses_only_those_pools(chat_only: OpenAI) -> None:
     """``models = ["fast"]`` resolves to pool ``chat``: both of its names are listed and
-    work; ``embed`` answers as if it did not exist (OpenAI's wording for no access)."""
+    work; ``embed`` answers as if it did not exist."""
     assert [model.id for model in chat_only.models.list().data] == ["chat", "fast"]
     answer = chat_only.chat.completions.create(model="chat", messages=HELLO, max_tokens=4)
     assert answer.choices[0].message.content
     with pytest.raises(openai.NotFoundError) as refused:
         chat_only.embeddings.create(model="embed", input="one")
     assert refused.value.code == "model_not_found"
-    assert "do not have access" in refused.value.message
+    assert refused.value.body == {  # word for word what a typo gets
+        "message": "The model 'embed' does not exist",
+        "type": "not_found_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
     with pytest.raises(openai.NotFoundError):
         chat_only.models.retrieve("embed")
