@@ -9,13 +9,14 @@ One cluster for the module: agent ``red`` in the ``default`` pool (the model loa
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from e2e_cluster import Cluster, desired_state
+from e2e_cluster import Cluster, desired_state, ndjson
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
@@ -186,6 +187,45 @@ def test_setting_a_new_pools_state_creates_the_pool(cluster: Cluster) -> None:
     assert pools["green.v2:small"]["agents"] == 0
     assert not pools["green.v2:small"]["serving"]
     assert get(cluster, "/api/v1/pools/green.v2:small/agents").json() == {"agents": []}
+
+
+def test_a_pool_without_agents_buffers_and_shows_it_on_its_routes(cluster: Cluster) -> None:
+    """A request for a pool with no agents waits in that pool's buffer (until the buffer
+    timeout): the pool's routes show it, the other pool's do not, Paddler's route sums them."""
+    assert put_pool_state(cluster, "waiting", desired_state(None)).status_code == 204
+    answers: list[httpx.Response] = []
+
+    def request() -> None:
+        response = cluster.http.post(
+            f"{cluster.inference_url}/api/v1/continue_from_raw_prompt",
+            json={"raw_prompt": "Hello", "max_tokens": 4},
+            headers={"Paddler-Pool": "waiting"},
+            timeout=60.0,
+        )
+        answers.append(response)
+
+    thread = threading.Thread(target=request, daemon=True)
+    thread.start()
+    wait_event(
+        cluster,
+        "/api/v1/pools/waiting/buffered_requests/stream",
+        lambda doc: doc["buffered_requests_current"] == 1,
+        "the request to wait in pool waiting's buffer",
+    )
+    assert get(cluster, "/api/v1/pools/default/buffered_requests").json() == {
+        "buffered_requests_current": 0
+    }
+    assert get(cluster, "/api/v1/buffered_requests").json() == {"buffered_requests_current": 1}
+    pools = {p["name"]: p for p in get(cluster, "/api/v1/pools").json()["pools"]}
+    assert pools["waiting"]["buffered_requests"] == 1
+    assert pools["default"]["buffered_requests"] == 0
+    thread.join(timeout=60.0)
+    [answer] = answers  # ends after --buffered-request-timeout, as with no agents at all
+    assert answer.status_code == 200
+    assert ndjson(answer)[-1]["Error"]["error"]["code"] == 504, answer.text
+    assert get(cluster, "/api/v1/pools/waiting/buffered_requests").json() == {
+        "buffered_requests_current": 0
+    }
 
 
 def test_pool_state_survives_a_restart_with_a_file_store(tmp_path: Path, model_path: Path) -> None:
