@@ -5,7 +5,7 @@ is the only pool the balancer knows, any ``model`` goes there (Paddler accepts a
 ``/v1/models`` lists one id as before: ``--served-model-name`` when given, else the loaded model
 file's stem (an agent's ``model_path``), else the stem of what the desired state points at.
 With more pools, ``/v1/models`` lists the pools that are serving, and an unknown ``model`` is a
-404 ``model_not_found``; ``--served-model-name`` then stays a name of ``default``.
+404 ``model_not_found``; the default pool's id above then stays a name of ``default``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ class ModelNames:
 
     async def current(self) -> str | None:
         """The default pool's model id, or ``None`` when no model is configured."""
+        return self._default_id()
+
+    def _default_id(self) -> str | None:
         if self.served_name:
             return self.served_name
         snapshot = self.balancer.agents_snapshot(DEFAULT_POOL)
@@ -90,8 +93,8 @@ class ModelNames:
             pool = DEFAULT_POOL
         else:
             pool = self.aliases.get(requested, requested)
-            if pool == self.served_name and not self.balancer.has_pool(pool):
-                pool = DEFAULT_POOL
+            if not self.balancer.has_pool(pool) and pool == self._default_id():
+                pool = DEFAULT_POOL  # the id clients saw before a second pool appeared
             if not self.balancer.has_pool(pool):
                 raise model_not_found(requested)
         if not key_may_use(pool, self.aliases):
@@ -123,8 +126,9 @@ class ModelNames:
                 if pool.serving and key_may_use(pool.name, self.aliases)
             }
             ids = [name for name in self.balancer.pool_names() if name in serving]
-            if DEFAULT_POOL in serving and self.served_name and self.served_name not in ids:
-                ids.append(self.served_name)
+            default_id = self._default_id() if DEFAULT_POOL in serving else None
+            if default_id is not None and not self.balancer.has_pool(default_id):
+                ids.append(default_id)
         ids += [alias for alias, pool in self.aliases.items() if pool in serving]
         return list(dict.fromkeys(ids))
 

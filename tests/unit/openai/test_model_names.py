@@ -3,8 +3,11 @@ exists once its desired state is set)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import anyio
 import pytest
 
 from paddler._tenancy import serving_tenant
@@ -14,6 +17,10 @@ from paddler.wire import BalancerDesiredState
 from paddler_server._api_keys import ApiKey, KeyTenant
 from paddler_server.openai._errors import OpenAIError
 from paddler_server.openai._models import ModelNames
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "balancer"))
+
+from balancer_fakes import FakeAgent
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +54,7 @@ async def test_with_more_pools_the_model_names_one(balancer: Balancer) -> None:
     assert model_names.pool_of("fast") == "chat"
     assert model_names.pool_of("default") == "default"
     assert model_names.pool_of("smol") == "default"  # --served-model-name stays default's
+    assert ModelNames(balancer).pool_of("default") == "default"
     assert model_names.pool_of(None) == "default"
     with pytest.raises(OpenAIError) as missing:
         model_names.pool_of("gpt-4o")
@@ -71,3 +79,23 @@ async def test_a_key_with_models_reaches_only_those_pools(balancer: Balancer) ->
         assert model_names.pool_of("fast") == "chat"
         with pytest.raises(OpenAIError, match="The model 'default' does not exist"):
             model_names.pool_of("default")
+
+
+async def test_models_lists_the_serving_pools(balancer: Balancer) -> None:
+    """A pool serves once an agent has its model loaded; ``default`` keeps the id clients saw
+    before the second pool (the file's stem here), which still reaches it."""
+    model_names = ModelNames(balancer, aliases={"fast": "chat", "e5": "embed"})
+    await balancer.set_desired_state(BalancerDesiredState(), pool="embed")  # known, no agent
+    async with anyio.create_task_group() as tg:
+        for agent in (
+            FakeAgent(balancer, "a1", 1, model_path="/models/SmolLM2.Q4.gguf"),
+            FakeAgent(balancer, "a2", 1, model_path="/models/chat.gguf", pool="chat"),
+        ):
+            tg.start_soon(agent.run)
+            await agent.start()
+        with anyio.fail_after(5):  # a safety net
+            await balancer.wait_agents(2)
+        assert await model_names.ids() == ["default", "chat", "SmolLM2.Q4", "fast"]
+        assert model_names.pool_of("SmolLM2.Q4") == "default"
+        assert model_names.pool_of("e5") == "embed"  # buffered there until an agent joins
+        tg.cancel_scope.cancel()
