@@ -17,7 +17,6 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from paddler.balancer import Balancer, PoolSnapshot
-from paddler.errors import UnknownPool
 from paddler.wire import (
     BalancerDesiredState,
     PoolListSnapshot,
@@ -26,6 +25,7 @@ from paddler.wire import (
 )
 from paddler_server._http import BalancerDep, ShutdownDep, read_wire, wire_response
 from paddler_server._limits import LimitsDep
+from paddler_server._pool_routing import unknown_pool
 from paddler_server._sse import snapshot_stream
 from paddler_server._streaming import write_deadline
 
@@ -59,16 +59,8 @@ def known_pool(balancer: Balancer, name: str) -> str:
     """
     validate_pool_name(name)
     if not balancer.has_pool(name):
-        raise UnknownPool(_unknown(balancer, name))
+        raise unknown_pool(name)  # the inference and OpenAI APIs say the same
     return name
-
-
-def _unknown(balancer: Balancer, name: str) -> str:
-    known = ", ".join(balancer.pool_names())
-    return (
-        f"there is no pool named {name!r} (known pools: {known}); a pool appears when an agent "
-        "joins it (paddler agent --pool) or when its desired state is set"
-    )
 
 
 class PoolsController(Controller):
@@ -95,8 +87,7 @@ class PoolsController(Controller):
     async def get_desired_state(
         self, name: FromPath[str], balancer: BalancerDep
     ) -> Response[bytes]:
-        validate_pool_name(name)
-        state = await balancer.get_desired_state(name)  # UnknownPool -> 404
+        state = await balancer.get_desired_state(known_pool(balancer, name))
         return wire_response(state, BalancerDesiredState)
 
     @put("/{name:str}/desired_state", status_code=HTTP_204_NO_CONTENT)
