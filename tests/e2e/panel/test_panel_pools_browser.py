@@ -113,6 +113,33 @@ def test_switch_pool_and_load_a_model_on_it(
     expect(page.locator("[data-role=desired-context-size]")).to_have_text(str(BLUE_CONTEXT_SIZE))
     expect(page.locator("[data-role=slot-totals]")).to_have_text("0 / 2")
     save_screenshot(page, "pools.png")
+    expect(page.locator("[data-role=tokens-per-second] + .stat-hint")).to_have_text(
+        "pool blue, from /metrics"
+    )
+
+    # The dashboard's metrics reader takes the pool's own series out of the real /metrics.
+    answer = cluster.http.post(
+        f"{cluster.inference_url}/api/v1/continue_from_raw_prompt",
+        json={"raw_prompt": "Hello", "max_tokens": 4},
+        headers={"Paddler-Pool": "blue"},
+        timeout=60.0,
+    )
+    assert answer.status_code == 200 and '"Done"' in answer.text, answer.text
+    read = page.evaluate(
+        """async () => {
+            const api = await import('/static/api.js');
+            const m = await import('/static/metrics.js');
+            const samples = m.parsePrometheus(await api.getText('/metrics'));
+            return {
+                blue: m.generatedTokens(samples, 'paddler_', 'blue'),
+                default: m.generatedTokens(samples, 'paddler_', 'default'),
+                all: m.generatedTokens(samples, 'paddler_'),
+                buffered: m.bufferedRequests(samples, 'paddler_', 'blue'),
+            };
+        }"""
+    )
+    assert read["blue"] > 0 and not read["default"], read  # no default series yet
+    assert read["all"] == read["blue"] and read["buffered"] == 0, read
 
     page.locator("#pool-switcher").select_option("default")
     expect(page).to_have_url(re.compile(r"/$"))

@@ -28,8 +28,8 @@ function inPool(samples, pool) {
 
 /**
  * Total generated tokens so far, or null when the balancer exports no such counter.
- * An unlabelled sample wins; otherwise labelled samples (per agent or pool) are summed.
- * With `pool`, only the samples labelled with that pool count.
+ * An unlabelled sample wins; otherwise labelled samples (per agent) are summed. With `pool`,
+ * only samples labelled with that pool count (the `<prefix>pool_generated_tokens` twin).
  */
 export function generatedTokens(samples, prefix, pool = null) {
   const own = inPool(samples, pool).filter((s) => s.name.startsWith(prefix) && isGeneratedCounter(s));
@@ -40,10 +40,11 @@ export function generatedTokens(samples, prefix, pool = null) {
   return plain ? plain.value : series.reduce((sum, s) => sum + s.value, 0);
 }
 
-/** The buffered-requests gauge (summed over pools, or one `pool`'s), or null. */
+/** The buffered-requests gauge (the whole balancer's, or one `pool`'s twin), or null. */
 export function bufferedRequests(samples, prefix, pool = null) {
-  const series = inPool(samples, pool).filter((s) => s.name === `${prefix}requests_buffered`);
-  return series.length ? series.reduce((sum, s) => sum + s.value, 0) : null;
+  const name = pool === null ? `${prefix}requests_buffered` : `${prefix}pool_requests_buffered`;
+  const sample = inPool(samples, pool).find((s) => s.name === name);
+  return sample ? sample.value : null;
 }
 
 /** Per-agent generated tokens/s (the balancer's 10 s window), as Map(agent_id → value). */
