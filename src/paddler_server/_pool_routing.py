@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from paddler.balancer import Balancer
 
 __all__ = [
+    "POOL_SUBPROTOCOL_PREFIX",
     "PoolNotAllowed",
     "check_key_may_use",
     "key_may_use",
@@ -32,6 +33,9 @@ __all__ = [
 
 #: The lower-case header name, as the apps' header dicts hold it.
 POOL_HEADER_KEY = POOL_HEADER.lower()
+#: A browser cannot set headers on a WebSocket: it offers the subprotocol
+#: ``paddler.pool.NAME`` (beside ``paddler``) instead of the header.
+POOL_SUBPROTOCOL_PREFIX = "paddler.pool."
 
 
 class PoolNotAllowed(PaddlerError):
@@ -106,15 +110,23 @@ def unknown_pool(name: str) -> UnknownPool:
 
 
 def native_pool(
-    headers: Mapping[str, str], balancer: Balancer, aliases: Mapping[str, str] | None = None
+    headers: Mapping[str, str],
+    balancer: Balancer,
+    aliases: Mapping[str, str] | None = None,
+    *,
+    subprotocols: Iterable[str] = (),
 ) -> str:
-    """The pool a native request names in ``Paddler-Pool`` (lower-case ``headers``).
+    """The pool a native request names in ``Paddler-Pool`` (lower-case ``headers``), or, on a
+    WebSocket without the header, in a ``paddler.pool.NAME`` subprotocol it offers.
 
-    No header: ``default``. A name off the pool-name rule is ``InvalidRequest`` (400) naming
+    Neither: ``default``. A name off the pool-name rule is ``InvalidRequest`` (400) naming
     the header; a pool the balancer does not know is ``UnknownPool`` (404); a key that may not
     use it is ``PoolNotAllowed`` (403).
     """
     value = headers.get(POOL_HEADER_KEY)
+    if value is None:
+        offered = (p for p in subprotocols if p.startswith(POOL_SUBPROTOCOL_PREFIX))
+        value = next((p.removeprefix(POOL_SUBPROTOCOL_PREFIX) for p in offered), None)
     pool = DEFAULT_POOL
     if value is not None:
         try:

@@ -8,7 +8,7 @@ lines: ``Response`` envelopes, then one terminal item or one ``Error`` envelope.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -45,6 +45,7 @@ from paddler_server._http import (
     status_of,
 )
 from paddler_server._inference_socket import InferenceSocketSession, check_request
+from paddler_server._key_guard import SUBPROTOCOL
 from paddler_server._limits import LimitsDep
 from paddler_server._pool_routing import native_pool
 from paddler_server._refusal import refuse
@@ -75,9 +76,14 @@ def _headers(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {key.lower(): value for key, value in request.headers.items()}
 
 
-def _pool(headers: dict[str, str], balancer: Balancer, settings: BalancerSettings) -> str:
+def _pool(
+    headers: dict[str, str],
+    balancer: Balancer,
+    settings: BalancerSettings,
+    subprotocols: Sequence[str] = (),
+) -> str:
     """The ``Paddler-Pool`` the request names (``default`` without one); 400/403/404 here."""
-    return native_pool(headers, balancer, dict(settings.model_aliases))
+    return native_pool(headers, balancer, dict(settings.model_aliases), subprotocols=subprotocols)
 
 
 def ndjson_stream(
@@ -225,16 +231,19 @@ async def inference_socket(
 ) -> None:
     """Multiplexed generation over one WebSocket (spec §2.2); see ``InferenceSocketSession``.
 
-    ``Paddler-Pool`` on the upgrade request chooses the pool of every request on the socket;
+    ``Paddler-Pool`` on the upgrade request (from a browser: the subprotocol
+    ``paddler.pool.NAME`` beside ``paddler``) chooses the pool of every request on the socket;
     a bad or unknown one refuses the handshake with its status and reason.
     """
     headers = {key.lower(): value for key, value in socket.headers.items()}
+    offered = list(socket.scope.get("subprotocols", ()))
     try:
-        pool = _pool(headers, balancer, settings)
+        pool = _pool(headers, balancer, settings, offered)
     except PaddlerError as exc:
         await refuse(socket.scope, socket.receive, socket.send, status_of(exc), str(exc))
         return
-    await socket.accept()
+    # A browser fails a socket whose server picks none of the subprotocols it offered.
+    await socket.accept(subprotocols=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     session = InferenceSocketSession(socket, balancer, shutdown=shutdown, limits=limits, pool=pool)
     await session.run()
 

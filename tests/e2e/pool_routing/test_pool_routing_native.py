@@ -137,6 +137,23 @@ async def test_the_socket_upgrade_header_selects_the_pool(pools_cluster: OpenAIC
 
 
 @pytest.mark.anyio
+async def test_a_browser_names_the_pool_in_a_subprotocol(pools_cluster: OpenAICluster) -> None:
+    """What a browser can send: no headers, only subprotocols (the key's and the pool's)."""
+    offered = ["paddler", f"paddler.bearer.{ALL_KEY}", "paddler.pool.chat"]
+    async with connect(pools_cluster.inference_socket_url, subprotocols=offered) as socket:
+        assert socket.subprotocol == "paddler"
+        await socket.send(_request("r1"))
+        seen: set[str] = set()
+        while True:
+            message = json.loads(await socket.recv())
+            assert "Error" not in message, message
+            seen.add(message["Response"]["generated_by"])
+            if "Done" in message["Response"]["response"].get("GeneratedToken", {}):
+                break
+    assert seen == {"agent-chat"}
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("pool", "key", "status"), [("nope", ALL_KEY, 404), ("embed", CHAT_KEY, 403)]
 )
