@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 from hypothesis import example, given, settings
@@ -22,8 +23,15 @@ from paddler.balancer._pool import AgentEntry, AgentPool
 from paddler.balancer._request_metrics import RequestMetrics
 from paddler.balancer._slots import SlotDispatcher, SlotLease
 from paddler.cache_aware import CacheAware
+from paddler.hookspecs import hookimpl
 from paddler.plugins import get_plugin_manager
-from paddler.policies import AgentCandidate, RequestInfo, least_busy, use_policy
+from paddler.policies import (
+    AgentCandidate,
+    BalancingPolicy,
+    RequestInfo,
+    least_busy,
+    use_policy,
+)
 from paddler.prefixes import compact, held_after
 from paddler.wire import (
     AgentStateApplicationStatus,
@@ -349,3 +357,101 @@ async def test_a_retry_never_takes_a_slot_kept_on_the_agent_it_excludes() -> Non
         assert slots.holds.take(retry, follow_up) is None
         assert slots.holds.take(turn(0, 1), follow_up) is not None  # the next turn may
         tg.cancel_scope.cancel()
+
+
+# -- property: a real dispatcher with holds never loses, duplicates or overbooks -----------
+
+
+class _FastFollowUps:
+    """``cache_aware`` with a follow-up wait short enough for many examples."""
+
+    @hookimpl
+    def paddler_balancing_policies(self) -> Sequence[BalancingPolicy]:
+        return (attrs.evolve(CacheAware(follow_up_seconds=0.005).policy(), name="fast"),)
+
+
+async def _run_holds(ops: list[tuple[str, int]]) -> None:
+    plugin_manager = get_plugin_manager(entry_points=False)
+    plugin_manager.register(_FastFollowUps())
+    use_policy(plugin_manager, "fast")
+    config = BalancerConfig(buffered_request_timeout=30.0)
+    slots = SlotDispatcher(
+        config, plugin_manager, RequestMetrics(), generation_enabled=lambda: True
+    )
+    granted: list[SlotLease] = []
+    grants: dict[str, int] = {}
+    asked: list[RequestInfo] = []
+    turns: dict[int, int] = {}  # conversation -> its last turn that finished
+    pending = 0
+
+    async def ask(request: RequestInfo) -> None:
+        nonlocal pending
+        lease = slots.lease(request)
+        await lease.acquire()
+        grants[request.request_id] = grants.get(request.request_id, 0) + 1
+        granted.append(lease)
+        pending -= 1
+
+    def start(request: RequestInfo) -> None:
+        nonlocal pending
+        pending += 1
+        asked.append(request)
+        tg.start_soon(ask, request)
+
+    async def settle() -> None:
+        """Until every asking task has its slot or waits in the buffer."""
+        with anyio.fail_after(5):
+            while pending != len(slots.buffer):
+                await anyio.lowlevel.checkpoint()
+
+    def check() -> None:
+        holds = len(slots.holds.holds)
+        assert slots.pool.slots_busy == len(granted) + holds
+        assert all(entry.slots_busy <= entry.slots_total for entry in slots.pool)
+        assert all(count == 1 for count in grants.values()), "granted twice"
+        assert all(w.passed <= slots.holds.bound.max_passes for w in slots.buffer)
+
+    async with anyio.create_task_group() as tg:
+        slots.start(tg)
+        slots.pool.add(AgentEntry(id="a", name=None, status=holding(2)))
+        slots.pool.add(AgentEntry(id="b", name=None, status=holding(1)))
+        for op, n in ops:
+            if op == "new":
+                conversation = len(turns)
+                turns[conversation] = -1
+                start(turn(conversation))
+            elif op == "finish" and granted:
+                lease = granted.pop(n % len(granted))
+                conversation, index = (int(x) for x in lease.request.request_id[1:].split("t"))
+                turns[conversation] = index
+                lease.release()
+                if n % 3:  # most conversations go on at once: the next turn
+                    start(turn(conversation, index + 1))
+            await settle()
+            check()
+        with anyio.fail_after(10):  # finish everything; kept slots expire
+            while pending or granted or slots.holds.holds:
+                while granted:
+                    granted.pop().release()
+                await anyio.sleep(0.001)
+                await settle()
+                check()
+        assert slots.pool.slots_busy == 0 and not len(slots.buffer)
+        assert sorted(grants) == sorted(r.request_id for r in asked), "a request was lost"
+        tg.cancel_scope.cancel()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["new", "new", "finish", "finish", "finish"]), st.integers(0, 30)
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(["asyncio", "trio"]),
+)
+def test_kept_slots_never_lose_duplicate_or_overbook_a_request(
+    ops: list[tuple[str, int]], backend: str
+) -> None:
+    anyio.run(_run_holds, ops, backend=backend)
