@@ -141,6 +141,18 @@ def test_switch_pool_and_load_a_model_on_it(
     assert read["blue"] > 0 and not read["default"], read  # no default series yet
     assert read["all"] == read["blue"] and read["buffered"] == 0, read
 
+    # The prompt page chats with the chosen pool (the subprotocol paddler.pool.blue).
+    page.get_by_role("link", name="Prompt").click()
+    expect(page).to_have_url(re.compile(r"/prompt\?pool=blue$"))
+    expect(page.locator("[data-role=prompt-pool]")).to_have_text(" The chat goes to pool blue.")
+    page.locator("#max-tokens").fill("8")
+    page.locator("#prompt-input").fill("Say hello.")
+    page.locator("#prompt-input").press("Enter")
+    answer_card = page.locator(".message.assistant").nth(0)
+    expect(answer_card).to_have_attribute("data-state", "done", timeout=60_000)
+    expect(answer_card.locator(".meta")).to_contain_text("by beta")
+
+    page.get_by_role("link", name="Dashboard").click()
     page.locator("#pool-switcher").select_option("default")
     expect(page).to_have_url(re.compile(r"/$"))
     expect(agent_card(page, "alpha")).to_contain_text("0 busy / 1 total")

@@ -5,14 +5,17 @@ import { apiKey, setApiKey } from "./auth.js";
 import { formatBytes, h, replace } from "./dom.js";
 import { currentPool, DEFAULT_POOL } from "./pools.js";
 
+/** The pool the chat goes to, offered as a subprotocol; a ':' is no subprotocol character. */
+const socketPool = currentPool !== DEFAULT_POOL && !currentPool.includes(":") ? currentPool : null;
+
 const STREAMING = new Set(["ContentToken", "ReasoningToken", "UndeterminableToken", "ToolCallToken",
   "ToolCallParsed", "ToolCallParseFailed", "ToolCallValidationFailed", "UnrecognizedToolCallFormat"]);
 
 /**
  * The inference socket, reconnecting after a drop; dispatches frames to listeners. With an
- * API key it offers the subprotocols `paddler` and `paddler.bearer.<key>` (a browser cannot
- * set headers on a WebSocket; a key in the URL would be logged). A socket refused before it
- * opens calls `onRefused`.
+ * API key it offers the subprotocols `paddler` and `paddler.bearer.<key>`, and for a pool
+ * other than default `paddler.pool.<name>` (a browser cannot set headers on a WebSocket; a
+ * key in the URL would be logged). A socket refused before it opens calls `onRefused`.
  */
 class InferenceSocket {
   constructor({ onMessage, onState, onRefused }) {
@@ -26,7 +29,8 @@ class InferenceSocket {
   connect() {
     this.onState("connecting");
     const key = apiKey();
-    const ws = key ? new WebSocket(inferenceSocketUrl, ["paddler", `paddler.bearer.${key}`]) : new WebSocket(inferenceSocketUrl);
+    const offers = [key ? `paddler.bearer.${key}` : null, socketPool ? `paddler.pool.${socketPool}` : null].filter(Boolean);
+    const ws = offers.length ? new WebSocket(inferenceSocketUrl, ["paddler", ...offers]) : new WebSocket(inferenceSocketUrl);
     this.ws = ws;
     let opened = false;
     ws.onopen = () => { opened = true; this.delay = 500; this.onState("live"); };
@@ -126,7 +130,9 @@ export function mountPrompt(view) {
   replace(view,
     h("h1", {}, "Prompt ", socketState),
     h("p", { class: "muted" }, "Chat with the cluster through ", h("code", {}, inferenceSocketUrl), ".",
-      currentPool === DEFAULT_POOL ? null : h("span", { dataset: { role: "prompt-pool" } }, ` The chat goes to the default pool, not pool ${currentPool}: a browser cannot send the Paddler-Pool header on a WebSocket.`)),
+      currentPool === DEFAULT_POOL ? null : h("span", { dataset: { role: "prompt-pool" } }, socketPool
+        ? ` The chat goes to pool ${socketPool}.`
+        : ` The chat goes to the default pool: a browser cannot name pool ${currentPool} on a WebSocket (a ':' is not allowed in a subprotocol).`)),
     keyForm,
     notice,
     h("details", { class: "card system" }, h("summary", {}, "System prompt"), system),
@@ -197,7 +203,7 @@ export function mountPrompt(view) {
     try {
       const response = await fetch(`${inferenceBase}/api/v1/continue_from_conversation_history`, {
         method: "POST",
-        headers: { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) },
+        headers: { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}), ...(socketPool ? { "Paddler-Pool": socketPool } : {}) },
         body: "{}",
       });
       status = response.status;
