@@ -123,16 +123,17 @@ def native_pool(
     the header; a pool the balancer does not know is ``UnknownPool`` (404); a key that may not
     use it is ``PoolNotAllowed`` (403).
     """
-    value = headers.get(POOL_HEADER_KEY)
+    value, source = headers.get(POOL_HEADER_KEY), f"{POOL_HEADER} header"
     if value is None:
         offered = (p for p in subprotocols if p.startswith(POOL_SUBPROTOCOL_PREFIX))
         value = next((p.removeprefix(POOL_SUBPROTOCOL_PREFIX) for p in offered), None)
+        source = f"{POOL_SUBPROTOCOL_PREFIX}NAME subprotocol"
     pool = DEFAULT_POOL
     if value is not None:
         try:
             pool = validate_pool_name(value)
         except InvalidRequest as exc:
-            raise InvalidRequest(f"{POOL_HEADER} header: {exc}", field=POOL_HEADER) from exc
+            raise InvalidRequest(f"{source}: {exc}", field=POOL_HEADER) from exc
         if not balancer.has_pool(pool):
             raise unknown_pool(pool)
     check_key_may_use(pool, aliases or {})

@@ -151,6 +151,12 @@ async def test_a_browser_names_the_pool_in_a_subprotocol(pools_cluster: OpenAICl
             if "Done" in message["Response"]["response"].get("GeneratedToken", {}):
                 break
     assert seen == {"agent-chat"}
+    with pytest.raises(InvalidStatus) as refused:
+        empty = ["paddler", f"paddler.bearer.{ALL_KEY}", "paddler.pool."]
+        async with connect(pools_cluster.inference_socket_url, subprotocols=empty):
+            pass
+    assert refused.value.response.status_code == 400
+    assert "paddler.pool.NAME subprotocol" in refused.value.response.body.decode()
 
 
 @pytest.mark.anyio
