@@ -15,14 +15,19 @@ from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
 
 from paddler.balancer import Balancer
+from paddler.errors import InvalidRequest
 from paddler.transports import TextFrameStream
 from paddler.wire import (
+    DEFAULT_POOL,
     EXTENSIONS_HEADER,
+    POOL_HEADER,
     AgentToBalancerMessage,
     BalancerToAgentMessage,
     format_extensions,
     parse_extensions,
+    validate_pool_name,
 )
+from paddler_server._refusal import refuse
 
 __all__ = ["serve_agent_socket"]
 
@@ -75,7 +80,17 @@ async def serve_agent_socket(
     The agent's ``Paddler-Extensions`` request header says which agent-socket extensions it
     speaks; the ``101`` answer lists those we speak too, and only they are used. A Paddler
     4.1 agent sends no header and gets none (its client ignores unknown headers anyway).
+    Its ``Paddler-Pool`` header names the model pool it joins (none: ``default``); an invalid
+    name is refused with ``400`` naming the header, before the agent registers.
     """
+    pool = socket.headers.get(POOL_HEADER, DEFAULT_POOL)
+    try:
+        validate_pool_name(pool)
+    except InvalidRequest as exc:
+        reason = f"{POOL_HEADER} header: {exc}"
+        logger.warning("agent refused agent=%s reason=%s", agent_id, reason)
+        await refuse(socket.scope, socket.receive, socket.send, 400, reason)
+        return
     agreed = parse_extensions(socket.headers.get(EXTENSIONS_HEADER)) & balancer.agent_extensions
     headers = {EXTENSIONS_HEADER: format_extensions(agreed)} if agreed else None
     await socket.accept(headers=headers)
@@ -89,7 +104,7 @@ async def serve_agent_socket(
         if shutdown is not None:
             tg.start_soon(close_on_shutdown, shutdown)
         try:
-            await balancer.serve_agent(agent_id, stream, extensions=agreed)
+            await balancer.serve_agent(agent_id, stream, extensions=agreed, pool=pool)
         finally:
             tg.cancel_scope.cancel()
     with anyio.CancelScope(shield=True):

@@ -312,6 +312,15 @@ def balancer(
     help="Display name, shown in the admin panel and as generated_by in responses.",
 )
 @click.option(
+    "--pool",
+    default="default",
+    show_default=True,
+    envvar="PADDLER_AGENT_POOL",
+    help="The model pool to join: the balancer gives each pool its own desired state (model), "
+    "and OpenAI requests choose a pool by model name. Letters, digits and . _ : - (at most "
+    "128, starting with a letter or digit).",
+)
+@click.option(
     "--no-repack",
     is_flag=True,
     help="Turn off llama.cpp's optional CPU kernels (AMX, weight repacking), as llama-server's "
@@ -356,6 +365,7 @@ def agent(
     management_url: str,
     slots: int,
     name: str | None,
+    pool: str,
     no_repack: bool,
     threads: int | None,
     engine_stall_timeout: float,
@@ -370,7 +380,9 @@ def agent(
     import os
 
     from paddler.agent import AgentConfig
+    from paddler.errors import InvalidRequest
     from paddler.transports import WebSocketTransport
+    from paddler.wire import validate_pool_name
     from paddler_server._run import run_agent, run_until_signal
     from paddler_server._tls import client_ssl_context
 
@@ -383,6 +395,10 @@ def agent(
         raise click.BadParameter(str(exc), param_hint="--tls-ca") from exc
     if token is not None and not token.strip():
         raise click.BadParameter("must not be empty", param_hint="--token / PADDLER_AGENT_TOKEN")
+    try:
+        validate_pool_name(pool)
+    except InvalidRequest as exc:
+        raise click.BadParameter(str(exc), param_hint="--pool / PADDLER_AGENT_POOL") from exc
     transport = WebSocketTransport(token=token.strip() if token else None, ssl_context=ssl_context)
     config = AgentConfig(
         management_url=management_url,
@@ -392,6 +408,7 @@ def agent(
         threads=threads,
         engine_stall_timeout=engine_stall_timeout,
         drain_timeout=drain_timeout,
+        pool=pool,
     )
     run_until_signal(functools.partial(run_agent, transport=transport), config)
 

@@ -127,7 +127,9 @@ class DesiredStateController(Controller):
 
 @get("/metrics", media_type=PROMETHEUS_CONTENT_TYPE)
 async def metrics_endpoint(balancer: BalancerDep, metrics: MetricsDep) -> Response[bytes]:
-    body = metrics.render(balancer.statistics(), balancer.agents_snapshot())
+    body = metrics.render(
+        balancer.statistics(), balancer.agents_snapshot(), balancer.pools_snapshot()
+    )
     # An explicit header: Litestar would append a second charset to a text/ media type.
     return Response(body, headers={"content-type": PROMETHEUS_CONTENT_TYPE})
 

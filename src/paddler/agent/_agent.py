@@ -30,6 +30,7 @@ from paddler.agent._status import AgentStatus
 from paddler.errors import ConnectError, ShuttingDown
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.wire import (
+    DEFAULT_POOL,
     AgentDesiredState,
     AgentSocketExtension,
     AgentStateApplicationStatus,
@@ -271,12 +272,21 @@ class Agent:
 
     # -- connection ----------------------------------------------------------------------
 
+    async def _connect(self) -> AgentSocket:
+        """One connection; ``pool`` is passed only when it is not ``default``, so a transport
+        plugin written before pools keeps working."""
+        assert self._transport is not None
+        url, pool = self.config.management_url, self.config.pool
+        if pool == DEFAULT_POOL:
+            return await self._transport.connect(url, self.agent_id)
+        return await self._transport.connect(url, self.agent_id, pool=pool)
+
     async def _connection_loop(self) -> None:
         assert self._transport is not None
         failures = 0
         while True:
             try:
-                socket = await self._transport.connect(self.config.management_url, self.agent_id)
+                socket = await self._connect()
             except Exception as exc:
                 # Say why once (then every minute or so); retrying every second stays quiet.
                 level = logging.WARNING if failures % 60 == 0 else logging.DEBUG

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import attrs
 
+from paddler.wire import DEFAULT_POOL, validate_pool_name
+
 __all__ = ["AgentConfig"]
 
 
@@ -30,3 +32,6 @@ class AgentConfig:
     engine_stall_timeout: float | None = None
     #: A swap waits this long for requests in flight, then stops them (they end with Done).
     drain_timeout: float = 300.0
+    #: The model pool it joins (``paddler agent --pool``), sent in the socket's handshake;
+    #: a name off ``paddler.wire.POOL_NAME_RULE`` is refused here (``InvalidRequest``).
+    pool: str = attrs.field(default=DEFAULT_POOL, validator=lambda _, __, v: validate_pool_name(v))

@@ -1,14 +1,17 @@
 """What the balancer reports while requests run, and its own outcome counts.
 
 ``BalancerMetricsLike`` is what a metrics backend implements (``paddler.metrics.BalancerMetrics``
-does). ``RequestMetrics`` is the one the streams and the dispatch talk to: it keeps the
-completed/failed/cancelled counts that ``Balancer.statistics()`` shows and forwards everything
-to the backend, if there is one.
+does). ``RequestMetrics`` is the one the streams and the dispatch talk to, one per model pool:
+it keeps the completed/failed/cancelled counts that ``Balancer.statistics()`` shows and forwards
+everything to the backend, if there is one, with the pool's name as ``pool=`` (left out for
+``default``, so a backend written before pools keeps working).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
+
+from paddler.wire import DEFAULT_POOL
 
 if TYPE_CHECKING:
     from paddler._tenancy import Tenant
@@ -19,11 +22,13 @@ __all__ = ["BalancerMetricsLike", "RequestMetrics"]
 class BalancerMetricsLike(Protocol):
     """What the balancer reports to (``paddler.metrics.BalancerMetrics`` implements it)."""
 
-    def observe_buffer_wait(self, seconds: float) -> None: ...
-    def observe_time_to_first_token(self, seconds: float) -> None: ...
+    def observe_buffer_wait(self, seconds: float, *, pool: str = DEFAULT_POOL) -> None: ...
+    def observe_time_to_first_token(self, seconds: float, *, pool: str = DEFAULT_POOL) -> None: ...
     def observe_inter_token_latency(self, seconds: float) -> None: ...
-    def count_tokens(self, *, prompt: int, cached_prompt: int, generated: int) -> None: ...
-    def count_request(self, outcome: str) -> None: ...
+    def count_tokens(
+        self, *, prompt: int, cached_prompt: int, generated: int, pool: str = DEFAULT_POOL
+    ) -> None: ...
+    def count_request(self, outcome: str, *, pool: str = DEFAULT_POOL) -> None: ...
     def record_generated_tokens(self, agent_id: str, count: int = 1) -> None: ...
 
 
@@ -35,11 +40,12 @@ class RequestMetrics:
     """
 
     def __init__(
-        self, backend: BalancerMetricsLike | None = None, *, pool: str = "default"
+        self, backend: BalancerMetricsLike | None = None, *, pool: str = DEFAULT_POOL
     ) -> None:
         self.backend = backend
         #: The model pool whose requests these are (the ``pool`` label).
         self.pool = pool
+        self._pool: dict[str, str] = {} if pool == DEFAULT_POOL else {"pool": pool}
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
@@ -61,7 +67,7 @@ class RequestMetrics:
         else:
             self.failed += 1
         if self.backend is not None:
-            self.backend.count_request(outcome)
+            self.backend.count_request(outcome, **self._pool)
 
     def count_recovery(self, kind: str) -> None:
         """A request was re-dispatched (``"retried"`` before its first token, ``"resumed"``
@@ -75,11 +81,11 @@ class RequestMetrics:
         if tenant is not None:
             tenant.observe_buffer_wait(seconds)
         if self.backend is not None:
-            self.backend.observe_buffer_wait(seconds)
+            self.backend.observe_buffer_wait(seconds, **self._pool)
 
     def observe_time_to_first_token(self, seconds: float) -> None:
         if self.backend is not None:
-            self.backend.observe_time_to_first_token(seconds)
+            self.backend.observe_time_to_first_token(seconds, **self._pool)
 
     def observe_inter_token_latency(self, seconds: float) -> None:
         if self.backend is not None:
@@ -88,7 +94,7 @@ class RequestMetrics:
     def count_tokens(self, *, prompt: int, cached_prompt: int, generated: int) -> None:
         if self.backend is not None:
             self.backend.count_tokens(
-                prompt=prompt, cached_prompt=cached_prompt, generated=generated
+                prompt=prompt, cached_prompt=cached_prompt, generated=generated, **self._pool
             )
 
     def record_generated_tokens(self, agent_id: str, count: int = 1) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from paddler.metrics._keys import KeyMetrics
-from paddler.wire import AgentControllerPoolSnapshot
+from paddler.wire import DEFAULT_POOL, AgentControllerPoolSnapshot
 
 __all__ = [
     "BUFFER_WAIT_BUCKETS",
@@ -30,6 +30,7 @@ __all__ = [
     "TIME_TO_FIRST_TOKEN_BUCKETS",
     "BalancerMetrics",
     "ClusterStatistics",
+    "PoolStatistics",
 ]
 
 #: Seconds a request waited in the buffer: most wait nothing, a queue backs up to the timeout.
@@ -67,11 +68,25 @@ class ClusterStatistics(Protocol):
     def requests_buffered(self) -> int: ...
 
 
+class PoolStatistics(ClusterStatistics, Protocol):
+    """One pool's gauges; ``paddler.balancer.PoolSnapshot`` fits."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def agents(self) -> int: ...
+
+
 class BalancerMetrics:
     """Collects a balancer's measurements and renders them in the Prometheus text format.
 
     The balancer calls the ``observe_*``/``count_*``/``record_*`` methods as requests go;
     ``/metrics`` calls :meth:`render` with the current statistics and agents snapshot.
+
+    Each request, token and buffer series has a twin named ``<prefix>pool_...`` with a
+    ``pool`` label (the model pool that served it); the unlabelled ones stay the whole
+    balancer's, with Paddler's names.
     """
 
     def __init__(self, *, prefix: str = "paddler_") -> None:
@@ -124,7 +139,53 @@ class BalancerMetrics:
             "Responses cut off because their client read nothing for the write deadline",
             registry=self.registry,
         )
+        self._pool_buffer_wait = Histogram(
+            f"{prefix}pool_buffer_wait_seconds",
+            "Time requests waited in their model pool's buffer for a free slot",
+            ["pool"],
+            buckets=BUFFER_WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self._pool_ttft = Histogram(
+            f"{prefix}pool_time_to_first_token_seconds",
+            "Time from a request's arrival to its first generated token, by model pool",
+            ["pool"],
+            buckets=TIME_TO_FIRST_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self._pool_prompt = Counter(
+            f"{prefix}pool_prompt_tokens",
+            "Prompt tokens of finished requests, by model pool",
+            ["pool"],
+            registry=self.registry,
+        )
+        self._pool_cached = Counter(
+            f"{prefix}pool_cached_prompt_tokens",
+            "Prompt tokens served from a slot's KV cache, by model pool",
+            ["pool"],
+            registry=self.registry,
+        )
+        self._pool_generated = Counter(
+            f"{prefix}pool_generated_tokens",
+            "Tokens generated, by model pool",
+            ["pool"],
+            registry=self.registry,
+        )
+        self._pool_requests = Counter(
+            f"{prefix}pool_requests",
+            "Finished inference requests by model pool and outcome",
+            ["pool", "outcome"],
+            registry=self.registry,
+        )
+        for outcome in REQUEST_OUTCOMES:
+            self._pool_requests.labels(DEFAULT_POOL, outcome)
         for collector in (
+            self._pool_buffer_wait,
+            self._pool_ttft,
+            self._pool_prompt,
+            self._pool_cached,
+            self._pool_generated,
+            self._pool_requests,
             self._buffer_wait,
             self._ttft,
             self._itl,
@@ -152,27 +213,36 @@ class BalancerMetrics:
     def __repr__(self) -> str:
         return f"<BalancerMetrics prefix={self.prefix!r}>"
 
-    def observe_buffer_wait(self, seconds: float) -> None:
+    def observe_buffer_wait(self, seconds: float, *, pool: str = DEFAULT_POOL) -> None:
         """A request left the buffer (for a slot, or by timeout) after ``seconds``."""
         self._buffer_wait.observe(seconds)
+        self._pool_buffer_wait.labels(pool).observe(seconds)
 
-    def observe_time_to_first_token(self, seconds: float) -> None:
+    def observe_time_to_first_token(self, seconds: float, *, pool: str = DEFAULT_POOL) -> None:
         """A request got its first token ``seconds`` after it arrived (buffer wait included)."""
         self._ttft.observe(seconds)
+        self._pool_ttft.labels(pool).observe(seconds)
 
     def observe_inter_token_latency(self, seconds: float) -> None:
         """One more token arrived ``seconds`` after the previous token of the same request."""
         self._itl.observe(seconds)
 
-    def count_tokens(self, *, prompt: int, cached_prompt: int, generated: int) -> None:
+    def count_tokens(
+        self, *, prompt: int, cached_prompt: int, generated: int, pool: str = DEFAULT_POOL
+    ) -> None:
         """Add a finished request's ``usage`` (the ``Done`` token counts)."""
-        self._prompt.inc(max(prompt, 0))
-        self._cached.inc(max(cached_prompt, 0))
-        self._generated.inc(max(generated, 0))
+        prompt, cached_prompt, generated = max(prompt, 0), max(cached_prompt, 0), max(generated, 0)
+        self._prompt.inc(prompt)
+        self._cached.inc(cached_prompt)
+        self._generated.inc(generated)
+        self._pool_prompt.labels(pool).inc(prompt)
+        self._pool_cached.labels(pool).inc(cached_prompt)
+        self._pool_generated.labels(pool).inc(generated)
 
-    def count_request(self, outcome: str) -> None:
+    def count_request(self, outcome: str, *, pool: str = DEFAULT_POOL) -> None:
         """A request finished: ``"ok"``, ``"cancelled"`` or the HTTP status as text."""
         self._requests.labels(outcome).inc()
+        self._pool_requests.labels(pool, outcome).inc()
 
     def count_recovery(self, kind: str) -> None:
         """A request was ``"retried"``, ``"resumed"``, or ``"failed_after_retry"``."""
@@ -192,9 +262,12 @@ class BalancerMetrics:
         self,
         statistics: ClusterStatistics,
         agents: AgentControllerPoolSnapshot | None = None,
+        pools: Sequence[PoolStatistics] = (),
     ) -> bytes:
-        """Every metric in the Prometheus text format, the three Paddler gauges first."""
-        with self._snapshot.showing(statistics, agents):
+        """Every metric in the Prometheus text format, the three Paddler gauges first.
+
+        ``pools`` (``Balancer.pools_snapshot()``) adds the per-pool gauges."""
+        with self._snapshot.showing(statistics, agents, pools):
             gauges = "".join(_gauge_text(family) for family in self._snapshot.collect())
         return gauges.encode() + generate_latest(self._counted)
 
@@ -207,6 +280,7 @@ class _SnapshotCollector(Collector):
         self._lock = threading.RLock()
         self._statistics: ClusterStatistics | None = None
         self._agents: AgentControllerPoolSnapshot | None = None
+        self._pools: Sequence[PoolStatistics] = ()
         self._tokens: dict[str, deque[tuple[float, int]]] = {}
 
     def record_tokens(self, agent_id: str, count: int, now: float) -> None:
@@ -224,15 +298,18 @@ class _SnapshotCollector(Collector):
 
     @contextmanager
     def showing(
-        self, statistics: ClusterStatistics, agents: AgentControllerPoolSnapshot | None
+        self,
+        statistics: ClusterStatistics,
+        agents: AgentControllerPoolSnapshot | None,
+        pools: Sequence[PoolStatistics] = (),
     ) -> Iterator[None]:
         """Hold these values while the registry is rendered."""
         with self._lock:
-            self._statistics, self._agents = statistics, agents
+            self._statistics, self._agents, self._pools = statistics, agents, pools
             try:
                 yield
             finally:
-                self._statistics, self._agents = None, None
+                self._statistics, self._agents, self._pools = None, None, ()
 
     def describe(self) -> Iterable[Metric]:
         return []  # names depend on the agents present; nothing to check at registration
@@ -248,6 +325,8 @@ class _SnapshotCollector(Collector):
             yield _gauge(
                 f"{p}requests_buffered", "Number of buffered requests", statistics.requests_buffered
             )
+        if self._pools:
+            yield from _pool_gauges(p, self._pools)
         if self._agents is None:
             return
         labels = ["agent_id", "agent_name"]
@@ -279,6 +358,29 @@ class _SnapshotCollector(Collector):
         for gone in set(self._tokens) - present:
             del self._tokens[gone]
         yield from (total, busy, desired, rate)
+
+
+def _pool_gauges(p: str, pools: Sequence[PoolStatistics]) -> Iterator[GaugeMetricFamily]:
+    families = (
+        (f"{p}pool_agents", "Agents registered in the model pool", lambda s: s.agents),
+        (f"{p}pool_slots_total", "Slots of the model pool's agents", lambda s: s.slots_total),
+        (
+            f"{p}pool_slots_processing",
+            "Slots of the model pool the balancer has a request on",
+            lambda s: s.slots_busy,
+        ),
+        (
+            f"{p}pool_requests_buffered",
+            "Requests waiting in the model pool's buffer",
+            lambda s: s.requests_buffered,
+        ),
+    )
+    value: Callable[[PoolStatistics], int]
+    for name, documentation, value in families:
+        family = GaugeMetricFamily(name, documentation, labels=["pool"])
+        for pool in pools:
+            family.add_metric([pool.name], value(pool))
+        yield family
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -8,6 +8,8 @@ from typing import Any
 from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import ObjectStream
 
+from paddler.wire import DEFAULT_POOL
+
 __all__ = ["AgentSocket", "AgentSocketAttribute", "AgentTransport"]
 
 #: An agent-side connection: send ``AgentToBalancerMessage``, receive ``BalancerToAgentMessage``.
@@ -30,10 +32,12 @@ class AgentTransport:
     and ``Balancer``; a transport only delivers typed wire messages in order.
     """
 
-    async def connect(self, url: str, agent_id: str) -> AgentSocket:
-        """Open one connection for ``agent_id`` to the balancer at ``url``.
+    async def connect(self, url: str, agent_id: str, *, pool: str = DEFAULT_POOL) -> AgentSocket:
+        """Open one connection for ``agent_id`` to the balancer at ``url``, joining ``pool``.
 
-        Raises ``paddler.errors.ConnectError`` when the balancer cannot be reached.
+        Raises ``paddler.errors.ConnectError`` when the balancer cannot be reached. (The
+        agent passes ``pool`` only when it is not ``default``, so a transport written before
+        pools keeps working for the default pool.)
         """
         raise NotImplementedError
 

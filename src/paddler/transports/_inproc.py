@@ -12,6 +12,7 @@ from anyio.streams.stapled import StapledObjectStream
 
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
+from paddler.wire import DEFAULT_POOL
 
 __all__ = ["InProcTransport", "register_inproc", "unregister_inproc"]
 
@@ -21,7 +22,7 @@ class _AcceptsAgents(Protocol):
     def agent_extensions(self) -> frozenset[str]: ...
 
     def accept_agent(
-        self, agent_id: str, stream: ObjectStream[Any], *, extensions: frozenset[str]
+        self, agent_id: str, stream: ObjectStream[Any], *, extensions: frozenset[str], pool: str
     ) -> None: ...
 
 
@@ -69,7 +70,7 @@ class InProcTransport(AgentTransport):
     def __init__(self, *, buffer_size: int = 256) -> None:
         self._buffer_size = buffer_size
 
-    async def connect(self, url: str, agent_id: str) -> AgentSocket:
+    async def connect(self, url: str, agent_id: str, *, pool: str = DEFAULT_POOL) -> AgentSocket:
         name = _name_of(url)
         balancer = _registry.get(name)
         if balancer is None:
@@ -86,6 +87,7 @@ class InProcTransport(AgentTransport):
                 agent_id,
                 StapledObjectStream(to_agent_send, to_balancer_receive),
                 extensions=agreed,
+                pool=pool,
             )
         except Exception as exc:
             for stream in (to_balancer_send, to_balancer_receive, to_agent_send, to_agent_receive):

@@ -11,6 +11,7 @@ from anyio.abc import ObjectStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
+from paddler.wire import DEFAULT_POOL
 
 __all__ = ["MockConnection", "MockTransport"]
 
@@ -83,8 +84,11 @@ class MockTransport(AgentTransport):
         self._handler = handler
         self._extensions = extensions
         self.connections: list[MockConnection] = []
+        #: The pool each connection asked to join, in order.
+        self.pools: list[str] = []
 
-    async def connect(self, url: str, agent_id: str) -> AgentSocket:
+    async def connect(self, url: str, agent_id: str, *, pool: str = DEFAULT_POOL) -> AgentSocket:
         connection = MockConnection(self._handler, agent_id, self._extensions)
         self.connections.append(connection)
+        self.pools.append(pool)
         return connection

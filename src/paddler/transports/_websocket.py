@@ -19,7 +19,7 @@ from anyio.abc import ObjectStream
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
 from paddler.transports._frames import dumps_frame, loads_frame
-from paddler.wire import UpdateAgentStatus
+from paddler.wire import DEFAULT_POOL, UpdateAgentStatus
 
 __all__ = ["MAX_MESSAGE_SIZE", "TextFrameStream", "WebSocketTransport", "agent_socket_url"]
 
@@ -144,7 +144,9 @@ class WebSocketTransport(AgentTransport):
         #: Certificate checks for ``wss://`` (None: the system's CAs).
         self._ssl_context = ssl_context
 
-    async def connect(self, url: str, agent_id: str) -> AgentSocket:
+    async def connect(self, url: str, agent_id: str, *, pool: str = DEFAULT_POOL) -> AgentSocket:
+        """Open the agent socket; ``pool`` goes in the ``Paddler-Pool`` header (none for
+        ``default``, so the handshake stays Paddler's)."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import (
             ConnectionClosed,
@@ -155,6 +157,7 @@ class WebSocketTransport(AgentTransport):
 
         from paddler.wire import (
             EXTENSIONS_HEADER,
+            POOL_HEADER,
             SUPPORTED_EXTENSIONS,
             AgentToBalancerMessage,
             BalancerToAgentMessage,
@@ -164,6 +167,8 @@ class WebSocketTransport(AgentTransport):
 
         uri = agent_socket_url(url, agent_id)
         headers = {EXTENSIONS_HEADER: format_extensions(SUPPORTED_EXTENSIONS)}
+        if pool != DEFAULT_POOL:
+            headers[POOL_HEADER] = pool
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         tls: dict[str, Any] = {}

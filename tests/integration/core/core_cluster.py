@@ -17,6 +17,7 @@ import attrs
 from paddler.agent import Agent, AgentConfig
 from paddler.balancer import Balancer, BalancerConfig
 from paddler.wire import (
+    DEFAULT_POOL,
     BalancerDesiredState,
     ContinueFromRawPromptParams,
     InferenceParameters,
@@ -50,17 +51,21 @@ def unique_name() -> str:
 
 
 @contextlib.asynccontextmanager
-async def agents(name: str, count: int, *, slots: int = 1) -> AsyncIterator[list[Agent]]:
+async def agents(
+    name: str, count: int, *, slots: int = 1, pool: str = DEFAULT_POOL, threads: int | None = None
+) -> AsyncIterator[list[Agent]]:
+    """``count`` agents joining ``pool``, named ``agent-<i>`` (``<pool>-<i>`` in another pool)."""
     async with contextlib.AsyncExitStack() as stack:
         started = []
         for index in range(count):
             config = AgentConfig(
                 management_url=f"inproc://{name}",
                 slots=slots,
-                name=f"agent-{index}",
+                name=f"agent-{index}" if pool == DEFAULT_POOL else f"{pool}-{index}",
+                pool=pool,
                 # Several engines decode at once here: one llama.cpp thread each, or their
                 # spinning threads slow each other down many times over on 2 cores.
-                threads=1 if count > 1 else None,
+                threads=threads or (1 if count > 1 else None),
             )
             started.append(await stack.enter_async_context(Agent(config)))
         yield started
@@ -79,8 +84,8 @@ async def cluster(
             yield balancer, started
 
 
-async def collect(balancer: Balancer, params: Any = None) -> list[Any]:
-    async with balancer.generate(params or prompt()) as stream:
+async def collect(balancer: Balancer, params: Any = None, *, pool: str = DEFAULT_POOL) -> list[Any]:
+    async with balancer.generate(params or prompt(), pool=pool) as stream:
         return [item async for item in stream]
 
 

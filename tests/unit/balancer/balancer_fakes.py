@@ -12,6 +12,7 @@ from anyio.streams.stapled import StapledObjectStream
 
 from paddler.balancer import Balancer, InferenceStream
 from paddler.wire import (
+    DEFAULT_POOL,
     L2,
     AgentRequest,
     AgentResponse,
@@ -98,8 +99,10 @@ class FakeAgent:
         count_embedding_tokens: bool = False,
         model_path: str | None = None,
         uses_chat_template_override: bool = False,
+        pool: str = DEFAULT_POOL,
     ) -> None:
         self.balancer = balancer
+        self.pool = pool
         self.agent_id = agent_id
         self.slots = slots
         self.name = name or agent_id
@@ -144,7 +147,7 @@ class FakeAgent:
         return RegisterAgent(name=self.name, slot_aggregated_status_snapshot=snapshot)
 
     async def start(self) -> None:
-        self.balancer.accept_agent(self.agent_id, self.balancer_side)
+        self.balancer.accept_agent(self.agent_id, self.balancer_side, pool=self.pool)
         await self.send_stream.send(self.registration())
 
     async def set_slots(self, slots: int, *, processing: int = 0) -> None:
