@@ -19,6 +19,8 @@ from typing import Any
 import attrs
 
 from paddler._tenancy import Tenant
+from paddler.errors import InvalidRequest
+from paddler.wire import validate_pool_name
 from paddler_server._bearer import SecretSet, digest
 from paddler_server._key_limits import KeyLimiter, KeyLimits
 
@@ -170,10 +172,16 @@ def _positive(where: str, field: str, value: Any) -> int | None:
 
 
 def _models(where: str, value: Any) -> tuple[str, ...] | None:
+    """Pool names (or ``--model-alias`` names, which follow the same rule)."""
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
         raise KeysFileError(f"{where}: models: must be a list of non-empty strings")
+    for model in value:
+        try:
+            validate_pool_name(model)
+        except InvalidRequest as exc:  # it could never match a pool: a typo, said at once
+            raise KeysFileError(f"{where}: models: {exc}") from exc
     return tuple(value)
 
 

@@ -67,6 +67,7 @@ key_sha256 = "{digest.upper()}"
         ('name = "a"\nkey = "k"\nmax_concurrent_requests = true', "max_concurrent_requests"),
         ('name = "a"\nkey = "k"\npriority = 1.5', "entry 1 ('a'): priority: must be an integer"),
         ('name = "a"\nkey = "k"\nmodels = "chat"', "models: must be a list"),
+        ('name = "a"\nkey = "k"\nmodels = ["gpt 4"]', "models: invalid pool name 'gpt 4'"),
         ('name = "a"\nkey = "k"\nkey_sha256 = "00"', "key: give either key or key_sha256"),
         ('name = "a"\nkey_sha256 = "abc"', "key_sha256: must be 64 hex digits"),
         ('name = "a"', "entry 1 ('a'): key: required"),
