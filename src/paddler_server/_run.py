@@ -157,9 +157,12 @@ def build_apps(
         ),
     ]
     if settings.compat_openai_addr is not None:
+        from paddler_server._recovery_header import RecoveryOptOut
         from paddler_server.openai import create_openai_app
 
-        openai_app = keyed(create_openai_app(balancer, settings, shutdown=shutdown), "openai")
+        openai_app = keyed(
+            RecoveryOptOut(create_openai_app(balancer, settings, shutdown=shutdown)), "openai"
+        )
         limited = ConnectionLimit(openai_app, max_connections, service="OpenAI")
         apps.append((limited, settings.compat_openai_addr.host, settings.compat_openai_addr.port))
     if settings.web_admin_panel_addr is not None:

@@ -8,7 +8,9 @@ these are the rules it asks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from paddler.policies import RequestParams
 from paddler.wire import (
@@ -24,6 +26,7 @@ __all__ = [
     "agent_failed",
     "opted_out",
     "resumable_request",
+    "without_recovery",
 ]
 
 MAX_RECOVERIES = 2
@@ -51,10 +54,30 @@ def agent_failed(payload: object) -> bool:
     return isinstance(payload, SamplerError) and payload.message.startswith(_AGENT_REFUSALS)
 
 
+_OPTED_OUT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "paddler_stream_recovery_opted_out", default=False
+)
+
+
 def opted_out(headers: Mapping[str, str]) -> bool:
-    """The client asked for no recovery (``Paddler-Stream-Recovery: off``)."""
-    value = headers.get(OPT_OUT_HEADER)
+    """The client asked for no recovery: ``Paddler-Stream-Recovery: off`` in the request's
+    headers, or in those of the HTTP request whose handling this is (``without_recovery``)."""
+    return _OPTED_OUT.get() or header_says_off(headers.get(OPT_OUT_HEADER))
+
+
+def header_says_off(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("off", "false", "0", "no")
+
+
+@contextmanager
+def without_recovery(off: bool = True) -> Iterator[None]:
+    """Requests started in this block (and in tasks spawned inside) are not recovered: how a
+    server whose handlers do not pass headers on (the OpenAI layer) applies the header."""
+    token = _OPTED_OUT.set(off)
+    try:
+        yield
+    finally:
+        _OPTED_OUT.reset(token)
 
 
 def resumable_request(params: RequestParams | None, overrides: SamplingOverrides | None) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from balancer_fakes import FakeAgent, usage
 
 from paddler.balancer import Balancer, BalancerConfig
+from paddler.balancer._recovery import opted_out, without_recovery
 from paddler.metrics import BalancerMetrics
 from paddler.plugins import get_plugin_manager
 from paddler.wire import (
@@ -26,6 +27,7 @@ from paddler.wire import (
     ResponseEnvelope,
     SamplerError,
 )
+from paddler_server._recovery_header import RecoveryOptOut
 
 pytestmark = pytest.mark.anyio
 
@@ -276,3 +278,29 @@ async def test_retries_are_bounded_and_the_last_failure_is_counted() -> None:
         assert "dispatched 3 times" in items[-1].error.description
         assert a4.requests == []
         assert counted(metrics) == {"retried": 2, "resumed": 0, "failed_after_retry": 1}
+
+
+async def test_opt_out_in_context_keeps_the_502() -> None:
+    """How the OpenAI service applies the header: ``without_recovery`` around its handler."""
+    async with cluster(
+        lambda b: StallingAgent(b, "a1", 1, sent=(ContentToken("He"),)),
+        lambda b: FakeAgent(b, "a2", 1),
+    ) as (balancer, _):
+        victim, other = fakes(balancer)
+        with without_recovery():
+            items = await read_while(balancer, victim)
+        assert items[-1].error.code == 502
+        assert other.requests == []
+
+
+@pytest.mark.parametrize(("value", "off"), [("off", True), (" OFF ", True), ("on", False)])
+async def test_the_asgi_wrapper_reads_the_header(value: str, off: bool) -> None:
+    seen: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(opted_out({}))
+
+    scope = {"type": "http", "headers": [(b"paddler-stream-recovery", value.encode())]}
+    await RecoveryOptOut(app)(scope, None, None)
+    await RecoveryOptOut(app)({"type": "http", "headers": []}, None, None)
+    assert seen == [off, False]
