@@ -740,10 +740,18 @@ async def openai_section(rounds: int, scale: float, tokens: int, litellm_venv: P
         cells: dict[str, dict[str, list[float]]] = {
             name: {"plain": [], "stream": [], "rps": []} for name in targets
         }
+        cpu: dict[str, list[float]] = {"plain": [], "stream": []}  # ours: balancer CPU/request
         for _ in range(rounds):
             for name, base in targets.items():
+                before = cpu_seconds(cluster.balancer.pid)
                 plain = await chat_latencies(base, False, tokens, requests)
+                between = cpu_seconds(cluster.balancer.pid)
                 streamed = await chat_latencies(base, True, tokens, requests)
+                if name == "ours":  # chat_latencies sends 20 warm-up requests first
+                    cpu["plain"].append((between - before) / (requests + 20))
+                    cpu["stream"].append(
+                        (cpu_seconds(cluster.balancer.pid) - between) / (requests + 20)
+                    )
                 cells[name]["plain"].append(percentile(plain, 0.5))
                 cells[name]["stream"].append(percentile(streamed, 0.5))
                 rps = await chat_requests_per_second(base, 32, int(1000 * scale))
@@ -766,6 +774,11 @@ async def openai_section(rounds: int, scale: float, tokens: int, litellm_venv: P
             f"  (ms; sequential = one non-streaming request at a time; stream = {tokens} "
             "chunks to [DONE]; added = minus the backend called directly; ours includes the "
             "hop to the agent)"
+        )
+        print(
+            f"  ours, balancer process CPU per request (independent of other load): "
+            f"{ms(median(cpu['plain'])).strip()} sequential, {ms(median(cpu['stream'])).strip()} "
+            "stream"
         )
         if proxy is None:
             print(f"  LiteLLM: not installed at {litellm_venv} (see this file's docstring)")
