@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         StateNotSet,
         TransportError,
         UnknownAgent,
+        UnknownPool,
     )
     from paddler.hookspecs import hookimpl
     from paddler.plugins import get_plugin_manager
@@ -70,6 +71,7 @@ _WHERE = {
     "StateNotSet": "paddler.errors",
     "TransportError": "paddler.errors",
     "UnknownAgent": "paddler.errors",
+    "UnknownPool": "paddler.errors",
     "WireError": "paddler.wire",
     "get_plugin_manager": "paddler.plugins",
     "hookimpl": "paddler.hookspecs",
@@ -103,6 +105,7 @@ __all__ = [
     "StateNotSet",
     "TransportError",
     "UnknownAgent",
+    "UnknownPool",
     "WireError",
     "get_plugin_manager",
     "hookimpl",

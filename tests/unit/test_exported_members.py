@@ -71,6 +71,7 @@ def test_errors_share_one_base_and_carry_codes() -> None:
         "InferenceItemTimeout": 504,
         "AgentGone": 502,
         "UnknownAgent": 404,
+        "UnknownPool": 404,
         "AgentRpcTimeout": 504,
         "GenerationDisabled": 501,
         "InvalidRequest": 400,
