@@ -1,9 +1,12 @@
 """The agent's handle on one engine worker process: start it, send commands, hear back.
 
-Two plain threads per worker move bytes between the pipes and the event loop, so neither the
-event loop nor the worker's decode loop ever waits for the other: the writer thread blocks on a
-full pipe instead of the loop, and the reader thread hands each chunk of messages to the loop in
-one call. Neither thread touches llama.cpp (this process never loads it).
+Neither the event loop nor the worker's decode loop ever waits for the other. Commands go
+through a writer thread, which blocks on a full pipe instead of the loop. Results are read on
+the loop itself under asyncio (a non-blocking pipe watched with ``add_reader``): each chunk of
+messages costs one wakeup of the loop, not a thread's wakeup, a hand-off of the GIL and a write
+to the loop's self-pipe, which on a 2-core machine is CPU taken from llama.cpp's threads.
+Other backends (trio) get a reader thread that hands each chunk to the loop in one call.
+Neither thread touches llama.cpp (this process never loads it).
 """
 
 from __future__ import annotations
@@ -77,9 +80,14 @@ class WorkerProcess:
         threading.Thread(
             target=self._write_loop, name=f"paddler-worker-{self.pid}-out", daemon=True
         ).start()
-        threading.Thread(
-            target=self._read_loop, name=f"paddler-worker-{self.pid}-in", daemon=True
-        ).start()
+        self._reader: _LoopReader | None = None
+        native = self._token.native_token
+        if isinstance(native, asyncio.AbstractEventLoop):
+            self._reader = _LoopReader(self, native)
+        else:
+            threading.Thread(
+                target=self._read_loop, name=f"paddler-worker-{self.pid}-in", daemon=True
+            ).start()
 
     @classmethod
     async def start(
@@ -194,15 +202,7 @@ class WorkerProcess:
             while True:
                 ready, _, _ = select.select([self._from_worker], [], [], WATCH_INTERVAL)
                 if not ready:
-                    silent = time.monotonic() - heard
-                    if (
-                        silent > self._stall_timeout
-                        and self._is_busy()
-                        and self.kill_reason is None
-                    ):
-                        self.kill_reason = f"stopped answering for {silent:.0f} s and was killed"
-                        logger.error("the engine worker %d %s", self.pid, self.kill_reason)
-                        self.kill()
+                    self._check_stall(time.monotonic() - heard)
                     continue
                 heard = time.monotonic()
                 try:
@@ -240,6 +240,13 @@ class WorkerProcess:
             return False
         return True
 
+    def _check_stall(self, silent: float) -> None:
+        """Kill a busy worker that has sent nothing for `silent` seconds, past the limit."""
+        if silent > self._stall_timeout and self._is_busy() and self.kill_reason is None:
+            self.kill_reason = f"stopped answering for {silent:.0f} s and was killed"
+            logger.error("the engine worker %d %s", self.pid, self.kill_reason)
+            self.kill()
+
     def _exit(self, returncode: int) -> None:
         self.returncode = returncode
         self._exited.set()
@@ -251,3 +258,52 @@ def _guarded(function: Callable[[Any], None], argument: Any) -> None:
         function(argument)
     except Exception:  # a bug in a handler must not stop the reader thread
         logger.exception("engine worker message handling failed")
+
+
+class _LoopReader:
+    """The worker's results, read on the asyncio loop: `add_reader` on the non-blocking pipe,
+    with a timer for the stall check. After the end of the output, one short-lived thread
+    waits for the process to exit and reports it to the loop."""
+
+    def __init__(self, worker: WorkerProcess, loop: asyncio.AbstractEventLoop) -> None:
+        self._worker = worker
+        self._loop = loop
+        self._fd = worker._from_worker
+        self._decoder = FrameDecoder()
+        self._heard = time.monotonic()
+        os.set_blocking(self._fd, False)
+        loop.add_reader(self._fd, self._readable)
+        self._timer = loop.call_later(WATCH_INTERVAL, self._watch)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._end()
+            return
+        self._heard = time.monotonic()
+        messages = self._decoder.feed(data)
+        if messages:
+            _guarded(self._worker._on_messages, messages)
+
+    def _watch(self) -> None:
+        self._worker._check_stall(time.monotonic() - self._heard)
+        self._timer = self._loop.call_later(WATCH_INTERVAL, self._watch)
+
+    def _end(self) -> None:
+        self._timer.cancel()
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+        worker = self._worker
+        worker._outgoing.put(_CLOSE)  # the writer thread ends too, even if nobody closes
+
+        def wait_exit() -> None:
+            worker._call_loop(worker._exit, worker._process.wait())
+
+        threading.Thread(
+            target=wait_exit, name=f"paddler-worker-{worker.pid}-exit", daemon=True
+        ).start()
