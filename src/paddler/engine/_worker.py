@@ -39,6 +39,11 @@ from paddler.wire import ContinueFromConversationHistoryParams, ContinueFromRawP
 
 READ_SIZE = 1 << 20
 HEARTBEAT_INTERVAL = 1.0  # the engine kills a busy worker that stays silent far longer
+COALESCE_SECONDS = 0.025
+"""How long a request's later tokens may wait to leave together. Each delivery wakes the
+agent, the balancer and the client, and on a machine whose cores all decode, each wake costs
+about half a millisecond of cold-cache CPU taken from the decode threads: at one stream that
+was 7% of the throughput. First tokens, ends and everything but tokens leave at once."""
 
 FAULT_ENV = "PADDLER_ENGINE_TEST_FAULT"
 """Test hook, read by the worker only. ``extra_buffer_types``: crash with SIGSEGV after loading
@@ -56,11 +61,20 @@ class PipeChannel:
         os.set_blocking(out_fd, False)
         self._decoder = FrameDecoder()
         self._pending = bytearray()
+        self._held = bytearray()
         self._input_closed = False
         self._last_send = time.monotonic()
 
-    def send(self, message: object) -> None:
-        self._pending += encode(message)
+    def send(self, message: object, *, urgent: bool = True) -> None:
+        """Write `message` now, or, unless `urgent`, hold it for up to `COALESCE_SECONDS` to
+        leave in one write with what follows (in order: an urgent message takes it along)."""
+        self._held += encode(message)
+        if urgent or time.monotonic() - self._last_send >= COALESCE_SECONDS:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        self._pending += self._held
+        self._held.clear()
         self._last_send = time.monotonic()
         self._write_some()
 
@@ -79,7 +93,10 @@ class PipeChannel:
         """`CommandSource.take`; a closed input (the engine went away) reads as `Stop`."""
         if self._input_closed:
             return [Stop()]
-        if time.monotonic() - self._last_send > HEARTBEAT_INTERVAL:
+        silent = time.monotonic() - self._last_send
+        if self._held and (timeout > 0 or silent >= COALESCE_SECONDS):
+            self._release_held()  # never sleep on held output
+        elif silent > HEARTBEAT_INTERVAL:
             self.send(Heartbeat())  # between steps: a long prompt sends nothing else
         readers = [self._in]
         writers = [self._out] if self._pending else []
@@ -101,11 +118,31 @@ class PipeChannel:
 
     def close(self, timeout: float = 10.0) -> None:
         """Write out what is pending (blocking, for up to `timeout` seconds)."""
+        self._release_held()
         deadline = timeout
         while self._pending and deadline > 0:
             select.select([], [self._out], [], 0.1)
             self._write_some()
             deadline -= 0.1
+
+
+class StartsAndEnds:
+    """Tells the deliveries that must leave at once: a request's first results (its time to
+    first token) and its end (which frees the slot in the balancer's books)."""
+
+    def __init__(self) -> None:
+        self._streaming: set[int] = set()
+
+    def in_outbox(self, outbox: Outbox) -> bool:
+        found = False
+        for request_id, _, done in outbox:
+            if done:
+                self._streaming.discard(request_id)
+                found = True
+            elif request_id not in self._streaming:
+                self._streaming.add(request_id)
+                found = True
+        return found
 
 
 class ForwardLogs(logging.Handler):
@@ -219,8 +256,11 @@ def run(in_fd: int, out_fd: int) -> None:
         source = FaultOnPrompt(channel, marker, hang=kind == "hang")
     scheduler: Scheduler
 
+    starts_and_ends = StartsAndEnds()
+
     def deliver(outbox: Outbox) -> None:
-        channel.send(Delivery(outbox, scheduler.counters))
+        urgent = starts_and_ends.in_outbox(outbox)
+        channel.send(Delivery(outbox, scheduler.counters), urgent=urgent)
 
     scheduler = Scheduler(
         loaded,

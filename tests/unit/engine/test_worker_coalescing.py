@@ -1,0 +1,133 @@
+"""The worker's output pipe: a request's first token and its end leave at once, later tokens
+leave together once `COALESCE_SECONDS` have passed, and the worker never sleeps on held output.
+
+Real pipes and the worker's own `PipeChannel`; the decode steps are the test's calls, so this
+needs no model.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from paddler.engine import _worker as worker
+from paddler.engine._scheduler import Outbox, SchedulerCounters
+from paddler.engine._worker import PipeChannel, StartsAndEnds
+from paddler.engine._worker_wire import Delivery, FrameDecoder, encode
+from paddler.wire import ContentToken, Done, TokenUsage
+
+END = Done(
+    TokenUsage(
+        prompt_tokens=3,
+        cached_prompt_tokens=0,
+        input_image_tokens=0,
+        input_audio_tokens=0,
+        content_tokens=3,
+        reasoning_tokens=0,
+        tool_call_tokens=0,
+        undeterminable_tokens=0,
+    )
+)
+
+
+INTERVAL = 0.3
+"""Longer than the worker's own (`COALESCE_SECONDS`), so that a slow machine between two
+steps of a test does not release what the test expects held."""
+
+
+@pytest.fixture
+def pipes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PipeChannel, int, int]]:
+    """The channel, the engine's end of its output (to read) and of its input (to write)."""
+    monkeypatch.setattr(worker, "COALESCE_SECONDS", INTERVAL)
+    to_worker_r, to_worker_w = os.pipe()
+    from_worker_r, from_worker_w = os.pipe()
+    os.set_blocking(from_worker_r, False)
+    yield PipeChannel(to_worker_r, from_worker_w), from_worker_r, to_worker_w
+    for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
+        os.close(fd)
+
+
+def read_now(fd: int) -> list[object]:
+    """What the engine would read at this moment (each message once)."""
+    try:
+        data = os.read(fd, 1 << 20)
+    except BlockingIOError:
+        return []
+    return FrameDecoder().feed(data)
+
+
+def step(channel: PipeChannel, pacing: StartsAndEnds, outbox: Outbox) -> None:
+    """What the worker does after each decode step."""
+    channel.send(Delivery(outbox, SchedulerCounters()), urgent=pacing.in_outbox(outbox))
+
+
+def token(text: str) -> ContentToken:
+    return ContentToken(text)
+
+
+def test_first_token_and_end_leave_at_once_and_tokens_between_are_held(
+    pipes: tuple[PipeChannel, int, int],
+) -> None:
+    channel, out, _ = pipes
+    pacing = StartsAndEnds()
+    step(channel, pacing, [(1, [token("a")], False)])
+    assert len(read_now(out)) == 1, "the first token waited"
+    step(channel, pacing, [(1, [token("b")], False)])
+    step(channel, pacing, [(1, [token("c")], False)])
+    assert read_now(out) == [], "a later token left on its own right after the first"
+    step(channel, pacing, [(1, [END], True)])
+    messages = read_now(out)
+    assert [m.outbox[0][1][0] for m in messages] == [  # type: ignore[attr-defined]
+        token("b"),
+        token("c"),
+        END,
+    ], "the end did not take the held tokens along, in order"
+
+
+def test_held_tokens_leave_once_the_interval_has_passed(
+    pipes: tuple[PipeChannel, int, int],
+) -> None:
+    channel, out, _ = pipes
+    pacing = StartsAndEnds()
+    step(channel, pacing, [(1, [token("a")], False)])
+    read_now(out)
+    step(channel, pacing, [(1, [token("b")], False)])
+    time.sleep(INTERVAL)
+    channel.take(0.0)  # the next step's command poll, while the request decodes on
+    assert len(read_now(out)) == 1, "a held token outlived the interval"
+    step(channel, pacing, [(1, [token("c")], False)])
+    step(channel, pacing, [(1, [token("d")], False)])
+    assert read_now(out) == []
+    time.sleep(INTERVAL)
+    step(channel, pacing, [(1, [token("e")], False)])
+    assert len(read_now(out)) == 3, "the step after the interval did not send what was held"
+
+
+def test_a_second_request_starting_is_not_held_behind_another_stream(
+    pipes: tuple[PipeChannel, int, int],
+) -> None:
+    channel, out, _ = pipes
+    pacing = StartsAndEnds()
+    step(channel, pacing, [(1, [token("a")], False)])
+    read_now(out)
+    step(channel, pacing, [(1, [token("b")], False)])
+    step(channel, pacing, [(1, [token("c")], False), (2, [token("first")], False)])
+    assert len(read_now(out)) == 2, "request 2's first token waited"  # with the held step
+
+
+def test_an_idle_worker_releases_held_output_before_it_waits_for_commands(
+    pipes: tuple[PipeChannel, int, int],
+) -> None:
+    channel, out, to_worker = pipes
+    pacing = StartsAndEnds()
+    step(channel, pacing, [(1, [token("a")], False)])
+    step(channel, pacing, [(1, [token("b")], False)])
+    read_now(out)  # the first token
+    os.write(to_worker, encode(Delivery([], SchedulerCounters())))  # so that take returns
+    channel.take(0.5)  # a blocking wait: no slot busy
+    assert select.select([out], [], [], 0)[0], "held output stayed behind a blocking wait"
+    assert len(read_now(out)) == 1
