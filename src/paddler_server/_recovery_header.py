@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paddler.balancer._recovery import OPT_OUT_HEADER, header_says_off, without_recovery
+from paddler.balancer._recovery import OPT_OUT_HEADER, http_request_header
 
 __all__ = ["RecoveryOptOut"]
 
@@ -14,7 +14,8 @@ _HEADER = OPT_OUT_HEADER.encode("latin-1")
 
 
 class RecoveryOptOut:
-    """Runs ``app`` with recovery off for requests that carry the opt-out header."""
+    """Runs ``app`` with the request's opt-out header where the balancer reads it (a bad
+    value is then the OpenAI layer's 400, after the key and host checks)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -25,8 +26,8 @@ class RecoveryOptOut:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") == "http":
             for name, value in scope.get("headers", ()):
-                if name == _HEADER and header_says_off(value.decode("latin-1")):
-                    with without_recovery():
+                if name == _HEADER:
+                    with http_request_header(value.decode("latin-1")):
                         await self.app(scope, receive, send)
                     return
         await self.app(scope, receive, send)

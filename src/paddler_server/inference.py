@@ -17,6 +17,7 @@ from litestar.datastructures import State
 from litestar.response.base import ASGIResponse
 
 from paddler.balancer import Balancer, EmbeddingStream, InferenceStream
+from paddler.balancer._recovery import OPT_OUT_HEADER, recovery_off
 from paddler.errors import (
     EmbeddingsNotEnabled,
     GenerationDisabled,
@@ -82,7 +83,10 @@ def _pool(
     settings: BalancerSettings,
     subprotocols: Sequence[str] = (),
 ) -> str:
-    """The ``Paddler-Pool`` the request names (``default`` without one); 400/403/404 here."""
+    """The ``Paddler-Pool`` the request names (``default`` without one); 400/403/404 here,
+    and 400 for a ``Paddler-Stream-Recovery`` that is neither off nor on, before any answer
+    starts (every native generation route and the socket's upgrade come through here)."""
+    recovery_off(headers.get(OPT_OUT_HEADER))
     return native_pool(headers, balancer, dict(settings.model_aliases), subprotocols=subprotocols)
 
 

@@ -12,6 +12,7 @@ import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from paddler.errors import InvalidRequest
 from paddler.policies import RequestParams
 from paddler.wire import (
     ContinueFromConversationHistoryParams,
@@ -24,9 +25,10 @@ __all__ = [
     "MAX_RECOVERIES",
     "OPT_OUT_HEADER",
     "agent_failed",
+    "http_request_header",
     "opted_out",
+    "recovery_off",
     "resumable_request",
-    "without_recovery",
 ]
 
 MAX_RECOVERIES = 2
@@ -54,30 +56,45 @@ def agent_failed(payload: object) -> bool:
     return isinstance(payload, SamplerError) and payload.message.startswith(_AGENT_REFUSALS)
 
 
-_OPTED_OUT: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "paddler_stream_recovery_opted_out", default=False
+_HTTP_REQUEST_VALUE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "paddler_stream_recovery_header", default=None
 )
+_OFF = ("off", "false", "0", "no")
+_ON = ("on", "true", "1", "yes")
 
 
 def opted_out(headers: Mapping[str, str]) -> bool:
     """The client asked for no recovery: ``Paddler-Stream-Recovery: off`` in the request's
-    headers, or in those of the HTTP request whose handling this is (``without_recovery``)."""
-    return _OPTED_OUT.get() or header_says_off(headers.get(OPT_OUT_HEADER))
+    headers, or in those of the HTTP request whose handling this is (`http_request_header`).
+    A value that is neither off nor on is `InvalidRequest` naming the header."""
+    value = headers.get(OPT_OUT_HEADER)
+    return recovery_off(value if value is not None else _HTTP_REQUEST_VALUE.get())
 
 
-def header_says_off(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("off", "false", "0", "no")
+def recovery_off(value: str | None) -> bool:
+    """What a ``Paddler-Stream-Recovery`` value asks for (none: recovery stays on)."""
+    if value is None:
+        return False
+    word = value.strip().lower()
+    if word in _OFF or word in _ON:
+        return word in _OFF
+    raise InvalidRequest(
+        f"Paddler-Stream-Recovery header: {value!r} is neither off ({', '.join(_OFF)}) "
+        f"nor on ({', '.join(_ON)})",
+        field="Paddler-Stream-Recovery",
+    )
 
 
 @contextmanager
-def without_recovery(off: bool = True) -> Iterator[None]:
-    """Requests started in this block (and in tasks spawned inside) are not recovered: how a
-    server whose handlers do not pass headers on (the OpenAI layer) applies the header."""
-    token = _OPTED_OUT.set(off)
+def http_request_header(value: str | None) -> Iterator[None]:
+    """Requests started in this block (and in tasks spawned inside) read ``value`` as their
+    ``Paddler-Stream-Recovery``: how a server whose handlers do not pass headers on (the
+    OpenAI layer) applies the header."""
+    token = _HTTP_REQUEST_VALUE.set(value)
     try:
         yield
     finally:
-        _OPTED_OUT.reset(token)
+        _HTTP_REQUEST_VALUE.reset(token)
 
 
 def resumable_request(params: RequestParams | None, overrides: SamplingOverrides | None) -> bool:

@@ -13,7 +13,8 @@ import pytest
 from balancer_fakes import FakeAgent, usage
 
 from paddler.balancer import Balancer, BalancerConfig
-from paddler.balancer._recovery import opted_out, without_recovery
+from paddler.balancer._recovery import http_request_header, opted_out
+from paddler.errors import InvalidRequest
 from paddler.metrics import BalancerMetrics
 from paddler.plugins import get_plugin_manager
 from paddler.wire import (
@@ -281,13 +282,14 @@ async def test_retries_are_bounded_and_the_last_failure_is_counted() -> None:
 
 
 async def test_opt_out_in_context_keeps_the_502() -> None:
-    """How the OpenAI service applies the header: ``without_recovery`` around its handler."""
+    """How the OpenAI service applies the header: ``http_request_header`` around its
+    handler."""
     async with cluster(
         lambda b: StallingAgent(b, "a1", 1, sent=(ContentToken("He"),)),
         lambda b: FakeAgent(b, "a2", 1),
     ) as (balancer, _):
         victim, other = fakes(balancer)
-        with without_recovery():
+        with http_request_header("off"):
             items = await read_while(balancer, victim)
         assert items[-1].error.code == 502
         assert other.requests == []
@@ -304,3 +306,13 @@ async def test_the_asgi_wrapper_reads_the_header(value: str, off: bool) -> None:
     await RecoveryOptOut(app)(scope, None, None)
     await RecoveryOptOut(app)({"type": "http", "headers": []}, None, None)
     assert seen == [off, False]
+
+
+async def test_a_header_neither_off_nor_on_is_refused_naming_it() -> None:
+    with pytest.raises(InvalidRequest, match="Paddler-Stream-Recovery header: 'maybe'"):
+        opted_out({"paddler-stream-recovery": "maybe"})
+    with (
+        http_request_header("nope"),
+        pytest.raises(InvalidRequest, match="Paddler-Stream-Recovery"),
+    ):
+        opted_out({})
