@@ -43,7 +43,8 @@ COALESCE_SECONDS = 0.025
 """How long a request's later tokens may wait to leave together. Each delivery wakes the
 agent, the balancer and the client, and on a machine whose cores all decode, each wake costs
 about half a millisecond of cold-cache CPU taken from the decode threads: at one stream that
-was 7% of the throughput. First tokens, ends and everything but tokens leave at once."""
+was 7% of the throughput. A request's first results and its end leave at once, and so do
+logs, load progress and heartbeats."""
 
 FAULT_ENV = "PADDLER_ENGINE_TEST_FAULT"
 """Test hook, read by the worker only. ``extra_buffer_types``: crash with SIGSEGV after loading

@@ -69,15 +69,26 @@ def token(text: str) -> ContentToken:
     return ContentToken(text)
 
 
-def test_first_token_and_end_leave_at_once_and_tokens_between_are_held(
-    pipes: tuple[PipeChannel, int, int],
-) -> None:
+def streaming(pipes: tuple[PipeChannel, int, int]) -> tuple[PipeChannel, int, StartsAndEnds]:
+    """Request 1 has started: its first token has left at once and been read."""
     channel, out, _ = pipes
     pacing = StartsAndEnds()
     step(channel, pacing, [(1, [token("a")], False)])
     assert len(read_now(out)) == 1, "the first token waited"
-    step(channel, pacing, [(1, [token("b")], False)])
-    step(channel, pacing, [(1, [token("c")], False)])
+    return channel, out, pacing
+
+
+def then(channel: PipeChannel, pacing: StartsAndEnds, *texts: str) -> None:
+    """Later tokens of request 1, one decode step each."""
+    for text in texts:
+        step(channel, pacing, [(1, [token(text)], False)])
+
+
+def test_first_token_and_end_leave_at_once_and_tokens_between_are_held(
+    pipes: tuple[PipeChannel, int, int],
+) -> None:
+    channel, out, pacing = streaming(pipes)
+    then(channel, pacing, "b", "c")
     assert read_now(out) == [], "a later token left on its own right after the first"
     step(channel, pacing, [(1, [END], True)])
     messages = read_now(out)
@@ -91,30 +102,23 @@ def test_first_token_and_end_leave_at_once_and_tokens_between_are_held(
 def test_held_tokens_leave_once_the_interval_has_passed(
     pipes: tuple[PipeChannel, int, int],
 ) -> None:
-    channel, out, _ = pipes
-    pacing = StartsAndEnds()
-    step(channel, pacing, [(1, [token("a")], False)])
-    read_now(out)
-    step(channel, pacing, [(1, [token("b")], False)])
+    channel, out, pacing = streaming(pipes)
+    then(channel, pacing, "b")
     time.sleep(INTERVAL)
     channel.take(0.0)  # the next step's command poll, while the request decodes on
     assert len(read_now(out)) == 1, "a held token outlived the interval"
-    step(channel, pacing, [(1, [token("c")], False)])
-    step(channel, pacing, [(1, [token("d")], False)])
+    then(channel, pacing, "c", "d")
     assert read_now(out) == []
     time.sleep(INTERVAL)
-    step(channel, pacing, [(1, [token("e")], False)])
+    then(channel, pacing, "e")
     assert len(read_now(out)) == 3, "the step after the interval did not send what was held"
 
 
 def test_a_second_request_starting_is_not_held_behind_another_stream(
     pipes: tuple[PipeChannel, int, int],
 ) -> None:
-    channel, out, _ = pipes
-    pacing = StartsAndEnds()
-    step(channel, pacing, [(1, [token("a")], False)])
-    read_now(out)
-    step(channel, pacing, [(1, [token("b")], False)])
+    channel, out, pacing = streaming(pipes)
+    then(channel, pacing, "b")
     step(channel, pacing, [(1, [token("c")], False), (2, [token("first")], False)])
     assert len(read_now(out)) == 2, "request 2's first token waited"  # with the held step
 
@@ -122,12 +126,9 @@ def test_a_second_request_starting_is_not_held_behind_another_stream(
 def test_an_idle_worker_releases_held_output_before_it_waits_for_commands(
     pipes: tuple[PipeChannel, int, int],
 ) -> None:
-    channel, out, to_worker = pipes
-    pacing = StartsAndEnds()
-    step(channel, pacing, [(1, [token("a")], False)])
-    step(channel, pacing, [(1, [token("b")], False)])
-    read_now(out)  # the first token
-    os.write(to_worker, encode(Delivery([], SchedulerCounters())))  # so that take returns
+    channel, out, pacing = streaming(pipes)
+    then(channel, pacing, "b")
+    os.write(pipes[2], encode(Delivery([], SchedulerCounters())))  # so that take returns
     channel.take(0.5)  # a blocking wait: no slot busy
     assert select.select([out], [], [], 0)[0], "held output stayed behind a blocking wait"
     assert len(read_now(out)) == 1
