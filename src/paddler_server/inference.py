@@ -106,6 +106,7 @@ def ndjson_stream(
     seen: dict[str, str] = {}
 
     async def produce(emit: Emit) -> None:
+        held: list[bytes] = []  # lines whose next one had already arrived: written together
         try:
             async with open_stream as stream:
                 request_id = getattr(stream, "request_id", None)
@@ -116,13 +117,18 @@ def ndjson_stream(
                         item_id = getattr(item, "request_id", None)
                         if isinstance(item_id, str):
                             seen["id"] = item_id
-                    await emit(_line(item))
+                    held.append(_line(item))
+                    if not stream.ready:
+                        await emit(b"".join(held))
+                        held.clear()
         except PaddlerError as exc:
             # Raised after the headers went out: report inside the stream.
-            await emit(_line(_error(seen.get("id", request_id_hint or ""), exc.code, str(exc))))
+            held.append(_line(_error(seen.get("id", request_id_hint or ""), exc.code, str(exc))))
+            await emit(b"".join(held))
         except Exception:
             logger.exception("inference stream failed")
-            await emit(_line(_error(seen.get("id", request_id_hint or ""), 500, INTERNAL)))
+            held.append(_line(_error(seen.get("id", request_id_hint or ""), 500, INTERNAL)))
+            await emit(b"".join(held))
 
     def on_shutdown() -> bytes:
         return _line(_error(seen.get("id", request_id_hint or ""), 503, SHUTDOWN_DESCRIPTION))

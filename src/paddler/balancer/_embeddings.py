@@ -83,6 +83,12 @@ class EmbeddingStream:
         self.prompt_tokens = 0
         self.counted_documents = 0
 
+    @property
+    def ready(self) -> bool:
+        """The next item has arrived (as ``InferenceStream.ready``)."""
+        receive = self._receive
+        return receive is not None and receive.statistics().current_buffer_used > 0
+
     async def __aenter__(self) -> EmbeddingStream:
         try:
             return await self._start()

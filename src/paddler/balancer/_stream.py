@@ -165,6 +165,18 @@ class InferenceStream:
     def request(self) -> RequestInfo:
         return self._lease.request
 
+    @property
+    def ready(self) -> bool:
+        """The next item has arrived, so ``__anext__`` returns without waiting: a writer may
+        hold what it has and send it together with the next (one socket write, one wake of
+        the client, for all the tokens one agent frame batch brought)."""
+        receive = self._receive
+        return (
+            self._state in (StreamState.STREAMING, StreamState.STOPPING)
+            and receive is not None
+            and receive.statistics().current_buffer_used > 0
+        )
+
     async def __aenter__(self) -> InferenceStream:
         if self._state is not StreamState.NEW:
             raise RuntimeError(
