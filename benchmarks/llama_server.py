@@ -9,7 +9,9 @@ HTTP. Ours is the real CLI: ``paddler balancer`` + ``paddler agent --slots 4`` (
 engine worker process), driven through the native NDJSON API. Blocks alternate between the two
 servers at each concurrency, and each prompt is new to both (no prompt-cache hits).
 
-The C++ ceiling is ``llama-batched-bench`` (no HTTP, no sampling) at 1, 4 and 8 sequences.
+The C++ ceiling is ``llama-batched-bench`` (no HTTP, no sampling) at 1, 4 and 8 sequences,
+run after each pair of blocks at the same number of sequences: this machine's speed drifts by
+10-20% within an hour, and a ceiling measured once at the start drifted with it.
 Also printed: CPU time per generated token of the agent, its worker and the balancer, and
 resident memory, read from /proc. (The scheduler's Python share of a step is in
 benchmarks/engine.py, which reads the engine's statistics in-process.)
@@ -20,8 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,7 +130,7 @@ class LlamaServer:
         )
         wait_http(f"http://127.0.0.1:{self.port}/health")
 
-    async def one(self, client: httpx.AsyncClient, prompt: str) -> int:
+    async def one(self, client: httpx.AsyncClient, prompt: str, arrivals: list[float]) -> int:
         body = {
             "prompt": prompt,
             "n_predict": NEW_TOKENS,
@@ -143,9 +145,10 @@ class LlamaServer:
             async for line in response.aiter_lines():
                 if not line.startswith("data: "):
                     continue
-                event = json.loads(line[6:])
-                if event.get("stop"):
-                    tokens = int(event.get("tokens_predicted", tokens))
+                if '"stop":true' not in line:  # a token event (parsed only at the end,
+                    arrivals.append(time.perf_counter())  # as ours is)
+                    continue
+                tokens = int(json.loads(line[6:]).get("tokens_predicted", tokens))
         return tokens
 
     def stop(self) -> None:
@@ -209,13 +212,15 @@ class Ours:
             raise RuntimeError("the agent did not load the model")
         self.worker = children(self.agent.pid)[0]
 
-    async def one(self, client: httpx.AsyncClient, prompt: str) -> int:
+    async def one(self, client: httpx.AsyncClient, prompt: str, arrivals: list[float]) -> int:
         url = f"http://127.0.0.1:{self.inference}/api/v1/continue_from_raw_prompt"
         body = {"raw_prompt": prompt, "max_tokens": NEW_TOKENS}
         tokens = 0
         async with client.stream("POST", url, json=body) as response:
             async for line in response.aiter_lines():
-                if '"Done"' in line:
+                if '"ContentToken"' in line:
+                    arrivals.append(time.perf_counter())
+                elif '"Done"' in line:
                     response = json.loads(line)["Response"]["response"]
                     done = response["GeneratedToken"]["Done"]["usage"]
                     tokens = int(done["content_tokens"])
@@ -227,18 +232,30 @@ class Ours:
             process.wait(15)
 
 
+@attrs.frozen
+class Block:
+    tokens: int
+    seconds: float
+    #: Tokens/s while every client had a request going: from the moment the last client got
+    #: its first token to the moment the first client got its last one. The ramp and the tail
+    #: (fewer streams than clients) are left out, as llama-batched-bench's S_TG leaves out its
+    #: prompts; the gaps between one client's requests and their prompts stay in.
+    steady: float
+
+
 async def block(
-    one: Callable[[httpx.AsyncClient, str], Awaitable[int]],
+    one: Callable[[httpx.AsyncClient, str, list[float]], Awaitable[int]],
     prompts: Sequence[Sequence[str]],
-) -> tuple[int, float]:
+) -> Block:
     """Each inner list is one client's requests, sent one after another."""
     tokens = 0
+    arrivals: list[list[float]] = [[] for _ in prompts]
 
-    async def client_loop(client: httpx.AsyncClient, mine: Sequence[str]) -> None:
+    async def client_loop(client: httpx.AsyncClient, index: int) -> None:
         nonlocal tokens
-        for prompt in mine:
-            generated = await one(client, prompt)  # not `tokens += await`: that reads
-            tokens += generated  # tokens before the await and loses the others' counts
+        for prompt in prompts[index]:
+            generated = await one(client, prompt, arrivals[index])  # not `tokens += await`:
+            tokens += generated  # that reads tokens before the await and loses the others'
 
     # A new connection per request on both sides: llama-server closes idle keep-alive
     # connections after a few seconds, which a pooled client would hit mid-run.
@@ -246,41 +263,52 @@ async def block(
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:
-            for mine in prompts:
-                tg.start_soon(client_loop, client, mine)
-        return tokens, time.perf_counter() - started
+            for index in range(len(prompts)):
+                tg.start_soon(client_loop, client, index)
+        seconds = time.perf_counter() - started
+    start = max(times[0] for times in arrivals)
+    end = min(times[-1] for times in arrivals)
+    within = sum(1 for times in arrivals for t in times if start < t <= end)
+    return Block(tokens, seconds, within / (end - start) if end > start else 0.0)
 
 
-def batched_bench(binary: Path) -> dict[int, float]:
-    """llama-batched-bench's generation tokens/s (S_TG) at 1, 4 and 8 sequences."""
+#: What `raw_prompt` comes to with the demo model's tokenizer (30-32 tokens): the ceiling's
+#: sequences start from a prompt of the same length as the served requests.
+PROMPT_TOKENS = 32
+
+
+def batched_bench(binary: Path, sequences: int) -> float:
+    """llama-batched-bench's generation tokens/s (S_TG) at ``sequences`` sequences: run twice
+    in one invocation, and the second (warm) figure is the one kept."""
     output = subprocess.run(
         [
             str(binary),
             *same_llama_arguments(),
             "-npp",
-            "128",
+            str(PROMPT_TOKENS),
             "-ntg",
             str(NEW_TOKENS),
             "-npl",
-            "1,4,8",
+            f"{sequences},{sequences}",
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    rates: dict[int, float] = {}
+    rates: list[float] = []
     for line in output.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 8 and re.fullmatch(r"\d+", cells[2] or "x"):
-            rates[int(cells[2])] = float(cells[7])
-    return rates
+        if len(cells) >= 8 and cells[2] == str(sequences):
+            rates.append(float(cells[7]))
+    if not rates:
+        raise RuntimeError(f"no S_TG row for {sequences} sequences in:\n{output}")
+    return rates[-1]
 
 
 async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> None:
     binaries = build()
     print(f"model: {model_path().name}, threads: {threads()}, cpus: {os.cpu_count()}, ", end="")
     print(f"slots: {SLOTS}, F16 KV, greedy, {NEW_TOKENS} new tokens, load {os.getloadavg()[0]:.2f}")
-    ceiling = batched_bench(binaries["llama-batched-bench"])
     with tempfile.TemporaryDirectory() as tmp:
         server = LlamaServer(binaries["llama-server"], Path(tmp) / "llama-server.log")
         ours = Ours(Path(tmp))
@@ -294,6 +322,8 @@ async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> N
             run = 1
             for c in concurrencies:
                 totals = {"server": [0, 0.0], "ours": [0, 0.0]}
+                steady: dict[str, list[float]] = {"server": [], "ours": []}
+                bench_rates: list[float] = []
                 for _ in range(repeats):
                     prompts = [
                         [raw_prompt(i * per_client + j, run) for j in range(per_client)]
@@ -307,7 +337,9 @@ async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> N
                             cpu_seconds(ours.worker),
                             cpu_seconds(ours.balancer.pid),
                         )
-                        tokens, seconds = await block(side.one, prompts)
+                        measured = await block(side.one, prompts)
+                        tokens, seconds = measured.tokens, measured.seconds
+                        steady[name].append(measured.steady)
                         if name == "ours":
                             agent_cpu += cpu_seconds(ours.agent.pid) - before[0]
                             worker_cpu += cpu_seconds(ours.worker) - before[1]
@@ -315,21 +347,45 @@ async def main(concurrencies: Sequence[int], repeats: int, per_client: int) -> N
                             our_tokens += tokens
                         totals[name][0] += tokens
                         totals[name][1] += seconds
+                    # The C++ ceiling in the same alternation, so machine drift hits it too.
+                    await anyio.sleep(0.5)
+                    bench_rates.append(
+                        await anyio.to_thread.run_sync(
+                            batched_bench, binaries["llama-batched-bench"], c
+                        )
+                    )
                 s_rate = totals["server"][0] / totals["server"][1]
                 o_rate = totals["ours"][0] / totals["ours"][1]
-                rows.append((c, s_rate, o_rate, ceiling.get(c)))
+                rows.append(
+                    (
+                        c,
+                        s_rate,
+                        o_rate,
+                        statistics.fmean(steady["server"]),
+                        statistics.fmean(steady["ours"]),
+                        statistics.fmean(bench_rates),
+                    )
+                )
             memory = (rss_mib(ours.agent.pid), rss_mib(ours.worker), rss_mib(server.process.pid))
         finally:
             ours.stop()
             server.stop()
     print(
-        f"\n{'streams':>7} {'llama-server':>13} {'ours':>8} {'ratio':>6} "
-        f"{'batched-bench':>14} {'ours/bench':>11}"
+        f"\n{'':>7} {'whole blocks':^28} {'steady (every stream busy)':^28}"
+        f" {'batched-bench':>14} {'ours steady':>11}"
     )
-    for c, s_rate, o_rate, bench in rows:
-        bench_cells = f"{bench:>14.1f} {o_rate / bench:>11.2f}" if bench else f"{'':>14} {'':>11}"
-        print(f"{c:>7} {s_rate:>13.1f} {o_rate:>8.1f} {o_rate / s_rate:>6.2f} {bench_cells}")
-    print("(tokens/s, aggregate over the streams; batched-bench: S_TG, no HTTP)")
+    print(
+        f"{'streams':>7} {'llama-server':>13} {'ours':>7} {'ratio':>6}"
+        f" {'llama-server':>13} {'ours':>7} {'ratio':>6} {'S_TG':>14} {'/ bench':>11}"
+    )
+    for c, s_rate, o_rate, s_steady, o_steady, bench in rows:
+        print(
+            f"{c:>7} {s_rate:>13.1f} {o_rate:>7.1f} {o_rate / s_rate:>6.2f}"
+            f" {s_steady:>13.1f} {o_steady:>7.1f} {o_steady / s_steady:>6.2f}"
+            f" {bench:>14.1f} {o_steady / bench:>11.2f}"
+        )
+    print("(tokens/s, aggregate over the streams; whole blocks include the ramp and the tail;")
+    print(" batched-bench: S_TG, no HTTP, run after each pair of blocks at as many sequences)")
     print(
         f"\nagent CPU s per generated token: {agent_cpu / our_tokens * 1000:.2f} ms; "
         f"worker: {worker_cpu / our_tokens * 1000:.2f} ms; "
