@@ -28,7 +28,12 @@ from paddler.agent._reconciler import Reconciler
 from paddler.agent._slot_prefixes import SlotPrefixes
 from paddler.agent._status import AgentStatus
 from paddler.errors import ConnectError, ShuttingDown
-from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
+from paddler.transports._base import (
+    AgentSocket,
+    AgentSocketAttribute,
+    AgentTransport,
+    BatchingSocket,
+)
 from paddler.wire import (
     DEFAULT_POOL,
     AgentDesiredState,
@@ -55,6 +60,7 @@ logger = logging.getLogger("paddler.agent")
 
 MIN_REPORT_GAP = 0.05
 RESTART_WAIT = 60.0  # how long a request waits for an engine that replaces a crashed one
+MAX_BATCH = 256  # messages in one ``frame_batches`` frame (about 40 kB of tokens)
 NO_MODEL_MESSAGE = "agent has no model loaded (it is swapping or has none)"
 
 AnyResultStream = EngineStream[GeneratedTokenResult] | EngineStream[EmbeddingResult]
@@ -353,6 +359,7 @@ class Agent:
         scope: anyio.CancelScope,
     ) -> None:
         done = self._writer_done
+        batching = socket if isinstance(socket, BatchingSocket) else None
         try:
             async with receive:
                 while True:
@@ -362,7 +369,17 @@ class Agent:
                         message = receive.receive_nowait()
                     except anyio.WouldBlock:
                         message = await receive.receive()
-                    await socket.send(message)
+                    if batching is None:
+                        await socket.send(message)
+                        continue
+                    # What else is queued (an engine delivery's other tokens) joins it.
+                    batch = [message]
+                    while len(batch) < MAX_BATCH:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except anyio.WouldBlock:
+                            break
+                    await batching.send_many(batch)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         finally:

@@ -59,7 +59,12 @@ class ResultStream(Generic[T]):
 
     async def __anext__(self) -> T:
         try:
-            return await self._receive.receive()
+            # A result already delivered is returned without a loop pass: the results of one
+            # delivery then reach the agent's writer together, which sends them as one frame.
+            try:
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._ended = True
             self._receive.close()

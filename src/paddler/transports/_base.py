@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import ObjectStream
 
 from paddler.wire import DEFAULT_POOL
 
-__all__ = ["AgentSocket", "AgentSocketAttribute", "AgentTransport"]
+__all__ = ["AgentSocket", "AgentSocketAttribute", "AgentTransport", "BatchingSocket"]
 
 #: An agent-side connection: send ``AgentToBalancerMessage``, receive ``BalancerToAgentMessage``.
 AgentSocket = ObjectStream[Any]
@@ -23,6 +24,14 @@ class AgentSocketAttribute(TypedAttributeSet):
     #: names). A socket without the attribute, or an empty set, is a Paddler 4.1 balancer:
     #: ``socket.extra(AgentSocketAttribute.extensions, frozenset())``.
     extensions: frozenset[str] = typed_attribute()
+
+
+@runtime_checkable
+class BatchingSocket(Protocol):
+    """An agent socket that can send several messages as one frame (``TextFrameStream``:
+    one frame when the balancer agreed to ``frame_batches``, else one frame each)."""
+
+    async def send_many(self, items: Sequence[Any]) -> None: ...
 
 
 class AgentTransport:

@@ -13,6 +13,7 @@ text written is byte-identical to ``converter.dumps`` (the same ``json.dumps`` s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from paddler.wire import (
@@ -23,10 +24,12 @@ from paddler.wire import (
     ResponseEnvelope,
     ToolCallToken,
     UndeterminableToken,
+    WireError,
     converter,
+    parse_json,
 )
 
-__all__ = ["dumps_frame", "loads_frame"]
+__all__ = ["dumps_batch", "dumps_frame", "loads_batch", "loads_frame"]
 
 _TOKEN_CLASSES: dict[str, Any] = {
     "ContentToken": ContentToken,
@@ -75,6 +78,40 @@ def loads_frame(text: str, cls: Any) -> Any:
         if fast is not None:
             return fast
     return converter.loads(text, cls)  # validates, names the problems
+
+
+def loads_batch(text: str, cls: Any) -> list[Any]:
+    """The messages of a ``frame_batches`` frame (a JSON array of frames), in order.
+
+    Raises ``WireError`` (the whole frame is then skipped) when it is not an array or an
+    element is not a ``cls``; token elements take the fast path of ``loads_frame``.
+    """
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError):
+        values = None
+    if type(values) is list:
+        fast = [_token_response(value) for value in values]
+        if None not in fast:
+            return fast
+    values = parse_json(text)  # the checked parse: NaN and depth, named as for any frame
+    if type(values) is not list:
+        raise WireError(["$: a batch frame is a JSON array of messages"])
+    items: list[Any] = []
+    for index, value in enumerate(values):
+        item = _token_response(value)
+        if item is None:  # a rare element (Done, a status): through the converter's checks
+            try:
+                item = converter.loads(json.dumps(value), cls)
+            except WireError as exc:
+                raise WireError([f"$[{index}]{p[1:]}" for p in exc.problems]) from exc
+        items.append(item)
+    return items
+
+
+def dumps_batch(items: Sequence[Any], cls: Any) -> str:
+    """One ``frame_batches`` frame holding ``items``."""
+    return "[" + ",".join(dumps_frame(item, cls) for item in items) + "]"
 
 
 def dumps_frame(item: Any, cls: Any) -> str:

@@ -7,10 +7,11 @@ which is fine for the deployable agent; core tests use inproc/mock transports.)
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -18,8 +19,8 @@ from anyio.abc import ObjectStream
 
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
-from paddler.transports._frames import dumps_frame, loads_frame
-from paddler.wire import DEFAULT_POOL, UpdateAgentStatus
+from paddler.transports._frames import dumps_batch, dumps_frame, loads_batch, loads_frame
+from paddler.wire import DEFAULT_POOL, AgentSocketExtension, UpdateAgentStatus
 
 __all__ = ["MAX_MESSAGE_SIZE", "TextFrameStream", "WebSocketTransport", "agent_socket_url"]
 
@@ -65,6 +66,9 @@ class TextFrameStream(ObjectStream[Any]):
         # An agent's status heartbeat repeats its last status byte for byte (the version
         # moves only on a change): such a frame is decoded once, not once a second.
         self._last_status: tuple[str, Any] | None = None
+        #: The rest of a batch frame, handed out by the next receives.
+        self._batched: collections.deque[Any] = collections.deque()
+        self._batches = AgentSocketExtension.FRAME_BATCHES in extensions
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -77,6 +81,8 @@ class TextFrameStream(ObjectStream[Any]):
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
+            if self._batched:
+                return self._batched.popleft()
             try:
                 text = await self._receive_text()
             except self._closed_errors as exc:
@@ -89,6 +95,9 @@ class TextFrameStream(ObjectStream[Any]):
             if last is not None and last[0] == text:
                 return last[1]  # frozen, so the same object serves again
             try:
+                if text.startswith("["):  # a ``frame_batches`` frame: several messages
+                    self._batched.extend(loads_batch(text, self._receive_type))
+                    continue
                 item = loads_frame(text, self._receive_type)
             except (WireError, ValueError) as exc:
                 logger.warning("malformed frame from %s skipped: %s", self._label, exc)
@@ -101,6 +110,20 @@ class TextFrameStream(ObjectStream[Any]):
         if self._closed:
             raise anyio.ClosedResourceError
         text = dumps_frame(item, self._send_type)
+        try:
+            await self._send_text(text)
+        except self._closed_errors as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def send_many(self, items: Sequence[Any]) -> None:
+        """Send ``items`` in order: in one frame when the peer agreed to ``frame_batches``."""
+        if len(items) == 1 or not self._batches:
+            for item in items:
+                await self.send(item)
+            return
+        if self._closed:
+            raise anyio.ClosedResourceError
+        text = dumps_batch(items, self._send_type)
         try:
             await self._send_text(text)
         except self._closed_errors as exc:

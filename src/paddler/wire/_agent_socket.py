@@ -77,6 +77,10 @@ class AgentSocketExtension(enum.StrEnum):
     #: balancer → agent: a ``Request`` may carry ``continuation`` (the text a lost agent
     #: already streamed), so the agent resumes that answer instead of starting it again.
     CONTINUATION = "continuation"
+    #: agent → balancer: a text frame may be a JSON array of messages, in order (what the
+    #: agent had queued at once, such as one engine delivery of several tokens): one frame to
+    #: write and parse instead of one per token.
+    FRAME_BATCHES = "frame_batches"
 
 
 #: The handshake header; its value is a comma-separated list of extension names.
