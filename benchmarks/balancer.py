@@ -87,7 +87,8 @@ class FixedTokenStream:
     async def __anext__(self) -> Any:
         if self._done:
             raise StopAsyncIteration
-        await anyio.lowlevel.checkpoint()
+        if self._sent == 0:
+            await anyio.lowlevel.checkpoint()  # then the rest at once, as one engine delivery
         if self._remaining > 0:
             self._remaining -= 1
             self._sent += 1

@@ -84,27 +84,25 @@ def loads_batch(text: str, cls: Any) -> list[Any]:
     """The messages of a ``frame_batches`` frame (a JSON array of frames), in order.
 
     Raises ``WireError`` (the whole frame is then skipped) when it is not an array or an
-    element is not a ``cls``; token elements take the fast path of ``loads_frame``.
+    element is not a ``cls``. Token elements take the fast path of ``loads_frame`` (strings
+    only); any other element (a ``Done``, a status) goes through the converter's checked
+    parse, NaN and depth included.
     """
     try:
         values = json.loads(text)
     except (ValueError, RecursionError):
-        values = None
-    if type(values) is list:
-        fast = [_token_response(value) for value in values]
-        if None not in fast:
-            return fast
-    values = parse_json(text)  # the checked parse: NaN and depth, named as for any frame
+        values = parse_json(text)  # raises the WireError that names the problem
     if type(values) is not list:
         raise WireError(["$: a batch frame is a JSON array of messages"])
     items: list[Any] = []
     for index, value in enumerate(values):
         item = _token_response(value)
-        if item is None:  # a rare element (Done, a status): through the converter's checks
+        if item is None:
             try:
                 item = converter.loads(json.dumps(value), cls)
-            except WireError as exc:
-                raise WireError([f"$[{index}]{p[1:]}" for p in exc.problems]) from exc
+            except (WireError, ValueError) as exc:
+                problems = exc.problems if isinstance(exc, WireError) else (f"$: {exc}",)
+                raise WireError([f"$[{index}]{p[1:]}" for p in problems]) from exc
         items.append(item)
     return items
 

@@ -100,10 +100,12 @@ async def test_a_bad_batch_frame_is_skipped_and_the_next_frames_are_read(
     frames = [
         "[" + good + ',{"Response":{"request_id":7}}]',  # the second element is not a message
         "[1, 2",  # not JSON
+        "[" + converter.dumps(MESSAGES[2], AgentToBalancerMessage).replace("2", "NaN") + "]",
         "[" + good + "]",
     ]
     with caplog.at_level(logging.WARNING, logger="paddler.transports"):
         assert await read_all(balancer_end(frames)) == [MESSAGES[0]]
     problems = [r.getMessage() for r in caplog.records]
-    assert len(problems) == 2
+    assert len(problems) == 3
     assert "$[1]" in problems[0]  # names the element that was wrong
+    assert "NaN" in problems[2]
