@@ -7,7 +7,9 @@ that the fuzz reaches deep checks and still tries every wrong type in every plac
 from __future__ import annotations
 
 import json
+import math
 import re
+import struct
 from typing import Any
 
 from hypothesis import strategies as st
@@ -158,6 +160,15 @@ def wrong_type(good: Any) -> st.SearchStrategy[Any]:
     return WRONG_TYPES.filter(lambda v: not isinstance(v, int)) | st.text(max_size=5)
 
 
+def _as_f32(value: float) -> float:
+    """``value`` rounded to a 32-bit float (infinite when it does not fit one)."""
+    try:
+        rounded: float = struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:
+        return math.inf
+    return rounded
+
+
 @st.composite
 def bad_desired_state(draw: st.DrawFn, good: dict[str, Any]) -> bytes:
     """A PUT body the balancer must refuse with a 4xx (and leave the state alone)."""
@@ -173,10 +184,13 @@ def bad_desired_state(draw: st.DrawFn, good: dict[str, Any]) -> bytes:
         low, high = PARAMETER_RANGES[name]
         if isinstance(low, int) and isinstance(high, int):
             value: Any = draw(st.integers(max_value=low - 1) | st.integers(high + 1, 2**70))
-        else:
+        else:  # out of range as the f32 the wire keeps: 100.00000000000003 is 100.0 there
+            finite = {"allow_nan": False, "allow_infinity": False}
             value = draw(
-                st.floats(max_value=low, exclude_max=True, allow_nan=False, allow_infinity=False)
-                | st.floats(min_value=high, exclude_min=True, allow_nan=False, allow_infinity=False)
+                (
+                    st.floats(max_value=low, exclude_max=True, **finite)
+                    | st.floats(min_value=high, exclude_min=True, **finite)
+                ).filter(lambda v: not low <= _as_f32(v) <= high)
             )
         params[name] = value
     elif how == "wrong_type":
