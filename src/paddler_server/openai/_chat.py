@@ -93,7 +93,7 @@ async def answer_chat(
                 if delta is not None and delta[1]:
                     kind, text = delta
                     key = "content" if kind == "content" else "reasoning_content"
-                    await responder.send(chunk({key: text}))
+                    await responder.send(chunk({key: text}), hold=results.ready)
             leftover = turn.unparsed_tool_text()
             if leftover:
                 await responder.send(chunk({"content": leftover}))

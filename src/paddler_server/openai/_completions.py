@@ -126,7 +126,7 @@ async def answer_completion(
             async for result in stream:
                 delta = turn.feed(result)
                 if delta is not None and delta[0] == "content" and delta[1]:
-                    await responder.send(sse_event(body(delta[1], None)))
+                    await responder.send(sse_event(body(delta[1], None)), hold=results.ready)
             await responder.send(sse_event(body("", turn.finish_reason)))
             if request.include_usage and turn.usage is not None:
                 usage_chunk = body("", None, usage=_usage(turn))

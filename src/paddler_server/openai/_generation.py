@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar, cast
 
-from paddler.balancer import Balancer
+from paddler.balancer import Balancer, InferenceStream
 from paddler.errors import PaddlerError
 from paddler.wire import (
     DEFAULT_POOL,
@@ -34,7 +34,7 @@ from paddler_server.openai._errors import (
 )
 from paddler_server.openai._respond import Responder, sse_event
 
-__all__ = ["Params", "generate", "prepend", "sse_results", "unwrap_envelope"]
+__all__ = ["Params", "Results", "generate", "prepend", "sse_results", "unwrap_envelope"]
 
 logger = logging.getLogger("paddler_server.openai")
 
@@ -48,12 +48,12 @@ async def generate(
     overrides: SamplingOverrides | None,
     *,
     pool: str = DEFAULT_POOL,
-) -> AsyncIterator[AsyncIterator[GeneratedTokenResult]]:
+) -> AsyncIterator[Results]:
     """``async with generate(...) as results: async for result in results``; leaving early
     (or being cancelled) cancels the request on its agent."""
     try:
         async with balancer.generate(params, overrides=overrides, pool=pool) as stream:
-            yield _results(stream)
+            yield Results(stream)
     except PaddlerError as exc:
         raise error_from_paddler(exc) from exc
 
@@ -66,26 +66,54 @@ def unwrap_envelope(message: Any) -> Any | None:
     return message.response if isinstance(message, ResponseEnvelope) else None
 
 
-async def _results(stream: AsyncIterator[Any]) -> AsyncIterator[GeneratedTokenResult]:
-    try:
-        async for message in stream:
-            result = unwrap_envelope(message)
-            if result is None:
-                continue
-            if isinstance(result, Timeout):
-                raise OpenAIError(504, "The request timed out")
-            if isinstance(result, TooManyBufferedRequests):
-                raise OpenAIError(503, "Buffered requests overflow")
-            if isinstance(result, Done):
-                yield result
-                return
-            token = cast(GeneratedTokenResult, result)
-            if is_terminal(token):
-                raise error_from_result(token)
-            yield token
-    except PaddlerError as exc:
-        raise error_from_paddler(exc) from exc
-    raise OpenAIError(502, "The generation ended without a final message")
+class Results:
+    """A generation's ``GeneratedTokenResult``s, ``Done`` last; a failure raises its
+    ``OpenAIError``. ``ready`` says the next one has already arrived, so a streaming answer
+    may hold what it has and write it together with the next (``Responder.send(hold=)``)."""
+
+    def __init__(self, stream: InferenceStream) -> None:
+        self._stream = stream
+        self._finished = False
+
+    @property
+    def ready(self) -> bool:
+        return self._stream.ready
+
+    def __aiter__(self) -> Results:
+        return self
+
+    async def __anext__(self) -> GeneratedTokenResult:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            return await self._next()
+        except BaseException:
+            self._finished = True  # a failure ends the results
+            raise
+
+    async def _next(self) -> GeneratedTokenResult:
+        try:
+            while True:
+                try:
+                    message = await anext(self._stream)
+                except StopAsyncIteration:
+                    raise OpenAIError(502, "The generation ended without a final message") from None
+                result = unwrap_envelope(message)
+                if result is None:
+                    continue
+                if isinstance(result, Timeout):
+                    raise OpenAIError(504, "The request timed out")
+                if isinstance(result, TooManyBufferedRequests):
+                    raise OpenAIError(503, "Buffered requests overflow")
+                if isinstance(result, Done):
+                    self._finished = True
+                    return result
+                token = cast(GeneratedTokenResult, result)
+                if is_terminal(token):
+                    raise error_from_result(token)
+                return token
+        except PaddlerError as exc:
+            raise error_from_paddler(exc) from exc
 
 
 T = TypeVar("T")

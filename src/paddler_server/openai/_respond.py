@@ -37,6 +37,7 @@ class Responder:
         self.sse = False
         #: The last body message is sent (``json`` sends it; a stream's is sent at the end).
         self.finished = False
+        self._held: list[bytes] = []  # chunks sent with ``hold``, written with the next send
 
     async def start(self, status: int, headers: dict[str, str], media_type: str) -> None:
         if self.started:
@@ -51,8 +52,19 @@ class Responder:
         self.sse = True
         await self.start(200, SSE_HEADERS, "text/event-stream; charset=utf-8")
 
-    async def send(self, chunk: bytes, *, more: bool = True) -> None:
-        """Write a body chunk; ``SlowClient`` when the client reads nothing for the deadline."""
+    async def send(self, chunk: bytes, *, more: bool = True, hold: bool = False) -> None:
+        """Write a body chunk; ``SlowClient`` when the client reads nothing for the deadline.
+
+        With ``hold`` (the next result has already arrived: ``Results.ready``) the chunk
+        waits and leaves with the next send: one write, and one wake of the client, for what
+        one agent frame brought."""
+        if hold and more:
+            self._held.append(chunk)
+            return
+        if self._held:
+            self._held.append(chunk)
+            chunk = b"".join(self._held)
+            self._held.clear()
         message = {"type": "http.response.body", "body": chunk, "more_body": more}
         self.finished = not more
         await send_within(self._send, message, self._write_timeout)

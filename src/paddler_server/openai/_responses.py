@@ -141,9 +141,10 @@ class _EventStream:
     open_id: str = ""
     open_text: list[str] = attrs.Factory(list)
 
-    async def emit(self, kind: str, **fields: Any) -> None:
+    async def emit(self, kind: str, *, hold: bool = False, **fields: Any) -> None:
         await self.responder.send(
-            sse_event({"type": kind, "sequence_number": self.sequence, **fields}, event=kind)
+            sse_event({"type": kind, "sequence_number": self.sequence, **fields}, event=kind),
+            hold=hold,
         )
         self.sequence += 1
 
@@ -151,16 +152,23 @@ class _EventStream:
     def index(self) -> int:
         return len(self.output)
 
-    async def text(self, kind: str, delta: str) -> None:
+    async def text(self, kind: str, delta: str, *, hold: bool = False) -> None:
+        """A text delta; ``hold``: the next result has arrived, so it may leave with it."""
         if self.open_kind != kind:
             await self.close()
             await self.open(kind)
         self.open_text.append(delta)
-        ids = {"item_id": self.open_id, "output_index": self.index, "content_index": 0}
+        ids: dict[str, Any] = {
+            "item_id": self.open_id,
+            "output_index": self.index,
+            "content_index": 0,
+        }
         if kind == "content":
-            await self.emit("response.output_text.delta", **ids, delta=delta, logprobs=[])
+            await self.emit(
+                "response.output_text.delta", hold=hold, **ids, delta=delta, logprobs=[]
+            )
         else:
-            await self.emit("response.reasoning_text.delta", **ids, delta=delta)
+            await self.emit("response.reasoning_text.delta", hold=hold, **ids, delta=delta)
 
     async def open(self, kind: str) -> None:
         self.open_kind, self.open_text = kind, []
@@ -184,7 +192,11 @@ class _EventStream:
         if self.open_kind is None:
             return
         text = "".join(self.open_text)
-        ids = {"item_id": self.open_id, "output_index": self.index, "content_index": 0}
+        ids: dict[str, Any] = {
+            "item_id": self.open_id,
+            "output_index": self.index,
+            "content_index": 0,
+        }
         if self.open_kind == "content":
             await self.emit("response.output_text.done", **ids, text=text, logprobs=[])
             await self.emit("response.content_part.done", **ids, part=_text_part(text))
@@ -243,7 +255,7 @@ async def answer_responses(
                 calls_before = len(turn.tool_calls)
                 delta = turn.feed(result)
                 if delta is not None and delta[1]:
-                    await events.text(*delta)
+                    await events.text(*delta, hold=results.ready)
                 for call in turn.tool_calls[calls_before:]:
                     await events.function_call(call)
             leftover = turn.unparsed_tool_text()

@@ -59,6 +59,11 @@ class Replay:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    @property
+    def ready(self) -> bool:
+        """As ``InferenceStream.ready``: every scripted item has already arrived."""
+        return bool(self.items)
+
     def __aiter__(self) -> Replay:
         return self
 
