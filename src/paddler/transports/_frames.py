@@ -29,7 +29,7 @@ from paddler.wire import (
     parse_json,
 )
 
-__all__ = ["dumps_batch", "dumps_frame", "loads_batch", "loads_frame"]
+__all__ = ["BATCH_BYTES", "dumps_batches", "dumps_frame", "loads_batch", "loads_frame"]
 
 _TOKEN_CLASSES: dict[str, Any] = {
     "ContentToken": ContentToken,
@@ -107,9 +107,32 @@ def loads_batch(text: str, cls: Any) -> list[Any]:
     return items
 
 
-def dumps_batch(items: Sequence[Any], cls: Any) -> str:
-    """One ``frame_batches`` frame holding ``items``."""
-    return "[" + ",".join(dumps_frame(item, cls) for item in items) + "]"
+#: A batch frame stays below this (the balancer's frame limit is 16 MiB by default and may
+#: be set lower): a message that is larger on its own still goes alone, as it would unbatched.
+BATCH_BYTES = 256 * 1024
+
+
+def dumps_batches(items: Sequence[Any], cls: Any) -> list[str]:
+    """The frames that carry ``items`` in order: ``frame_batches`` arrays of at most
+    ``BATCH_BYTES`` (counted in characters), and a message that fills one alone as its own
+    frame, the shape Paddler's peers read."""
+    frames: list[str] = []
+    group: list[str] = []
+    size = 0
+    for item in items:
+        text = dumps_frame(item, cls)
+        if group and size + len(text) + 1 > BATCH_BYTES:
+            frames.append(_joined(group))
+            group, size = [], 0
+        group.append(text)
+        size += len(text) + 1
+    if group:
+        frames.append(_joined(group))
+    return frames
+
+
+def _joined(texts: list[str]) -> str:
+    return texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
 
 
 def dumps_frame(item: Any, cls: Any) -> str:

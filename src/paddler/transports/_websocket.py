@@ -19,7 +19,7 @@ from anyio.abc import ObjectStream
 
 from paddler.errors import ConnectError
 from paddler.transports._base import AgentSocket, AgentSocketAttribute, AgentTransport
-from paddler.transports._frames import dumps_batch, dumps_frame, loads_batch, loads_frame
+from paddler.transports._frames import dumps_batches, dumps_frame, loads_batch, loads_frame
 from paddler.wire import DEFAULT_POOL, AgentSocketExtension, UpdateAgentStatus
 
 __all__ = ["MAX_MESSAGE_SIZE", "TextFrameStream", "WebSocketTransport", "agent_socket_url"]
@@ -116,18 +116,19 @@ class TextFrameStream(ObjectStream[Any]):
             raise anyio.BrokenResourceError from exc
 
     async def send_many(self, items: Sequence[Any]) -> None:
-        """Send ``items`` in order: in one frame when the peer agreed to ``frame_batches``."""
+        """Send ``items`` in order: as few frames as ``frame_batches`` allows when the peer
+        agreed to it (``dumps_batches``), else one frame each."""
         if len(items) == 1 or not self._batches:
             for item in items:
                 await self.send(item)
             return
         if self._closed:
             raise anyio.ClosedResourceError
-        text = dumps_batch(items, self._send_type)
-        try:
-            await self._send_text(text)
-        except self._closed_errors as exc:
-            raise anyio.BrokenResourceError from exc
+        for text in dumps_batches(items, self._send_type):
+            try:
+                await self._send_text(text)
+            except self._closed_errors as exc:
+                raise anyio.BrokenResourceError from exc
 
     async def send_eof(self) -> None:
         await self.aclose()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from paddler.transports import TextFrameStream
+from paddler.transports._frames import BATCH_BYTES
 from paddler.wire import (
     AgentResponse,
     AgentSocketExtension,
@@ -109,3 +110,20 @@ async def test_a_bad_batch_frame_is_skipped_and_the_next_frames_are_read(
     assert len(problems) == 3
     assert "$[1]" in problems[0]  # names the element that was wrong
     assert "NaN" in problems[2]
+
+
+async def test_a_batch_stays_below_the_frame_cap_and_a_big_message_goes_alone() -> None:
+    big = AgentResponse(
+        generated_by="a1", request_id="r1", response=ContentToken("x" * BATCH_BYTES)
+    )
+    small = [
+        AgentResponse(generated_by="a1", request_id="r1", response=ContentToken("y" * 1000))
+        for _ in range(600)
+    ]
+    items = [*small[:300], big, *small[300:]]
+    sent: list[str] = []
+    await agent_end(sent, frozenset({AgentSocketExtension.FRAME_BATCHES})).send_many(items)
+    assert all(len(text) <= BATCH_BYTES or not text.startswith("[") for text in sent)
+    assert converter.dumps(big, AgentToBalancerMessage) in sent  # alone, Paddler's shape
+    assert len(sent) < len(items) // 50  # still batched
+    assert await read_all(balancer_end(sent)) == items
