@@ -100,9 +100,8 @@ def loads_batch(text: str, cls: Any) -> list[Any]:
         if item is None:
             try:
                 item = converter.loads(json.dumps(value), cls)
-            except (WireError, ValueError) as exc:
-                problems = exc.problems if isinstance(exc, WireError) else (f"$: {exc}",)
-                raise WireError([f"$[{index}]{p[1:]}" for p in problems]) from exc
+            except WireError as exc:
+                raise WireError([f"$[{index}]{p[1:]}" for p in exc.problems]) from exc
         items.append(item)
     return items
 

@@ -109,11 +109,7 @@ class TextFrameStream(ObjectStream[Any]):
     async def send(self, item: Any) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        text = dumps_frame(item, self._send_type)
-        try:
-            await self._send_text(text)
-        except self._closed_errors as exc:
-            raise anyio.BrokenResourceError from exc
+        await self._write(dumps_frame(item, self._send_type))
 
     async def send_many(self, items: Sequence[Any]) -> None:
         """Send ``items`` in order: as few frames as ``frame_batches`` allows when the peer
@@ -125,10 +121,13 @@ class TextFrameStream(ObjectStream[Any]):
         if self._closed:
             raise anyio.ClosedResourceError
         for text in dumps_batches(items, self._send_type):
-            try:
-                await self._send_text(text)
-            except self._closed_errors as exc:
-                raise anyio.BrokenResourceError from exc
+            await self._write(text)
+
+    async def _write(self, text: str) -> None:
+        try:
+            await self._send_text(text)
+        except self._closed_errors as exc:
+            raise anyio.BrokenResourceError from exc
 
     async def send_eof(self) -> None:
         await self.aclose()

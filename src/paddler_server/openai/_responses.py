@@ -152,17 +152,17 @@ class _EventStream:
     def index(self) -> int:
         return len(self.output)
 
+    def _part_ids(self) -> dict[str, Any]:
+        """The ids that place a delta or a done event in the open item's content part."""
+        return {"item_id": self.open_id, "output_index": self.index, "content_index": 0}
+
     async def text(self, kind: str, delta: str, *, hold: bool = False) -> None:
         """A text delta; ``hold``: the next result has arrived, so it may leave with it."""
         if self.open_kind != kind:
             await self.close()
             await self.open(kind)
         self.open_text.append(delta)
-        ids: dict[str, Any] = {
-            "item_id": self.open_id,
-            "output_index": self.index,
-            "content_index": 0,
-        }
+        ids = self._part_ids()
         if kind == "content":
             await self.emit(
                 "response.output_text.delta", hold=hold, **ids, delta=delta, logprobs=[]
@@ -192,11 +192,7 @@ class _EventStream:
         if self.open_kind is None:
             return
         text = "".join(self.open_text)
-        ids: dict[str, Any] = {
-            "item_id": self.open_id,
-            "output_index": self.index,
-            "content_index": 0,
-        }
+        ids = self._part_ids()
         if self.open_kind == "content":
             await self.emit("response.output_text.done", **ids, text=text, logprobs=[])
             await self.emit("response.content_part.done", **ids, part=_text_part(text))

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import pytest
+from test_token_frames import USAGE
 
 from paddler.transports import TextFrameStream
 from paddler.transports._frames import BATCH_BYTES
@@ -18,22 +19,11 @@ from paddler.wire import (
     BalancerToAgentMessage,
     ContentToken,
     Done,
-    TokenUsage,
     converter,
 )
 
 pytestmark = pytest.mark.anyio
 
-USAGE = TokenUsage(
-    prompt_tokens=1,
-    cached_prompt_tokens=0,
-    input_image_tokens=0,
-    input_audio_tokens=0,
-    content_tokens=2,
-    reasoning_tokens=0,
-    tool_call_tokens=0,
-    undeterminable_tokens=0,
-)
 MESSAGES = [
     AgentResponse(generated_by="a1", request_id="r1", response=ContentToken("Hel")),
     AgentResponse(generated_by="a1", request_id="r2", response=ContentToken("lo")),
