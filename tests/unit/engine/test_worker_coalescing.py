@@ -2,14 +2,15 @@
 leave together once `COALESCE_SECONDS` have passed, and the worker never sleeps on held output.
 
 Real pipes and the worker's own `PipeChannel`; the decode steps are the test's calls, so this
-needs no model.
+needs no model. The worker's clock is the test's: time passes only where a test says so, so a
+slow machine cannot release what a test expects held.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import time
+import types
 from collections.abc import Iterator
 
 import pytest
@@ -34,15 +35,29 @@ END = Done(
 )
 
 
-INTERVAL = 0.3
-"""Longer than the worker's own (`COALESCE_SECONDS`), so that a slow machine between two
-steps of a test does not release what the test expects held."""
+class Clock:
+    """The worker's ``time.monotonic``; ``advance`` is the only way time passes."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture
-def pipes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PipeChannel, int, int]]:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(worker, "time", types.SimpleNamespace(monotonic=fake.monotonic))
+    return fake
+
+
+@pytest.fixture
+def pipes(clock: Clock) -> Iterator[tuple[PipeChannel, int, int]]:
     """The channel, the engine's end of its output (to read) and of its input (to write)."""
-    monkeypatch.setattr(worker, "COALESCE_SECONDS", INTERVAL)
     to_worker_r, to_worker_w = os.pipe()
     from_worker_r, from_worker_w = os.pipe()
     os.set_blocking(from_worker_r, False)
@@ -100,16 +115,19 @@ def test_first_token_and_end_leave_at_once_and_tokens_between_are_held(
 
 
 def test_held_tokens_leave_once_the_interval_has_passed(
-    pipes: tuple[PipeChannel, int, int],
+    pipes: tuple[PipeChannel, int, int], clock: Clock
 ) -> None:
     channel, out, pacing = streaming(pipes)
     then(channel, pacing, "b")
-    time.sleep(INTERVAL)
+    clock.advance(worker.COALESCE_SECONDS / 2)
+    channel.take(0.0)
+    assert read_now(out) == [], "a held token left before the interval"
+    clock.advance(worker.COALESCE_SECONDS)  # (1.5 intervals in all: no float rounding edge)
     channel.take(0.0)  # the next step's command poll, while the request decodes on
     assert len(read_now(out)) == 1, "a held token outlived the interval"
     then(channel, pacing, "c", "d")
     assert read_now(out) == []
-    time.sleep(INTERVAL)
+    clock.advance(worker.COALESCE_SECONDS * 1.5)
     then(channel, pacing, "e")
     assert len(read_now(out)) == 3, "the step after the interval did not send what was held"
 
